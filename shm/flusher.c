@@ -1,0 +1,125 @@
+#include "flusher.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <time.h>
+
+#include "ledger.h"
+#include "ledger_file.h"
+#include "log.h"
+
+/* A reader that cannot get a consistent copy within this reports the ledger as stuck. */
+#define FLUSHER_READ_TIMEOUT_MS 1000
+/* Upper bound on one idle wait, so a missed wake-up costs at most this much. */
+#define FLUSHER_IDLE_WAIT_MS 1000
+
+static volatile sig_atomic_t flusher_stop;
+static volatile sig_atomic_t flusher_now;
+static struct ledger *flusher_ledger;
+
+static void on_signal(int sig)
+{
+	if (sig == SIGUSR1)
+		flusher_now = 1;
+	else
+		flusher_stop = 1;
+	/* Bumps the futex word, so a wait that has not begun yet returns at once. */
+	if (flusher_ledger)
+		ledger_wake(flusher_ledger);
+}
+
+static void install_handlers(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	/* No SA_RESTART: a pending stop must interrupt the throttle sleep and the futex wait. */
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
+	sigset_t unblock;
+	sigemptyset(&unblock);
+	sigaddset(&unblock, SIGTERM);
+	sigaddset(&unblock, SIGINT);
+	sigaddset(&unblock, SIGUSR1);
+	sigprocmask(SIG_UNBLOCK, &unblock, NULL);
+}
+
+static void sleep_ms(int64_t ms)
+{
+	struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
+	nanosleep(&ts, NULL); /* EINTR is the point: a signal ends the wait */
+}
+
+static int flush_once(struct ledger *l, struct ledger_copy *copy, const char *path,
+		      uint64_t *written)
+{
+	char err[LEDGER_FILE_ERR_MAX];
+	int rc = ledger_read(l, copy, FLUSHER_READ_TIMEOUT_MS);
+	if (rc != LEDGER_OK) {
+		log_error("cannot snapshot the ledger: %s", ledger_strerror(rc));
+		ledger_note_flush(l, 0, 0, 0);
+		return -1;
+	}
+	int64_t now = ledger_now_ms();
+	if (ledger_file_write(copy, path, now, err, sizeof(err)) < 0) {
+		log_error("cannot write the ledger file: %s; the next flush writes a new one", err);
+		ledger_note_flush(l, 0, 0, 0);
+		return -1;
+	}
+	ledger_note_flush(l, copy->generation, now, 1);
+	*written = copy->generation;
+	return 0;
+}
+
+int flusher_run(const struct flusher_options *opt)
+{
+	struct ledger l;
+	struct ledger_copy copy;
+	int interval = opt->flush_interval_ms > 0 ? opt->flush_interval_ms
+						  : FLUSHER_DEFAULT_INTERVAL_MS;
+	int rc = ledger_attach(opt->ledger_name, 1, &l);
+	if (rc != LEDGER_OK) {
+		log_error("cannot attach the ledger %s: %s", opt->ledger_name, ledger_strerror(rc));
+		return 1;
+	}
+	if (ledger_copy_init(&l, &copy) != LEDGER_OK) {
+		log_error("out of memory for a ledger copy");
+		ledger_detach(&l);
+		return 1;
+	}
+	flusher_ledger = &l;
+	install_handlers();
+
+	/* Write at start even without a change, so the file shows what a restart restored. */
+	uint64_t written = (uint64_t)-1;
+	int64_t last_write_ms = 0;
+	int last_ok = 0;
+	while (!flusher_stop) {
+		uint64_t gen = atomic_load(&l.hdr->generation);
+		if (gen == written && !flusher_now) {
+			ledger_wait_change(&l, written, FLUSHER_IDLE_WAIT_MS);
+			continue;
+		}
+		int64_t due = last_write_ms + interval - ledger_now_ms();
+		if (due > 0 && !flusher_now) {
+			sleep_ms(due);
+			continue; /* re-check stop and the clock */
+		}
+		flusher_now = 0;
+		last_ok = flush_once(&l, &copy, opt->cache_path, &written) == 0;
+		last_write_ms = ledger_now_ms();
+		if (!last_ok)
+			written = (uint64_t)-1; /* retry after the interval even with no change */
+	}
+	/* Final flush unless the file already holds the last generation (or the last write
+	 * failed): a stop signal right after a change loses nothing. */
+	if (atomic_load(&l.hdr->generation) != written || !last_ok)
+		last_ok = flush_once(&l, &copy, opt->cache_path, &written) == 0;
+	flusher_ledger = NULL;
+	ledger_copy_free(&copy);
+	ledger_detach(&l);
+	return last_ok ? 0 : 1;
+}

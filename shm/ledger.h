@@ -1,0 +1,284 @@
+/*
+ * The shared quota ledger: one POSIX shared-memory object per cplow instance holding, per
+ * (uploader, account), the bytes uploaded in the current quota window, plus one slot per running
+ * stage for live progress.
+ *
+ * Writers (workers, the supervisor) serialise on one robust process-shared mutex and log an
+ * intent (the row's complete after-image) before touching a row, so that whoever inherits the
+ * lock from a writer that died inside its critical section can redo the change exactly once.
+ * Readers (flusher, dashboard, cplow-inspect) never lock: a sequence counter, odd while a write
+ * is in progress, tells them whether the copy they took is consistent.
+ *
+ * Times are Unix milliseconds and are always passed in by the caller, so tests can drive the
+ * clock across quota resets and ban expiries.
+ */
+#ifndef CPLOW_LEDGER_H
+#define CPLOW_LEDGER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define LEDGER_MAGIC 0x574f4c50434c4443ULL /* "CDLCPLOW" read as little-endian bytes */
+#define LEDGER_VERSION 1
+
+#define LEDGER_UPLOADER_MAX 64   /* bytes including the NUL */
+#define LEDGER_ACCOUNT_MAX 256   /* an absolute key-file path or an rclone remote name */
+#define LEDGER_CAUSE_MAX 128     /* why an account is banned, e.g. the trigger text */
+#define LEDGER_STRATEGY_MAX 32
+#define LEDGER_INFLIGHT_MAX 8    /* files in flight shown per stage */
+#define LEDGER_INFLIGHT_NAME_MAX 128
+#define LEDGER_HOURS 24          /* buckets of the rolling window */
+
+#define LEDGER_DEFAULT_ROWS 1024
+#define LEDGER_DEFAULT_SLOTS 32
+#define LEDGER_DAY_MS (24LL * 3600 * 1000)
+#define LEDGER_HOUR_MS (3600LL * 1000)
+
+enum ledger_err {
+	LEDGER_OK = 0,
+	LEDGER_ERR_SYS = -1,        /* a system call failed; errno says which */
+	LEDGER_ERR_LAYOUT = -2,     /* object of another magic, version, layout or size */
+	LEDGER_ERR_FULL = -3,       /* no free row or slot left */
+	LEDGER_ERR_NAME = -4,       /* empty name or too long for the row */
+	LEDGER_ERR_NOTFOUND = -5,
+	LEDGER_ERR_READONLY = -6,   /* a write through a read-only attachment */
+	LEDGER_ERR_STUCK = -7,      /* a reader could not get a consistent copy in time */
+	LEDGER_ERR_BROKEN = -8,     /* the mutex became unrecoverable */
+	LEDGER_ERR_EXISTS = -9,     /* create found an object already there */
+	LEDGER_ERR_INVALID = -10,   /* an argument out of range (negative bytes, bad index) */
+};
+
+const char *ledger_strerror(int err);
+
+enum ledger_window {
+	LEDGER_WINDOW_FIXED = 0,   /* quota resets 24 h after the first upload (the quota fork) */
+	LEDGER_WINDOW_ROLLING = 1, /* quota counts what was uploaded in the last 24 h */
+};
+
+/* What changes in a row. Kept apart from the row's names so a write's after-image is small. */
+struct ledger_usage {
+	int64_t used_bytes;      /* in the current window */
+	int64_t files;           /* completed files in the current window */
+	int64_t first_upload_ms; /* start of the fixed window; 0 = no upload in this window */
+	int64_t reset_at_ms;     /* when the window frees quota again; 0 = nothing to reset */
+	int64_t banned_until_ms; /* 0 = not banned */
+	int64_t updated_at_ms;
+	char ban_cause[LEDGER_CAUSE_MAX];
+	/* Rolling window: bytes per hour; hour_index[i] is the hour (ms / 1 h) bucket i holds. */
+	int64_t hour_index[LEDGER_HOURS];
+	int64_t hour_bytes[LEDGER_HOURS];
+};
+
+struct ledger_row {
+	char uploader[LEDGER_UPLOADER_MAX];
+	char account[LEDGER_ACCOUNT_MAX];
+	struct ledger_usage usage;
+};
+
+enum ledger_stage_state {
+	LEDGER_STAGE_FREE = 0,
+	LEDGER_STAGE_RUNNING = 1,
+	LEDGER_STAGE_DONE = 2,
+};
+
+struct ledger_inflight {
+	char name[LEDGER_INFLIGHT_NAME_MAX];
+	int64_t size;
+	int64_t bytes;
+	int64_t speed;
+};
+
+/* One running stage: what the planner chose and what rclone reports about it. */
+struct ledger_stage {
+	int32_t state;            /* enum ledger_stage_state */
+	int32_t pid;              /* the worker */
+	int32_t row;              /* the (uploader, account) row it charges */
+	int32_t stage_number;
+	int32_t result;           /* the worker's stage result once DONE */
+	int32_t inflight_count;
+	char strategy[LEDGER_STRATEGY_MAX];
+	int64_t max_transfer_bytes;
+	int64_t max_size_bytes;
+	int32_t transfers;
+	int32_t max_backlog;
+	char order_by[LEDGER_STRATEGY_MAX];
+	int64_t started_at_ms;
+	int64_t updated_at_ms;
+	int64_t files_total;
+	int64_t bytes_total;
+	int64_t files_done;
+	int64_t bytes_done;
+	/* From rclone's RC core/stats. */
+	int64_t rc_bytes;
+	int64_t rc_speed;
+	int64_t rc_eta_s;         /* -1 = unknown */
+	int64_t rc_errors;
+	struct ledger_inflight inflight[LEDGER_INFLIGHT_MAX];
+};
+
+/* What a logged write changes; bits, so one write can touch a row and its stage together. */
+enum ledger_op {
+	LEDGER_OP_NONE = 0,
+	LEDGER_OP_ROW = 1,          /* row's usage := after.usage */
+	LEDGER_OP_STAGE_COUNT = 2,  /* slot's files_done/bytes_done := the intent's */
+	LEDGER_OP_STAGE = 4,        /* whole slot := after.stage */
+	LEDGER_OP_CREATE = 8,       /* index[index_pos] := row + 1, row_count := row + 1 */
+};
+
+/*
+ * The write-ahead record of the one write in progress: complete after-images, never deltas, so
+ * redoing it is idempotent. Only the lock holder writes it, so one record is enough (DESIGN.md
+ * puts it in the writer's stage slot; a single record saves the recovering process a scan and
+ * covers writers that have no stage, such as the supervisor).
+ */
+struct ledger_intent {
+	_Atomic int32_t op;         /* enum ledger_op bits; stored last, after the images */
+	int32_t row;
+	int32_t slot;
+	uint32_t index_pos;
+	int64_t stage_files_done;
+	int64_t stage_bytes_done;
+	struct ledger_usage usage;
+	struct ledger_stage stage;
+};
+
+struct ledger_header {
+	uint64_t magic;
+	uint32_t version;
+	uint32_t layout_hash;
+	uint64_t total_size;
+	uint32_t row_capacity;
+	uint32_t slot_capacity;
+	uint32_t index_size;        /* power of two, at least twice row_capacity */
+	uint32_t window;            /* enum ledger_window */
+	int64_t daily_bytes;
+	int64_t created_at_ms;
+
+	pthread_mutex_t lock;
+	_Atomic uint64_t seq;       /* odd while a writer is changing rows or slots */
+	_Atomic uint64_t generation;/* bumped after every completed write */
+	_Atomic uint32_t row_count;
+	_Atomic uint32_t flusher_waiting;
+	_Atomic uint32_t wake;      /* futex word the flusher sleeps on */
+	_Atomic uint64_t recoveries;/* writers found dead inside the lock */
+	_Atomic int32_t supervisor_pid;
+	_Atomic int64_t supervisor_seen_ms; /* heartbeat: stale when the supervisor is gone */
+	_Atomic uint64_t flushed_generation;
+	_Atomic int64_t flushed_at_ms;
+	_Atomic uint64_t flush_count;
+	_Atomic uint64_t flush_errors;
+	_Atomic uint64_t restarts;   /* process restarts, kept by the supervisor */
+
+	struct ledger_intent intent;
+};
+
+struct ledger {
+	struct ledger_header *hdr;
+	uint32_t *index;              /* row number + 1; 0 = empty */
+	struct ledger_row *rows;
+	struct ledger_stage *stages;
+	size_t map_size;
+	int writable;
+	char name[64];
+};
+
+/* A consistent copy of everything a reader shows: no pointers into shared memory. */
+struct ledger_copy {
+	uint64_t generation;
+	uint64_t flushed_generation;
+	int64_t flushed_at_ms;
+	int64_t daily_bytes;
+	uint32_t window;
+	uint32_t row_count;
+	uint32_t slot_capacity;
+	uint64_t recoveries;
+	uint64_t restarts;
+	int32_t supervisor_pid;
+	int64_t supervisor_seen_ms;
+	uint32_t row_capacity;        /* of the arrays below, set by ledger_copy_init */
+	struct ledger_row *rows;      /* row_count entries */
+	struct ledger_stage *stages;  /* slot_capacity entries */
+};
+
+struct ledger_options {
+	uint32_t row_capacity;   /* 0 = LEDGER_DEFAULT_ROWS */
+	uint32_t slot_capacity;  /* 0 = LEDGER_DEFAULT_SLOTS */
+	int64_t daily_bytes;     /* 0 = 750 GiB */
+	enum ledger_window window;
+};
+
+#define LEDGER_DAILY_BYTES_DEFAULT 805306368000LL
+
+/* The object name for a config file: stable per (real path, uid), fits NAME_MAX. */
+int ledger_name_for(const char *config_path, char *out, size_t out_len);
+
+int ledger_create(const char *name, const struct ledger_options *opt, struct ledger *out);
+int ledger_attach(const char *name, int writable, struct ledger *out);
+void ledger_detach(struct ledger *l);
+int ledger_unlink(const char *name);
+
+/* Finds or adds the row of (uploader, account); *row gets its number for ledger_add. */
+int ledger_row_get(struct ledger *l, const char *uploader, const char *account, int32_t *row);
+int ledger_row_find(const struct ledger *l, const char *uploader, const char *account,
+		    int32_t *row);
+
+/* The hot path: one completed file of `bytes` bytes on `row` at `now_ms`. */
+int ledger_add(struct ledger *l, int32_t row, int64_t bytes, int64_t now_ms);
+int ledger_ban(struct ledger *l, int32_t row, int64_t until_ms, const char *cause, int64_t now_ms);
+int ledger_unban(struct ledger *l, int32_t row, int64_t now_ms);
+/* Ends windows whose reset time has passed (and expired bans); returns rows changed or < 0. */
+int ledger_expire(struct ledger *l, int64_t now_ms);
+/* Zeroes a row's window (reset-quota). */
+int ledger_reset_row(struct ledger *l, int32_t row, int64_t now_ms);
+/* Replaces a row's usage wholesale: restoring from the ledger file. */
+int ledger_set_usage(struct ledger *l, int32_t row, const struct ledger_usage *u);
+
+/* Stage slots. */
+int ledger_stage_claim(struct ledger *l, const struct ledger_stage *init, int32_t *slot);
+int ledger_stage_update(struct ledger *l, int32_t slot, const struct ledger_stage *s);
+int ledger_stage_release(struct ledger *l, int32_t slot);
+/* Adds a completed file to the row and the stage in one write. */
+int ledger_add_for_stage(struct ledger *l, int32_t slot, int64_t bytes, int64_t now_ms);
+
+/* Sizes a copy for this ledger; reuse it across ledger_read calls. */
+int ledger_copy_init(const struct ledger *l, struct ledger_copy *c);
+/* Lock-free consistent copy; gives up with LEDGER_ERR_STUCK after timeout_ms of retries. */
+int ledger_read(const struct ledger *l, struct ledger_copy *c, int timeout_ms);
+void ledger_copy_free(struct ledger_copy *c);
+
+/* Remaining bytes of a row at now_ms, as the planner sees it (window expiry applied). */
+int64_t ledger_usage_remaining(const struct ledger_usage *u, int64_t daily_bytes,
+			       enum ledger_window window, int64_t now_ms);
+/* Used bytes of a row at now_ms (expired window or hours dropped). */
+int64_t ledger_usage_used(const struct ledger_usage *u, enum ledger_window window,
+			  int64_t now_ms);
+
+/* The flusher's wait: returns when generation != seen, or after timeout_ms, or on a signal. */
+void ledger_wait_change(struct ledger *l, uint64_t seen, int timeout_ms);
+/* Makes a waiter in ledger_wait_change return; async-signal-safe. */
+void ledger_wake(struct ledger *l);
+void ledger_note_flush(struct ledger *l, uint64_t generation, int64_t at_ms, int ok);
+
+int64_t ledger_now_ms(void);
+
+/*
+ * Test-only fault injection: when set, called at each named point inside a write's critical
+ * section (a test kills the process there). NULL in production: one predictable branch.
+ */
+enum ledger_fault_point {
+	LEDGER_FAULT_LOCKED = 0,
+	LEDGER_FAULT_INTENT_PARTIAL,
+	LEDGER_FAULT_INTENT_LOGGED,
+	LEDGER_FAULT_SEQ_ODD,
+	LEDGER_FAULT_APPLY_PARTIAL,
+	LEDGER_FAULT_APPLIED,
+	LEDGER_FAULT_SEQ_EVEN,
+	LEDGER_FAULT_INTENT_CLEARED,
+	LEDGER_FAULT_POINTS
+};
+extern void (*ledger_fault_hook)(enum ledger_fault_point point);
+
+#endif

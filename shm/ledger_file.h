@@ -1,0 +1,62 @@
+/*
+ * sa_quota_cache.json: the ledger on disk, in the quota fork's shape so its users can migrate:
+ *
+ *   {"<uploader>": {"<account>": {"bytes": N, "reset_time": S, "first_upload": S, ...}},
+ *    "_cplow": {"format": 1, "generation": G, "written_at": S, "window": "fixed", ...}}
+ *
+ * Times are Unix seconds with a fraction, as the fork writes them. cplow adds per-row keys
+ * ("files", "banned_until", "ban_cause", "updated_at", and "hours" for the rolling window) and
+ * the "_cplow" object; a file without "_cplow" is taken to be the fork's and loads as is.
+ * The fork reads only its own uploaders' keys, so the extra object does not disturb it.
+ */
+#ifndef CPLOW_LEDGER_FILE_H
+#define CPLOW_LEDGER_FILE_H
+
+#include <stddef.h>
+
+#include "ledger.h"
+
+#define LEDGER_FILE_FORMAT 1
+#define LEDGER_FILE_META_KEY "_cplow"
+#define LEDGER_FILE_ERR_MAX 512
+
+struct ledger_file_row {
+	char uploader[LEDGER_UPLOADER_MAX];
+	char account[LEDGER_ACCOUNT_MAX];
+	struct ledger_usage usage;
+};
+
+struct ledger_file {
+	int from_fork;            /* no "_cplow" object: the quota fork wrote it */
+	unsigned long long generation;
+	long long written_at_ms;
+	size_t count;
+	struct ledger_file_row *rows;
+};
+
+/* The JSON text of a snapshot; the caller frees it. NULL when out of memory. */
+char *ledger_file_render(const struct ledger_copy *c, long long written_at_ms);
+
+/* Writes a snapshot atomically (temp file, fsync, keep the old one as .prev, rename, fsync
+ * of the directory). On failure returns -1 with a message in err and leaves the last good file
+ * in place. */
+int ledger_file_write(const struct ledger_copy *c, const char *path, long long now_ms,
+		      char *err, size_t err_len);
+
+/* Parses text into rows; strict: one bad value rejects the whole file (-1, message in err). */
+int ledger_file_parse(const char *text, size_t len, struct ledger_file *out, char *err,
+		      size_t err_len);
+/* Reads and parses a file. Returns 0, -1 (bad: message in err) or -2 (missing). */
+int ledger_file_load(const char *path, struct ledger_file *out, char *err, size_t err_len);
+void ledger_file_free(struct ledger_file *f);
+
+/*
+ * Fills a fresh ledger from path, falling back to path.prev when path is missing or bad.
+ * Neither file present is a first start (0). Both unusable is -1 with a one-line message naming
+ * the files in err: guessing zero usage is how quotas get exceeded, so the caller refuses to
+ * start unless the user asked for a reset. *used_path gets the file that was loaded (or "").
+ */
+int ledger_file_restore(struct ledger *l, const char *path, char *used_path, size_t used_len,
+			char *err, size_t err_len);
+
+#endif

@@ -1,0 +1,216 @@
+#include <criterion/criterion.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "flusher.h"
+#include "ledger.h"
+#include "test_util.h"
+#include "ledger_file.h"
+
+static char dir[256], path[PATH_MAX], shm_name[64];
+static struct ledger L;
+
+static void setup(void)
+{
+	snprintf(dir, sizeof(dir), "/tmp/cplow-flusher-XXXXXX");
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/sa_quota_cache.json", dir);
+	snprintf(shm_name, sizeof(shm_name), "/cplow-test-flusher-%d", getpid());
+	ledger_unlink(shm_name);
+	struct ledger_options o = { .row_capacity = 1024 };
+	cr_assert_eq(ledger_create(shm_name, &o, &L), LEDGER_OK);
+}
+
+static void teardown(void)
+{
+	ledger_detach(&L);
+	ledger_unlink(shm_name);
+	char cmd[PATH_MAX + 16];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	cr_assert_eq(system(cmd), 0);
+}
+
+static pid_t start_flusher(int interval_ms)
+{
+	pid_t pid = test_fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		struct flusher_options o = { shm_name, path, interval_ms };
+		_exit(flusher_run(&o));
+	}
+	return pid;
+}
+
+static int64_t file_bytes(const char *uploader, const char *account, int *ok)
+{
+	struct ledger_file f;
+	char err[LEDGER_FILE_ERR_MAX];
+	*ok = 0;
+	if (ledger_file_load(path, &f, err, sizeof(err)) != 0)
+		return -1;
+	int64_t bytes = -1;
+	for (size_t i = 0; i < f.count; i++)
+		if (!strcmp(f.rows[i].uploader, uploader) && !strcmp(f.rows[i].account, account))
+			bytes = f.rows[i].usage.used_bytes;
+	ledger_file_free(&f);
+	*ok = 1;
+	return bytes;
+}
+
+/* Polls until the file shows `want` bytes for the row, or the deadline passes. */
+static int wait_file_bytes(const char *uploader, const char *account, int64_t want,
+			   int deadline_ms)
+{
+	int64_t end = ledger_now_ms() + deadline_ms;
+	while (ledger_now_ms() < end) {
+		int ok;
+		if (file_bytes(uploader, account, &ok) == want)
+			return 1;
+		struct timespec ts = { 0, 2000000 };
+		nanosleep(&ts, NULL);
+	}
+	return 0;
+}
+
+static int stop(pid_t pid, int sig)
+{
+	int st;
+	cr_assert_eq(kill(pid, sig), 0);
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	return st;
+}
+
+Test(flusher, writes_the_file_soon_after_a_change, .init = setup, .fini = teardown,
+     .timeout = 30)
+{
+	int32_t row;
+	cr_assert_eq(ledger_row_get(&L, "media", "sa1", &row), LEDGER_OK);
+	pid_t pid = start_flusher(100);
+	cr_assert_eq(ledger_add(&L, row, 4242, ledger_now_ms()), LEDGER_OK);
+	int64_t t = ledger_now_ms();
+	cr_assert(wait_file_bytes("media", "sa1", 4242, 5000), "the change never reached the file");
+	/* Woken by the change, not by a timer: well within interval plus a write. */
+	cr_assert_lt(ledger_now_ms() - t, 1000);
+	cr_assert_eq(ledger_add(&L, row, 1, ledger_now_ms()), LEDGER_OK);
+	cr_assert(wait_file_bytes("media", "sa1", 4243, 5000));
+	int st = stop(pid, SIGTERM);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d", st);
+	cr_assert_geq(atomic_load(&L.hdr->flushed_generation), atomic_load(&L.hdr->generation));
+}
+
+Test(flusher, sigterm_flushes_the_last_change_and_exits_0, .init = setup, .fini = teardown,
+     .timeout = 30)
+{
+	int32_t row;
+	cr_assert_eq(ledger_row_get(&L, "media", "sa1", &row), LEDGER_OK);
+	/* A long interval: only the final flush can have written the second add in time. */
+	pid_t pid = start_flusher(60000);
+	cr_assert_eq(ledger_add(&L, row, 10, ledger_now_ms()), LEDGER_OK);
+	cr_assert(wait_file_bytes("media", "sa1", 10, 5000));
+	cr_assert_eq(ledger_add(&L, row, 5, ledger_now_ms()), LEDGER_OK);
+	int st = stop(pid, SIGTERM);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d", st);
+	int ok;
+	cr_assert_eq(file_bytes("media", "sa1", &ok), 15);
+}
+
+Test(flusher, sigusr1_flushes_at_once, .init = setup, .fini = teardown, .timeout = 30)
+{
+	int32_t row;
+	cr_assert_eq(ledger_row_get(&L, "media", "sa1", &row), LEDGER_OK);
+	pid_t pid = start_flusher(60000);
+	cr_assert_eq(ledger_add(&L, row, 10, ledger_now_ms()), LEDGER_OK);
+	cr_assert(wait_file_bytes("media", "sa1", 10, 5000));
+	cr_assert_eq(ledger_add(&L, row, 5, ledger_now_ms()), LEDGER_OK);
+	cr_assert_eq(kill(pid, SIGUSR1), 0);
+	cr_assert(wait_file_bytes("media", "sa1", 15, 5000), "SIGUSR1 did not flush");
+	stop(pid, SIGTERM);
+}
+
+Test(flusher, writes_at_most_once_per_interval, .init = setup, .fini = teardown, .timeout = 60)
+{
+	int32_t row;
+	cr_assert_eq(ledger_row_get(&L, "media", "sa1", &row), LEDGER_OK);
+	pid_t pid = start_flusher(100);
+	uint64_t before = atomic_load(&L.hdr->flush_count);
+	int64_t start = ledger_now_ms();
+	int64_t adds = 0;
+	while (ledger_now_ms() - start < 1000) {
+		cr_assert_eq(ledger_add(&L, row, 1, ledger_now_ms()), LEDGER_OK);
+		adds++;
+	}
+	int64_t elapsed = ledger_now_ms() - start;
+	uint64_t flushes = atomic_load(&L.hdr->flush_count) - before;
+	stop(pid, SIGTERM);
+	cr_assert_gt(adds, 1000);
+	/* One write per 100 ms, plus the one the first change triggers at once. */
+	cr_assert_leq(flushes, (uint64_t)(elapsed / 100 + 2), "%llu flushes in %lld ms",
+		      (unsigned long long)flushes, (long long)elapsed);
+	cr_assert_geq(flushes, 5, "only %llu flushes in %lld ms", (unsigned long long)flushes,
+		      (long long)elapsed);
+}
+
+Test(flusher, sigkilled_while_writing_never_leaves_a_bad_or_older_file, .init = setup,
+     .fini = teardown, .timeout = 240)
+{
+	/* Many rows make each write long enough for kills to land inside it. */
+	char acct[64];
+	int32_t rows[512];
+	for (int i = 0; i < 512; i++) {
+		snprintf(acct, sizeof(acct), "/config/service_accounts/sa%03d.json", i);
+		cr_assert_eq(ledger_row_get(&L, "media", acct, &rows[i]), LEDGER_OK);
+	}
+	_Atomic int *stop_writer = mmap(NULL, sizeof(int), PROT_READ | PROT_WRITE,
+					MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	cr_assert_neq(stop_writer, MAP_FAILED);
+	*stop_writer = 0;
+	pid_t writer = test_fork();
+	cr_assert_geq(writer, 0);
+	if (writer == 0) {
+		for (int i = 0; !atomic_load(stop_writer); i++)
+			if (ledger_add(&L, rows[i % 512], 1000, ledger_now_ms()) != LEDGER_OK)
+				_exit(4);
+		_exit(0);
+	}
+	srand((unsigned)getpid());
+	unsigned long long last_gen = 0;
+	int writes_seen = 0;
+	for (int trial = 0; trial < 200; trial++) {
+		uint64_t count = atomic_load(&L.hdr->flush_count);
+		pid_t pid = start_flusher(1);
+		/* Wait for this flusher to finish at least one write, then kill it at a random
+		 * moment of the writes that follow. */
+		int64_t deadline = ledger_now_ms() + 10000;
+		while (atomic_load(&L.hdr->flush_count) == count && ledger_now_ms() < deadline)
+			sched_yield();
+		cr_assert_neq(atomic_load(&L.hdr->flush_count), count, "trial %d: no write", trial);
+		struct timespec ts = { 0, (long)(rand() % 3000) * 1000L };
+		nanosleep(&ts, NULL);
+		int st = stop(pid, SIGKILL);
+		cr_assert(WIFSIGNALED(st), "trial %d: flusher exited on its own", trial);
+
+		struct ledger_file f;
+		char err[LEDGER_FILE_ERR_MAX];
+		cr_assert_eq(ledger_file_load(path, &f, err, sizeof(err)), 0, "trial %d: %s",
+			     trial, err);
+		cr_assert_geq(f.generation, last_gen, "trial %d: file went back from %llu to %llu",
+			      trial, last_gen, f.generation);
+		cr_assert_eq(f.count, 512, "trial %d: %zu rows", trial, f.count);
+		if (f.generation > last_gen)
+			writes_seen++;
+		last_gen = f.generation;
+		ledger_file_free(&f);
+	}
+	atomic_store(stop_writer, 1);
+	int st;
+	cr_assert_eq(waitpid(writer, &st, 0), writer);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	cr_assert_gt(writes_seen, 100, "the file moved in only %d of 200 trials", writes_seen);
+}

@@ -1,0 +1,570 @@
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "ledger.h"
+#include "test_util.h"
+
+#define T0 1700000000000LL /* a fixed clock: the tests drive time themselves */
+
+static char shm_name[64];
+static struct ledger L;
+
+static void setup_named(uint32_t rows, enum ledger_window window)
+{
+	static int n;
+	snprintf(shm_name, sizeof(shm_name), "/cplow-test-%d-%d", getpid(), n++);
+	ledger_unlink(shm_name);
+	struct ledger_options o = { .row_capacity = rows, .slot_capacity = 8,
+				    .daily_bytes = 1000000, .window = window };
+	int rc = ledger_create(shm_name, &o, &L);
+	cr_assert_eq(rc, LEDGER_OK, "create: %s", ledger_strerror(rc));
+}
+
+static void setup(void)
+{
+	setup_named(64, LEDGER_WINDOW_FIXED);
+}
+
+static void teardown(void)
+{
+	ledger_detach(&L);
+	ledger_unlink(shm_name);
+}
+
+static struct ledger_usage usage_of(int32_t row)
+{
+	struct ledger_copy c;
+	cr_assert_eq(ledger_copy_init(&L, &c), LEDGER_OK);
+	int rc = ledger_read(&L, &c, 1000);
+	cr_assert_eq(rc, LEDGER_OK, "read: %s", ledger_strerror(rc));
+	cr_assert_lt((uint32_t)row, c.row_count);
+	struct ledger_usage u = c.rows[row].usage;
+	ledger_copy_free(&c);
+	return u;
+}
+
+/* Shared between a test and its children: what the children did, for the exact total. */
+static void *shared_counters(size_t size)
+{
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	cr_assert_neq(p, MAP_FAILED);
+	memset(p, 0, size);
+	return p;
+}
+
+static int wait_child(pid_t pid)
+{
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	return st;
+}
+
+Test(ledger, create_attach_add_and_read_back, .init = setup, .fini = teardown)
+{
+	int32_t row;
+	cr_assert_eq(ledger_row_get(&L, "media", "/sa/sa1.json", &row), LEDGER_OK);
+	cr_assert_eq(ledger_add(&L, row, 1234, T0), LEDGER_OK);
+	struct ledger other;
+	cr_assert_eq(ledger_attach(shm_name, 1, &other), LEDGER_OK);
+	int32_t again;
+	cr_assert_eq(ledger_row_get(&other, "media", "/sa/sa1.json", &again), LEDGER_OK);
+	cr_assert_eq(again, row);
+	cr_assert_eq(ledger_add(&other, again, 766, T0 + 1), LEDGER_OK);
+	ledger_detach(&other);
+	struct ledger_usage u = usage_of(row);
+	cr_assert_eq(u.used_bytes, 2000);
+	cr_assert_eq(u.files, 2);
+	cr_assert_eq(u.first_upload_ms, T0);
+	cr_assert_eq(u.reset_at_ms, T0 + LEDGER_DAY_MS);
+}
+
+Test(ledger, object_is_private_to_its_user, .init = setup, .fini = teardown)
+{
+	char path[128];
+	snprintf(path, sizeof(path), "/dev/shm%s", shm_name);
+	struct stat st;
+	cr_assert_eq(stat(path, &st), 0);
+	cr_assert_eq(st.st_mode & 0777, 0600, "mode is %o", st.st_mode & 0777);
+	cr_assert_eq(st.st_uid, geteuid());
+}
+
+Test(ledger, create_refuses_an_existing_object, .init = setup, .fini = teardown)
+{
+	struct ledger again;
+	cr_assert_eq(ledger_create(shm_name, NULL, &again), LEDGER_ERR_EXISTS);
+}
+
+static void write_fake_object(const char *name, size_t size, uint64_t magic, uint32_t version)
+{
+	int fd = shm_open(name, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(ftruncate(fd, (off_t)size), 0);
+	if (size >= 16) {
+		uint64_t head[2] = { magic, version };
+		cr_assert_eq(pwrite(fd, head, sizeof(head), 0), (ssize_t)sizeof(head));
+	}
+	close(fd);
+}
+
+Test(ledger, attach_refuses_another_layout_with_a_clear_error)
+{
+	char name[64];
+	snprintf(name, sizeof(name), "/cplow-test-layout-%d", getpid());
+	struct ledger l;
+	/* Too small to hold a header. */
+	write_fake_object(name, 8, 0, 0);
+	cr_assert_eq(ledger_attach(name, 0, &l), LEDGER_ERR_LAYOUT);
+	/* Right size class, wrong magic. */
+	write_fake_object(name, 1 << 20, 0x1234, LEDGER_VERSION);
+	cr_assert_eq(ledger_attach(name, 1, &l), LEDGER_ERR_LAYOUT);
+	/* Right magic, another version. */
+	write_fake_object(name, 1 << 20, LEDGER_MAGIC, LEDGER_VERSION + 1);
+	cr_assert_eq(ledger_attach(name, 0, &l), LEDGER_ERR_LAYOUT);
+	cr_assert_str_eq(ledger_strerror(LEDGER_ERR_LAYOUT),
+			 "shared ledger has another layout (built by another cplow version?)");
+	ledger_unlink(name);
+}
+
+Test(ledger, attach_refuses_a_truncated_object, .init = setup, .fini = teardown)
+{
+	char path[128];
+	snprintf(path, sizeof(path), "/dev/shm%s", shm_name);
+	cr_assert_eq(truncate(path, 4096), 0);
+	struct ledger l;
+	cr_assert_eq(ledger_attach(shm_name, 0, &l), LEDGER_ERR_LAYOUT);
+}
+
+Test(ledger, full_table_is_an_error_the_caller_sees)
+{
+	setup_named(4, LEDGER_WINDOW_FIXED);
+	int32_t row;
+	char acct[32];
+	for (int i = 0; i < 4; i++) {
+		snprintf(acct, sizeof(acct), "sa%d", i);
+		cr_assert_eq(ledger_row_get(&L, "media", acct, &row), LEDGER_OK);
+	}
+	cr_assert_eq(ledger_row_get(&L, "media", "sa4", &row), LEDGER_ERR_FULL);
+	/* Existing rows still resolve and count. */
+	cr_assert_eq(ledger_row_get(&L, "media", "sa2", &row), LEDGER_OK);
+	cr_assert_eq(row, 2);
+	teardown();
+}
+
+Test(ledger, names_too_long_or_empty_are_refused, .init = setup, .fini = teardown)
+{
+	char longname[LEDGER_ACCOUNT_MAX + 10];
+	memset(longname, 'a', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = '\0';
+	int32_t row;
+	cr_assert_eq(ledger_row_get(&L, "media", longname, &row), LEDGER_ERR_NAME);
+	cr_assert_eq(ledger_row_get(&L, "", "sa1", &row), LEDGER_ERR_NAME);
+	cr_assert_eq(ledger_add(&L, 99, 1, T0), LEDGER_ERR_NOTFOUND);
+	cr_assert_eq(ledger_add(&L, 0, -1, T0), LEDGER_ERR_INVALID);
+}
+
+Test(ledger, holds_1024_accounts_of_8_uploaders)
+{
+	setup_named(8 * 1024, LEDGER_WINDOW_FIXED);
+	char up[16], acct[64];
+	for (int u = 0; u < 8; u++) {
+		for (int a = 0; a < 1024; a++) {
+			snprintf(up, sizeof(up), "up%d", u);
+			snprintf(acct, sizeof(acct), "/config/sa/sa%d.json", a);
+			int32_t row;
+			cr_assert_eq(ledger_row_get(&L, up, acct, &row), LEDGER_OK);
+			cr_assert_eq(row, u * 1024 + a);
+		}
+	}
+	int32_t row;
+	cr_assert_eq(ledger_row_find(&L, "up7", "/config/sa/sa1023.json", &row), LEDGER_OK);
+	cr_assert_eq(row, 8 * 1024 - 1);
+	cr_assert_eq(ledger_row_find(&L, "up8", "/config/sa/sa1.json", &row), LEDGER_ERR_NOTFOUND);
+	teardown();
+}
+
+#define WRITERS 4
+#define ADDS_PER_WRITER 20000
+
+Test(ledger, add_is_exact_across_processes, .init = setup, .fini = teardown, .timeout = 120)
+{
+	int32_t rows[2];
+	cr_assert_eq(ledger_row_get(&L, "media", "sa1", &rows[0]), LEDGER_OK);
+	cr_assert_eq(ledger_row_get(&L, "tv", "sa1", &rows[1]), LEDGER_OK);
+	pid_t kids[WRITERS];
+	for (int w = 0; w < WRITERS; w++) {
+		kids[w] = test_fork();
+		cr_assert_geq(kids[w], 0);
+		if (kids[w] == 0) {
+			struct ledger mine;
+			if (ledger_attach(shm_name, 1, &mine) != LEDGER_OK)
+				_exit(3);
+			for (int i = 0; i < ADDS_PER_WRITER; i++)
+				if (ledger_add(&mine, rows[i & 1], w + 1 + (i % 7), T0 + i) != LEDGER_OK)
+					_exit(4);
+			_exit(0);
+		}
+	}
+	int64_t expect[2] = { 0, 0 };
+	for (int w = 0; w < WRITERS; w++) {
+		int st = wait_child(kids[w]);
+		cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "writer %d status %d", w, st);
+		for (int i = 0; i < ADDS_PER_WRITER; i++)
+			expect[i & 1] += w + 1 + (i % 7);
+	}
+	cr_assert_eq(usage_of(rows[0]).used_bytes, expect[0]);
+	cr_assert_eq(usage_of(rows[1]).used_bytes, expect[1]);
+	cr_assert_eq(usage_of(rows[0]).files, WRITERS * ADDS_PER_WRITER / 2);
+}
+
+static enum ledger_fault_point kill_at;
+static void kill_self(enum ledger_fault_point p)
+{
+	if (p == kill_at)
+		raise(SIGKILL);
+}
+
+Test(ledger, writer_killed_at_each_point_of_its_critical_section_is_recovered_exactly_once,
+     .init = setup, .fini = teardown, .timeout = 60)
+{
+	int32_t row, slot;
+	cr_assert_eq(ledger_row_get(&L, "media", "sa1", &row), LEDGER_OK);
+	struct ledger_stage init = { .row = row, .pid = getpid() };
+	cr_assert_eq(ledger_stage_claim(&L, &init, &slot), LEDGER_OK);
+	int64_t expect = 0;
+	uint64_t recoveries = 0;
+	for (int p = 0; p < LEDGER_FAULT_POINTS; p++) {
+		for (int via_stage = 0; via_stage < 2; via_stage++) {
+			pid_t kid = test_fork();
+			cr_assert_geq(kid, 0);
+			if (kid == 0) {
+				kill_at = (enum ledger_fault_point)p;
+				ledger_fault_hook = kill_self;
+				if (via_stage)
+					ledger_add_for_stage(&L, slot, 100, T0);
+				else
+					ledger_add(&L, row, 100, T0);
+				_exit(0); /* not reached: the hook kills us inside the lock */
+			}
+			int st = wait_child(kid);
+			cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "point %d", p);
+			/* Before the intent is logged nothing has changed: the write is dropped.
+			 * From then on it is redone, once. */
+			if (p >= LEDGER_FAULT_INTENT_LOGGED)
+				expect += 100;
+			/* The next writer inherits the lock from the dead one. */
+			cr_assert_eq(ledger_add(&L, row, 1, T0), LEDGER_OK, "point %d", p);
+			expect += 1;
+			recoveries++;
+			struct ledger_usage u = usage_of(row);
+			cr_assert_eq(u.used_bytes, expect, "point %d stage %d: %lld != %lld", p,
+				     via_stage, (long long)u.used_bytes, (long long)expect);
+			cr_assert_eq(atomic_load(&L.hdr->recoveries), recoveries);
+			cr_assert_eq(atomic_load(&L.hdr->seq) & 1, 0);
+			cr_assert_eq(atomic_load(&L.hdr->intent.op), LEDGER_OP_NONE);
+		}
+	}
+	/* The stage counters followed the row for the writes that went through the stage. */
+	struct ledger_copy c;
+	cr_assert_eq(ledger_copy_init(&L, &c), LEDGER_OK);
+	cr_assert_eq(ledger_read(&L, &c, 1000), LEDGER_OK);
+	int applied = LEDGER_FAULT_POINTS - LEDGER_FAULT_INTENT_LOGGED;
+	cr_assert_eq(c.stages[slot].bytes_done, 100 * applied);
+	cr_assert_eq(c.stages[slot].files_done, applied);
+	ledger_copy_free(&c);
+}
+
+struct kill_counters {
+	_Atomic int64_t done[WRITERS];    /* adds that returned, per writer */
+	_Atomic int64_t pending[WRITERS]; /* bytes of the add in progress */
+	_Atomic int victim_point;
+};
+
+static struct kill_counters *kc;
+static void kill_victim(enum ledger_fault_point p)
+{
+	if (p == (enum ledger_fault_point)atomic_load(&kc->victim_point))
+		raise(SIGKILL);
+}
+
+Test(ledger, writers_killed_among_live_writers_leave_an_exact_total, .init = setup,
+     .fini = teardown, .timeout = 120)
+{
+	int32_t row;
+	cr_assert_eq(ledger_row_get(&L, "media", "sa1", &row), LEDGER_OK);
+	kc = shared_counters(sizeof(*kc));
+	srand((unsigned)getpid());
+	int64_t expect = 0;
+	for (int round = 0; round < 40; round++) {
+		memset(kc, 0, sizeof(*kc));
+		int point = rand() % LEDGER_FAULT_POINTS;
+		atomic_store(&kc->victim_point, point);
+		int kill_after = rand() % 500;
+		pid_t kids[WRITERS];
+		for (int w = 0; w < WRITERS; w++) {
+			kids[w] = test_fork();
+			cr_assert_geq(kids[w], 0);
+			if (kids[w] == 0) {
+				struct ledger mine;
+				if (ledger_attach(shm_name, 1, &mine) != LEDGER_OK)
+					_exit(3);
+				for (int i = 0; i < 2000; i++) {
+					int64_t bytes = 1 + w + (i % 13);
+					if (w == 0 && i == kill_after)
+						ledger_fault_hook = kill_victim;
+					atomic_store(&kc->pending[w], bytes);
+					if (ledger_add(&mine, row, bytes, T0) != LEDGER_OK)
+						_exit(4);
+					atomic_store(&kc->pending[w], 0);
+					atomic_fetch_add(&kc->done[w], bytes);
+				}
+				_exit(0);
+			}
+		}
+		for (int w = 0; w < WRITERS; w++) {
+			int st = wait_child(kids[w]);
+			if (w == 0)
+				cr_assert(WIFSIGNALED(st), "victim was not killed in round %d", round);
+			else
+				cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+			expect += atomic_load(&kc->done[w]);
+		}
+		if (point >= LEDGER_FAULT_INTENT_LOGGED)
+			expect += atomic_load(&kc->pending[0]);
+		/* If the victim died last, nobody inherited its lock yet: the next add does. */
+		cr_assert_eq(ledger_add(&L, row, 0, T0), LEDGER_OK);
+		cr_assert_eq(usage_of(row).used_bytes, expect, "round %d point %d", round, point);
+	}
+	munmap(kc, sizeof(*kc));
+}
+
+Test(ledger, reader_during_heavy_writing_never_sees_a_torn_row, .init = setup, .fini = teardown,
+     .timeout = 120)
+{
+	int32_t row, slot;
+	cr_assert_eq(ledger_row_get(&L, "media", "sa1", &row), LEDGER_OK);
+	struct ledger_stage init = { .row = row };
+	cr_assert_eq(ledger_stage_claim(&L, &init, &slot), LEDGER_OK);
+	_Atomic int *stop = shared_counters(sizeof(int));
+	pid_t kids[2];
+	for (int w = 0; w < 2; w++) {
+		kids[w] = test_fork();
+		cr_assert_geq(kids[w], 0);
+		if (kids[w] == 0) {
+			struct ledger mine;
+			if (ledger_attach(shm_name, 1, &mine) != LEDGER_OK)
+				_exit(3);
+			while (!atomic_load(stop))
+				if (ledger_add_for_stage(&mine, slot, 4096, T0) != LEDGER_OK)
+					_exit(4);
+			_exit(0);
+		}
+	}
+	struct ledger ro;
+	cr_assert_eq(ledger_attach(shm_name, 0, &ro), LEDGER_OK);
+	struct ledger_copy c;
+	cr_assert_eq(ledger_copy_init(&ro, &c), LEDGER_OK);
+	int64_t last = 0;
+	int reads = 0;
+	for (; reads < 20000; reads++) {
+		int rc = ledger_read(&ro, &c, 2000);
+		cr_assert_eq(rc, LEDGER_OK, "read %d: %s", reads, ledger_strerror(rc));
+		const struct ledger_usage *u = &c.rows[row].usage;
+		/* Every write changes bytes, files and the stage together: a torn copy breaks
+		 * one of these equalities. */
+		cr_assert_eq(u->used_bytes, u->files * 4096, "torn row at read %d", reads);
+		cr_assert_eq(c.stages[slot].bytes_done, u->used_bytes, "torn stage at read %d",
+			     reads);
+		cr_assert_geq(u->used_bytes, last);
+		last = u->used_bytes;
+	}
+	atomic_store(stop, 1);
+	for (int w = 0; w < 2; w++) {
+		int st = wait_child(kids[w]);
+		cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	}
+	cr_assert_gt(last, 0, "the writers never wrote while we read");
+	ledger_copy_free(&c);
+	ledger_detach(&ro);
+}
+
+Test(ledger, reader_reports_stuck_while_a_dead_writer_holds_the_sequence, .init = setup,
+     .fini = teardown, .timeout = 30)
+{
+	int32_t row;
+	cr_assert_eq(ledger_row_get(&L, "media", "sa1", &row), LEDGER_OK);
+	pid_t kid = test_fork();
+	cr_assert_geq(kid, 0);
+	if (kid == 0) {
+		kill_at = LEDGER_FAULT_SEQ_ODD;
+		ledger_fault_hook = kill_self;
+		ledger_add(&L, row, 5, T0);
+		_exit(0);
+	}
+	wait_child(kid);
+	struct ledger_copy c;
+	cr_assert_eq(ledger_copy_init(&L, &c), LEDGER_OK);
+	int64_t t = ledger_now_ms();
+	cr_assert_eq(ledger_read(&L, &c, 200), LEDGER_ERR_STUCK);
+	cr_assert_lt(ledger_now_ms() - t, 2000, "the reader did not give up at its bound");
+	/* The next writer repairs it, and readers see the dead writer's add, once. */
+	cr_assert_eq(ledger_add(&L, row, 1, T0), LEDGER_OK);
+	cr_assert_eq(ledger_read(&L, &c, 200), LEDGER_OK);
+	cr_assert_eq(c.rows[row].usage.used_bytes, 6);
+	ledger_copy_free(&c);
+}
+
+#define SEGV_EXIT 77
+static void on_segv(int sig)
+{
+	(void)sig;
+	_exit(SEGV_EXIT);
+}
+
+Test(ledger, read_only_attachment_cannot_write, .init = setup, .fini = teardown)
+{
+	int32_t row;
+	cr_assert_eq(ledger_row_get(&L, "media", "sa1", &row), LEDGER_OK);
+	struct ledger ro;
+	cr_assert_eq(ledger_attach(shm_name, 0, &ro), LEDGER_OK);
+	cr_assert_eq(ledger_add(&ro, row, 1, T0), LEDGER_ERR_READONLY);
+	pid_t kid = test_fork();
+	cr_assert_geq(kid, 0);
+	if (kid == 0) {
+		/* Our own handler, so the sanitizer build reports the fault the same way. */
+		signal(SIGSEGV, on_segv);
+		ro.rows[row].usage.used_bytes = 999; /* through the read-only mapping */
+		_exit(0);
+	}
+	int st = wait_child(kid);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == SEGV_EXIT, "the write did not fault (%d)",
+		  st);
+	cr_assert_eq(usage_of(row).used_bytes, 0);
+	cr_assert_eq(ledger_add(&L, row, 3, T0), LEDGER_OK);
+	cr_assert_eq(ro.rows[row].usage.used_bytes, 3, "the read-only view does not follow");
+	ledger_detach(&ro);
+}
+
+Test(ledger, fixed_window_resets_24h_after_the_first_upload, .init = setup, .fini = teardown)
+{
+	int32_t row;
+	cr_assert_eq(ledger_row_get(&L, "media", "sa1", &row), LEDGER_OK);
+	cr_assert_eq(ledger_add(&L, row, 100, T0), LEDGER_OK);
+	cr_assert_eq(ledger_add(&L, row, 50, T0 + LEDGER_HOUR_MS), LEDGER_OK);
+	struct ledger_usage u = usage_of(row);
+	cr_assert_eq(u.reset_at_ms, T0 + LEDGER_DAY_MS);
+	cr_assert_eq(ledger_usage_used(&u, LEDGER_WINDOW_FIXED, T0 + LEDGER_DAY_MS - 1), 150);
+	cr_assert_eq(ledger_usage_remaining(&u, 1000, LEDGER_WINDOW_FIXED, T0), 850);
+	cr_assert_eq(ledger_usage_used(&u, LEDGER_WINDOW_FIXED, T0 + LEDGER_DAY_MS), 0);
+	/* The next upload after the reset starts a new window at its own time. */
+	cr_assert_eq(ledger_add(&L, row, 7, T0 + LEDGER_DAY_MS + 5), LEDGER_OK);
+	u = usage_of(row);
+	cr_assert_eq(u.used_bytes, 7);
+	cr_assert_eq(u.files, 1);
+	cr_assert_eq(u.first_upload_ms, T0 + LEDGER_DAY_MS + 5);
+	cr_assert_eq(u.reset_at_ms, T0 + 2 * LEDGER_DAY_MS + 5);
+}
+
+Test(ledger, expire_ends_passed_windows_and_bans, .init = setup, .fini = teardown)
+{
+	int32_t a, b;
+	cr_assert_eq(ledger_row_get(&L, "media", "sa1", &a), LEDGER_OK);
+	cr_assert_eq(ledger_row_get(&L, "media", "sa2", &b), LEDGER_OK);
+	cr_assert_eq(ledger_add(&L, a, 100, T0), LEDGER_OK);
+	cr_assert_eq(ledger_add(&L, b, 100, T0 + 2 * LEDGER_HOUR_MS), LEDGER_OK);
+	cr_assert_eq(ledger_ban(&L, b, T0 + 3 * LEDGER_HOUR_MS, "403 seen 5 times", T0), LEDGER_OK);
+	cr_assert_eq(ledger_expire(&L, T0 + LEDGER_DAY_MS + 1), 2);
+	cr_assert_eq(usage_of(a).used_bytes, 0);
+	cr_assert_eq(usage_of(b).used_bytes, 100);
+	cr_assert_eq(usage_of(b).banned_until_ms, 0);
+	cr_assert_str_empty(usage_of(b).ban_cause);
+	cr_assert_eq(ledger_expire(&L, T0 + LEDGER_DAY_MS + 2), 0, "nothing left to expire");
+}
+
+Test(ledger, rolling_window_counts_the_last_24_hours)
+{
+	setup_named(16, LEDGER_WINDOW_ROLLING);
+	int32_t row;
+	cr_assert_eq(ledger_row_get(&L, "media", "sa1", &row), LEDGER_OK);
+	int64_t h0 = (T0 / LEDGER_HOUR_MS) * LEDGER_HOUR_MS;
+	cr_assert_eq(ledger_add(&L, row, 100, h0 + 10), LEDGER_OK);
+	cr_assert_eq(ledger_add(&L, row, 200, h0 + 5 * LEDGER_HOUR_MS), LEDGER_OK);
+	cr_assert_eq(ledger_add(&L, row, 300, h0 + 20 * LEDGER_HOUR_MS), LEDGER_OK);
+	struct ledger_usage u = usage_of(row);
+	cr_assert_eq(u.used_bytes, 600);
+	cr_assert_eq(u.reset_at_ms, h0 + LEDGER_DAY_MS, "first hour frees at +24 h");
+	/* Hour 0 drops out at +24 h, hour 5 at +29 h. */
+	cr_assert_eq(ledger_usage_used(&u, LEDGER_WINDOW_ROLLING, h0 + LEDGER_DAY_MS), 500);
+	cr_assert_eq(ledger_usage_used(&u, LEDGER_WINDOW_ROLLING, h0 + 29 * LEDGER_HOUR_MS), 300);
+	cr_assert_eq(ledger_add(&L, row, 1, h0 + 30 * LEDGER_HOUR_MS), LEDGER_OK);
+	u = usage_of(row);
+	cr_assert_eq(u.used_bytes, 301);
+	cr_assert_eq(u.first_upload_ms, h0 + 20 * LEDGER_HOUR_MS);
+	cr_assert_eq(u.reset_at_ms, h0 + 44 * LEDGER_HOUR_MS);
+	teardown();
+}
+
+Test(ledger, ban_and_unban_keep_usage, .init = setup, .fini = teardown)
+{
+	int32_t row;
+	cr_assert_eq(ledger_row_get(&L, "media", "sa1", &row), LEDGER_OK);
+	cr_assert_eq(ledger_add(&L, row, 100, T0), LEDGER_OK);
+	cr_assert_eq(ledger_ban(&L, row, T0 + 25 * LEDGER_HOUR_MS, "User rate limit exceeded", T0),
+		     LEDGER_OK);
+	struct ledger_usage u = usage_of(row);
+	cr_assert_eq(u.banned_until_ms, T0 + 25 * LEDGER_HOUR_MS);
+	cr_assert_str_eq(u.ban_cause, "User rate limit exceeded");
+	cr_assert_eq(u.used_bytes, 100);
+	cr_assert_eq(ledger_unban(&L, row, T0 + 1), LEDGER_OK);
+	u = usage_of(row);
+	cr_assert_eq(u.banned_until_ms, 0);
+	cr_assert_str_empty(u.ban_cause);
+	cr_assert_eq(u.used_bytes, 100);
+	cr_assert_eq(ledger_reset_row(&L, row, T0 + 2), LEDGER_OK);
+	cr_assert_eq(usage_of(row).used_bytes, 0);
+}
+
+Test(ledger, stage_slots_claim_update_release, .init = setup, .fini = teardown)
+{
+	int32_t row, slot;
+	cr_assert_eq(ledger_row_get(&L, "media", "sa1", &row), LEDGER_OK);
+	struct ledger_stage s = { .row = row, .pid = 42, .stage_number = 1 };
+	snprintf(s.strategy, sizeof(s.strategy), "aggressive_fresh_sa");
+	cr_assert_eq(ledger_stage_claim(&L, &s, &slot), LEDGER_OK);
+	cr_assert_eq(ledger_add_for_stage(&L, slot, 10, T0), LEDGER_OK);
+	s.rc_speed = 1000;
+	s.files_done = 999; /* a stats update must not roll the counters */
+	cr_assert_eq(ledger_stage_update(&L, slot, &s), LEDGER_OK);
+	struct ledger_copy c;
+	cr_assert_eq(ledger_copy_init(&L, &c), LEDGER_OK);
+	cr_assert_eq(ledger_read(&L, &c, 100), LEDGER_OK);
+	cr_assert_eq(c.stages[slot].state, LEDGER_STAGE_RUNNING);
+	cr_assert_eq(c.stages[slot].files_done, 1);
+	cr_assert_eq(c.stages[slot].rc_speed, 1000);
+	cr_assert_str_eq(c.stages[slot].strategy, "aggressive_fresh_sa");
+	cr_assert_eq(ledger_stage_release(&L, slot), LEDGER_OK);
+	cr_assert_eq(ledger_read(&L, &c, 100), LEDGER_OK);
+	cr_assert_eq(c.stages[slot].state, LEDGER_STAGE_FREE);
+	ledger_copy_free(&c);
+}
+
+Test(ledger, name_is_stable_per_config_and_user)
+{
+	char a[128], b[128], c[128];
+	cr_assert_eq(ledger_name_for("/etc/cplow/config.json", a, sizeof(a)), LEDGER_OK);
+	cr_assert_eq(ledger_name_for("/etc/cplow/config.json", b, sizeof(b)), LEDGER_OK);
+	cr_assert_eq(ledger_name_for("/etc/cplow/other.json", c, sizeof(c)), LEDGER_OK);
+	cr_assert_str_eq(a, b);
+	cr_assert_str_neq(a, c);
+	char prefix[32];
+	snprintf(prefix, sizeof(prefix), "/cplow-%u-", (unsigned)geteuid());
+	cr_assert_eq(strncmp(a, prefix, strlen(prefix)), 0, "%s", a);
+}

@@ -1,0 +1,254 @@
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ledger.h"
+#include "ledger_file.h"
+
+#define T0 1734556800000LL
+
+static char dir[256], path[300], prev[320], shm_name[64];
+static struct ledger L;
+
+static void setup(void)
+{
+	snprintf(dir, sizeof(dir), "/tmp/cplow-file-XXXXXX");
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/sa_quota_cache.json", dir);
+	snprintf(prev, sizeof(prev), "%s.prev", path);
+	snprintf(shm_name, sizeof(shm_name), "/cplow-test-file-%d", getpid());
+	ledger_unlink(shm_name);
+	struct ledger_options o = { .row_capacity = 16 };
+	cr_assert_eq(ledger_create(shm_name, &o, &L), LEDGER_OK);
+}
+
+static void teardown(void)
+{
+	ledger_detach(&L);
+	ledger_unlink(shm_name);
+	char cmd[PATH_MAX + 16];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	cr_assert_eq(system(cmd), 0);
+}
+
+static void put(const char *file, const char *text)
+{
+	FILE *f = fopen(file, "w");
+	cr_assert_not_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static int64_t bytes_of(const char *uploader, const char *account)
+{
+	int32_t row;
+	cr_assert_eq(ledger_row_find(&L, uploader, account, &row), LEDGER_OK, "%s/%s missing",
+		     uploader, account);
+	return L.rows[row].usage.used_bytes;
+}
+
+static int restore(char *err, size_t len)
+{
+	char used[PATH_MAX];
+	return ledger_file_restore(&L, path, used, sizeof(used), err, len);
+}
+
+static const char *FORK_FILE =
+	"{\"media\": {\"/config/sa/sa1.json\": {\"bytes\": 745487360000, "
+	"\"reset_time\": 1734643200.0, \"first_upload\": 1734556800.0},"
+	" \"/config/sa/sa2.json\": {\"bytes\": 12, \"reset_time\": 1734643200.5}}}";
+
+Test(ledger_file, snapshot_round_trips_through_the_file, .init = setup, .fini = teardown)
+{
+	int32_t a, b;
+	cr_assert_eq(ledger_row_get(&L, "media", "/config/sa/sa1.json", &a), LEDGER_OK);
+	cr_assert_eq(ledger_row_get(&L, "tv", "remote2", &b), LEDGER_OK);
+	cr_assert_eq(ledger_add(&L, a, 805306368000LL - 5, T0), LEDGER_OK);
+	cr_assert_eq(ledger_add(&L, b, 17, T0 + 1500), LEDGER_OK);
+	cr_assert_eq(ledger_ban(&L, b, T0 + 3600000, "User rate limit exceeded", T0), LEDGER_OK);
+	struct ledger_copy c;
+	cr_assert_eq(ledger_copy_init(&L, &c), LEDGER_OK);
+	cr_assert_eq(ledger_read(&L, &c, 100), LEDGER_OK);
+	char err[LEDGER_FILE_ERR_MAX];
+	cr_assert_eq(ledger_file_write(&c, path, T0, err, sizeof(err)), 0, "%s", err);
+	struct ledger_file f;
+	cr_assert_eq(ledger_file_load(path, &f, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(f.count, 2);
+	cr_assert_eq(f.from_fork, 0);
+	cr_assert_eq(f.generation, c.generation);
+	cr_assert_str_eq(f.rows[0].account, "/config/sa/sa1.json");
+	cr_assert_eq(f.rows[0].usage.used_bytes, 805306368000LL - 5);
+	cr_assert_eq(f.rows[0].usage.reset_at_ms, T0 + LEDGER_DAY_MS);
+	cr_assert_eq(f.rows[1].usage.banned_until_ms, T0 + 3600000);
+	cr_assert_str_eq(f.rows[1].usage.ban_cause, "User rate limit exceeded");
+	cr_assert_eq(f.rows[1].usage.updated_at_ms, T0);
+	struct stat st;
+	cr_assert_eq(stat(path, &st), 0);
+	cr_assert_eq(st.st_mode & 0777, 0600);
+	ledger_file_free(&f);
+	ledger_copy_free(&c);
+}
+
+Test(ledger_file, each_write_keeps_the_previous_generation_as_prev, .init = setup,
+     .fini = teardown)
+{
+	int32_t a;
+	cr_assert_eq(ledger_row_get(&L, "media", "sa1", &a), LEDGER_OK);
+	struct ledger_copy c;
+	cr_assert_eq(ledger_copy_init(&L, &c), LEDGER_OK);
+	char err[LEDGER_FILE_ERR_MAX];
+	for (int i = 1; i <= 3; i++) {
+		cr_assert_eq(ledger_add(&L, a, 10, T0), LEDGER_OK);
+		cr_assert_eq(ledger_read(&L, &c, 100), LEDGER_OK);
+		cr_assert_eq(ledger_file_write(&c, path, T0, err, sizeof(err)), 0, "%s", err);
+	}
+	struct ledger_file cur, old;
+	cr_assert_eq(ledger_file_load(path, &cur, err, sizeof(err)), 0);
+	cr_assert_eq(ledger_file_load(prev, &old, err, sizeof(err)), 0);
+	cr_assert_eq(cur.rows[0].usage.used_bytes, 30);
+	cr_assert_eq(old.rows[0].usage.used_bytes, 20);
+	cr_assert_eq(old.generation + 1, cur.generation);
+	ledger_file_free(&cur);
+	ledger_file_free(&old);
+	ledger_copy_free(&c);
+	char tmp[PATH_MAX + 8];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	cr_assert_eq(access(tmp, F_OK), -1, "temp file left behind");
+}
+
+Test(ledger_file, restore_from_a_good_file, .init = setup, .fini = teardown)
+{
+	put(path, "{\"media\":{\"sa1\":{\"bytes\":500,\"reset_time\":1734643200,"
+		  "\"first_upload\":1734556800,\"files\":3,\"banned_until\":0,\"ban_cause\":\"\","
+		  "\"updated_at\":1734556900}},\"_cplow\":{\"format\":1,\"generation\":9}}");
+	char err[LEDGER_FILE_ERR_MAX];
+	cr_assert_eq(restore(err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(bytes_of("media", "sa1"), 500);
+	int32_t row;
+	cr_assert_eq(ledger_row_find(&L, "media", "sa1", &row), LEDGER_OK);
+	cr_assert_eq(L.rows[row].usage.files, 3);
+	cr_assert_eq(L.rows[row].usage.first_upload_ms, 1734556800000LL);
+}
+
+Test(ledger_file, restore_loads_the_quota_forks_file_as_is, .init = setup, .fini = teardown)
+{
+	put(path, FORK_FILE);
+	char err[LEDGER_FILE_ERR_MAX];
+	cr_assert_eq(restore(err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(bytes_of("media", "/config/sa/sa1.json"), 745487360000LL);
+	cr_assert_eq(bytes_of("media", "/config/sa/sa2.json"), 12);
+	int32_t row;
+	cr_assert_eq(ledger_row_find(&L, "media", "/config/sa/sa2.json", &row), LEDGER_OK);
+	/* The fork's window is 24 h: the start follows from the reset time. */
+	cr_assert_eq(L.rows[row].usage.first_upload_ms, 1734643200500LL - LEDGER_DAY_MS);
+	struct ledger_file f;
+	cr_assert_eq(ledger_file_load(path, &f, err, sizeof(err)), 0);
+	cr_assert_eq(f.from_fork, 1);
+	ledger_file_free(&f);
+}
+
+Test(ledger_file, restore_with_no_file_at_all_is_a_first_start, .init = setup, .fini = teardown)
+{
+	char err[LEDGER_FILE_ERR_MAX];
+	cr_assert_eq(restore(err, sizeof(err)), 0);
+	cr_assert_eq(atomic_load(&L.hdr->row_count), 0);
+}
+
+/* Each bad main file, with a good .prev beside it: the .prev loads. */
+static void check_fallback(const char *bad, const char *expect_in_err)
+{
+	put(prev, FORK_FILE);
+	if (bad)
+		put(path, bad);
+	char used[PATH_MAX], err[LEDGER_FILE_ERR_MAX] = "";
+	cr_assert_eq(ledger_file_restore(&L, path, used, sizeof(used), err, sizeof(err)), 0,
+		     "%s", err);
+	cr_assert_str_eq(used, prev);
+	cr_assert_eq(bytes_of("media", "/config/sa/sa1.json"), 745487360000LL);
+	/* And the same bad file alone is refused with a message naming both files. */
+	cr_assert_eq(unlink(prev), 0);
+	ledger_detach(&L);
+	ledger_unlink(shm_name);
+	cr_assert_eq(ledger_create(shm_name, NULL, &L), LEDGER_OK);
+	put(prev, "{");
+	cr_assert_eq(ledger_file_restore(&L, path, used, sizeof(used), err, sizeof(err)), -1);
+	cr_assert(strstr(err, path) && strstr(err, prev), "message does not name the files: %s",
+		  err);
+	cr_assert(strstr(err, expect_in_err), "message lacks \"%s\": %s", expect_in_err, err);
+	cr_assert_null(strchr(err, '\n'), "not one line: %s", err);
+	cr_assert_eq(atomic_load(&L.hdr->row_count), 0, "a refused file loaded rows");
+}
+
+Test(ledger_file, truncated_file_falls_back_to_prev, .init = setup, .fini = teardown)
+{
+	char half[64];
+	snprintf(half, sizeof(half), "%.40s", FORK_FILE);
+	check_fallback(half, "ends early");
+}
+
+Test(ledger_file, garbage_falls_back_to_prev, .init = setup, .fini = teardown)
+{
+	check_fallback("\x7f" "ELF\x01garbage\n", "not valid JSON at line 1");
+}
+
+Test(ledger_file, empty_file_falls_back_to_prev, .init = setup, .fini = teardown)
+{
+	check_fallback("", "file is empty");
+}
+
+Test(ledger_file, missing_file_with_prev_loads_prev, .init = setup, .fini = teardown)
+{
+	check_fallback(NULL, "No such file or directory");
+}
+
+Test(ledger_file, wrong_types_are_refused_with_the_key_path, .init = setup, .fini = teardown)
+{
+	static const struct {
+		const char *text, *message;
+	} cases[] = {
+		{ "[1,2]", "top level must be an object of uploaders" },
+		{ "{\"media\": 3}", "\"media\": must be an object of accounts" },
+		{ "{\"media\": {\"sa1\": {\"bytes\": \"12\"}}}",
+		  "\"media\" → \"sa1\" → bytes: must be a whole number of bytes >= 0" },
+		{ "{\"media\": {\"sa1\": {\"bytes\": -5}}}",
+		  "\"media\" → \"sa1\" → bytes: must be a whole number of bytes >= 0" },
+		{ "{\"media\": {\"sa1\": {\"bytes\": 1.5}}}",
+		  "\"media\" → \"sa1\" → bytes: must be a whole number of bytes >= 0" },
+		{ "{\"media\": {\"sa1\": {}}}",
+		  "\"media\" → \"sa1\" → bytes: must be a whole number of bytes >= 0" },
+		{ "{\"media\": {\"sa1\": {\"bytes\": 1, \"reset_time\": \"x\"}}}",
+		  "\"media\" → \"sa1\" → reset_time: must be Unix seconds >= 0" },
+		{ "{\"media\": {\"sa1\": {\"bytes\": 1, \"ban_cause\": 3}}}",
+		  "\"media\" → \"sa1\" → ban_cause: must be a string" },
+		{ "{\"_cplow\": {\"format\": 7}}",
+		  "_cplow.format: 7 is not a format this cplow reads (1)" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct ledger_file f;
+		char err[LEDGER_FILE_ERR_MAX];
+		cr_assert_eq(ledger_file_parse(cases[i].text, strlen(cases[i].text), &f, err,
+					       sizeof(err)),
+			     -1, "case %zu accepted", i);
+		cr_assert_str_eq(err, cases[i].message, "case %zu", i);
+	}
+}
+
+Test(ledger_file, more_accounts_than_the_ledger_holds_is_refused, .init = setup,
+     .fini = teardown)
+{
+	FILE *f = fopen(path, "w");
+	cr_assert_not_null(f);
+	fputs("{\"media\":{", f);
+	for (int i = 0; i < 100; i++)
+		fprintf(f, "%s\"sa%d\":{\"bytes\":%d}", i ? "," : "", i, i);
+	fputs("}}", f);
+	fclose(f);
+	char err[LEDGER_FILE_ERR_MAX];
+	cr_assert_eq(restore(err, sizeof(err)), -1);
+	cr_assert(strstr(err, "it has 100 accounts, more than the ledger holds (16)"), "%s", err);
+}
