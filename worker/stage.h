@@ -1,0 +1,89 @@
+/*
+ * A stage spec: everything one rclone run needs, built by the supervisor's planner. The worker
+ * never reads the config file: this struct is its whole input, and it is never modified, so a
+ * stage's flags cannot leak into the next stage (the quota fork mutates its global config).
+ */
+#ifndef CPLOW_STAGE_H
+#define CPLOW_STAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* One rclone_sleeps entry. */
+struct stage_trigger {
+	const char *pattern;  /* case-insensitive substring, or "regex:<POSIX ERE>" */
+	int count;            /* hits within the window that fire it */
+	double sleep_hours;   /* how long the account is banned when it fires */
+	int timeout_s;        /* the window, from its first hit */
+};
+
+/* One rclone_extras entry: value NULL renders a bare --flag. */
+struct stage_flag {
+	const char *name;     /* with its dashes: "--drive-chunk-size" */
+	const char *value;
+};
+
+struct stage_spec {
+	const char *uploader;         /* ledger row: (uploader, account) */
+	const char *account;          /* key file's absolute path, or an rclone remote name */
+	const char *ledger_name;      /* shm object */
+
+	const char *rclone_binary;    /* /usr/bin/rclone */
+	const char *rclone_config;    /* passed as --config=; NULL: rclone's default */
+	const char *command;          /* "move" or "copy" */
+	const char *source;           /* local folder */
+	const char *destination;      /* "remote:path", already the account's */
+
+	const char *const *env;       /* extra "NAME=value" for rclone (service account files) */
+	size_t env_count;
+	const struct stage_flag *extras;
+	size_t extra_count;
+	const char *const *excludes;  /* patterns, passed through an --exclude-from file */
+	size_t exclude_count;
+
+	/* The planner's parameters for this stage; 0 or NULL = flag not passed. */
+	const char *strategy;         /* "aggressive_fresh_sa", ... (shown, not passed) */
+	int stage_number;
+	int64_t max_transfer_bytes;   /* --max-transfer=NB --cutoff-mode=cautious */
+	int64_t max_size_bytes;       /* --max-size=NB */
+	int transfers;
+	const char *order_by;
+	int max_backlog;
+	const char *min_age;          /* --min-age, e.g. "30m" */
+
+	const struct stage_trigger *triggers;
+	size_t trigger_count;
+
+	int dry_run;                  /* --dry-run: nothing moves, nothing is counted */
+	const char *work_dir;         /* private directory for the exclude file */
+	int rc_poll_ms;               /* core/stats poll period; 0 = default */
+	int sandbox;                  /* load the seccomp filter after spawning rclone */
+};
+
+enum stage_result {
+	STAGE_DONE = 0,          /* rclone exit 0 */
+	STAGE_MAX_TRANSFER = 1,  /* exit 8: the account has room for less than the next file */
+	STAGE_FATAL = 2,         /* exit 7 */
+	STAGE_NOTHING = 3,       /* exit 9 */
+	STAGE_TRIGGERED = 4,     /* an rclone_sleeps trigger fired: account banned */
+	STAGE_INTERRUPTED = 5,   /* the worker was told to stop */
+	STAGE_FAILED = 6,        /* any other exit, or rclone killed from outside */
+	STAGE_ERROR = 7,         /* the worker could not run the stage at all */
+};
+
+const char *stage_result_name(enum stage_result r);
+
+struct stage_outcome {
+	enum stage_result result;
+	int rclone_exit;              /* exit code, or 128 + signal */
+	int64_t files;                /* counted from Copied lines */
+	int64_t bytes;
+	int64_t reconciled_files;     /* counted by the in-flight check after an abnormal end */
+	int64_t reconciled_bytes;
+	int64_t failed_lines;
+	int64_t malformed_lines;
+	int64_t unknown_files;        /* Copied for a path not in the listing: not counted */
+	char trigger[128];            /* the pattern that fired */
+};
+
+#endif
