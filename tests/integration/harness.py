@@ -1,0 +1,158 @@
+"""Shared pieces of the integration tests: the fake remote, source trees, the ledger's view.
+
+Every wait is a loop with a deadline; nothing sleeps and hopes.
+"""
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+BUILD = os.environ.get("CPLOW_BUILD_DIR", os.path.join(ROOT, "build"))
+PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else "python3"
+RCLONE = os.environ.get("RCLONE", "/usr/bin/rclone")
+
+
+def wait_for(what, predicate, timeout=30.0, step=0.02):
+    """Polls predicate until it returns a true value; fails with `what` at the deadline."""
+    end = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= end:
+            raise AssertionError("timed out after %.0f s waiting for %s" % (timeout, what))
+        time.sleep(step)
+
+
+def _read(path):
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except FileNotFoundError:
+        return ""
+
+
+class FakeRemote:
+    """tests/fixtures/fake_remote.py on a free loopback port, one user per account."""
+
+    def __init__(self, users, workdir):
+        self.dir = tempfile.mkdtemp(prefix="fake-", dir=workdir)
+        self.users = dict(users)  # name -> (password, quota_bytes)
+        port_file = os.path.join(self.dir, "port")
+        args = [PYTHON, os.path.join(ROOT, "tests/fixtures/fake_remote.py"),
+                "--root", os.path.join(self.dir, "root"), "--port", "0",
+                "--port-file", port_file]
+        for name, (password, quota) in self.users.items():
+            args += ["--user", "%s:%s:%d" % (name, password, quota)]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL)
+        self.port = int(wait_for("the fake remote's port file", lambda: _read(port_file),
+                                 timeout=20))
+        self.url = "http://127.0.0.1:%d/" % self.port
+        self._obscured = {}
+
+    def _request(self, method, path):
+        req = urllib.request.Request(self.url + path.lstrip("/"), method=method, data=b"" if method == "POST" else None)
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.read()
+
+    def truth(self):
+        return json.loads(self._request("GET", "_fake/truth"))
+
+    def accepted(self, user):
+        return self.truth()["users"][user]["accepted_bytes"]
+
+    def set_delay(self, ms):
+        self._request("POST", "_fake/delay?ms=%d" % ms)
+
+    def set_quota(self, user, quota):
+        self._request("POST", "_fake/quota?user=%s&bytes=%d" % (user, quota))
+
+    def remote_env(self, remote, user):
+        """RCLONE_CONFIG_* for an environment-defined webdav remote logged in as user."""
+        if user not in self._obscured:
+            self._obscured[user] = subprocess.check_output(
+                [RCLONE, "obscure", self.users[user][0]], text=True).strip()
+        prefix = "RCLONE_CONFIG_%s_" % remote.upper()
+        return {prefix + "TYPE": "webdav", prefix + "URL": self.url, prefix + "VENDOR": "other",
+                prefix + "USER": user, prefix + "PASS": self._obscured[user]}
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def make_tree(root, count, seed, min_size=1024, max_size=8 << 20, dirs=5):
+    """count files of random sizes in a few subdirectories; returns {relative path: size}."""
+    rng = random.Random(seed)
+    files = {}
+    for i in range(count):
+        sub = "season %02d" % (i % dirs) if dirs else ""
+        size = rng.randint(min_size, max_size)
+        rel = os.path.join(sub, "episode %03d.bin" % i) if sub else "file%03d.bin" % i
+        path = os.path.join(root, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(rng.randbytes(min(size, 4096)) * (size // 4096) + rng.randbytes(size % 4096)
+                    if size >= 4096 else rng.randbytes(size))
+        files[rel] = size
+    return files
+
+
+def ledger_state(shm):
+    """cplow-inspect --json of the ledger; an empty one while it does not exist yet."""
+    out = subprocess.run([os.path.join(BUILD, "shm/cplow-inspect"), "--shm", shm, "--json"],
+                         capture_output=True, text=True, timeout=30)
+    if out.returncode == 1 and "no ledger" in out.stderr:
+        return {"uploaders": {}, "stages": []}
+    if out.returncode != 0:
+        raise AssertionError("cplow-inspect failed: " + out.stderr)
+    return json.loads(out.stdout)
+
+
+def ledger_row(shm, uploader, account):
+    for row in ledger_state(shm)["uploaders"].get(uploader, []):
+        if row["account"] == account:
+            return row
+    return None
+
+
+def ledger_bytes(shm, uploader, account):
+    row = ledger_row(shm, uploader, account)
+    return row["used_bytes"] if row else 0
+
+
+def unlink_shm(name):
+    try:
+        os.unlink("/dev/shm" + name)
+    except FileNotFoundError:
+        pass
+
+
+def stage_args(shm, uploader, account, source, dest, workdir, *extra):
+    return [os.path.join(BUILD, "tests/stage_tool"), "--ledger", shm, "--create",
+            "--uploader", uploader, "--account", account, "--source", source,
+            "--dest", dest, "--work-dir", workdir,
+            "--extra", "--retries=1", "--extra", "--low-level-retries=1"] + list(extra)
+
+
+def run_stage(env, *args, timeout=300):
+    full_env = dict(os.environ)
+    full_env.update(env)
+    out = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, env=full_env)
+    lines = [l for l in out.stdout.splitlines() if l.startswith("{")]
+    if not lines:
+        raise AssertionError("stage_tool printed no outcome (exit %d): %s" % (out.returncode, out.stderr[-3000:]))
+    return json.loads(lines[-1]), out

@@ -1,0 +1,175 @@
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "rclone_cmd.h"
+
+static int has_arg(const struct rclone_cmd *c, const char *arg)
+{
+	for (size_t i = 0; i < c->argc; i++)
+		if (strcmp(c->argv[i], arg) == 0)
+			return 1;
+	return 0;
+}
+
+static int has_prefix(char **v, const char *prefix)
+{
+	for (; *v; v++)
+		if (strncmp(*v, prefix, strlen(prefix)) == 0)
+			return 1;
+	return 0;
+}
+
+static const char *const excludes[] = { "*.partial~", "**/.grab/**" };
+static const char *const env[] = { "RCLONE_CONFIG_GDRIVE_SERVICE_ACCOUNT_FILE=/sa/sa1.json" };
+static const struct stage_flag extras[] = { { "--drive-chunk-size", "64M" },
+					    { "--fast-list", NULL } };
+
+static struct stage_spec spec(void)
+{
+	struct stage_spec s = {
+		.uploader = "media", .account = "/sa/sa1.json", .rclone_binary = "/usr/bin/rclone",
+		.rclone_config = "/config/rclone.conf", .command = "move", .source = "/data/media",
+		.destination = "gdrive:/Media", .env = env, .env_count = 1, .extras = extras,
+		.extra_count = 2, .excludes = excludes, .exclude_count = 2, .stage_number = 3,
+		.max_transfer_bytes = 12345, .max_size_bytes = 999, .transfers = 8,
+		.order_by = "size,desc", .max_backlog = 2000, .work_dir = "/tmp",
+	};
+	return s;
+}
+
+Test(rclone_cmd, builds_the_stage_command_with_exact_byte_limits)
+{
+	struct stage_spec s = spec();
+	struct rclone_cmd c;
+	char err[256];
+	cr_assert_eq(rclone_cmd_build(&s, "user1", "secretpass", &c, err, sizeof(err)), 0, "%s", err);
+	cr_assert_str_eq(c.argv[0], "/usr/bin/rclone");
+	cr_assert_str_eq(c.argv[1], "move");
+	cr_assert_str_eq(c.argv[2], "/data/media");
+	cr_assert_str_eq(c.argv[3], "gdrive:/Media");
+	const char *want[] = { "--config=/config/rclone.conf", "--use-json-log", "-v", "--rc",
+			       "--rc-addr=127.0.0.1:0", "--max-transfer=12345B",
+			       "--cutoff-mode=cautious", "--max-size=999B", "--transfers=8",
+			       "--order-by=size,desc", "--max-backlog=2000",
+			       "--drive-chunk-size=64M", "--fast-list" };
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+		cr_assert(has_arg(&c, want[i]), "missing %s", want[i]);
+	cr_assert(!has_arg(&c, "--dry-run"));
+	rclone_cmd_free(&c);
+}
+
+Test(rclone_cmd, the_rc_password_is_in_the_environment_not_argv)
+{
+	struct stage_spec s = spec();
+	struct rclone_cmd c;
+	char err[256], line[4096];
+	cr_assert_eq(rclone_cmd_build(&s, "user1", "secretpass", &c, err, sizeof(err)), 0);
+	cr_assert(has_prefix(c.envp, "RCLONE_RC_PASS=secretpass"));
+	cr_assert(has_prefix(c.envp, "RCLONE_RC_USER=user1"));
+	cr_assert(has_prefix(c.envp, "RCLONE_CONFIG_GDRIVE_SERVICE_ACCOUNT_FILE=/sa/sa1.json"));
+	for (size_t i = 0; i < c.argc; i++)
+		cr_assert_null(strstr(c.argv[i], "secretpass"));
+	cr_assert_eq(rclone_cmd_render(&c, line, sizeof(line)), 0);
+	cr_assert_null(strstr(line, "secretpass"));
+	rclone_cmd_free(&c);
+}
+
+Test(rclone_cmd, inherited_rc_variables_are_dropped)
+{
+	setenv("RCLONE_RC_ADDR", "0.0.0.0:5572", 1);
+	struct stage_spec s = spec();
+	struct rclone_cmd c;
+	char err[256];
+	cr_assert_eq(rclone_cmd_build(&s, "u", "p", &c, err, sizeof(err)), 0);
+	cr_assert(!has_prefix(c.envp, "RCLONE_RC_ADDR="));
+	rclone_cmd_free(&c);
+	unsetenv("RCLONE_RC_ADDR");
+}
+
+Test(rclone_cmd, excludes_go_through_a_private_file_removed_afterwards)
+{
+	struct stage_spec s = spec();
+	struct rclone_cmd c;
+	char err[256], flag[PATH_MAX + 32];
+	cr_assert_eq(rclone_cmd_build(&s, "u", "p", &c, err, sizeof(err)), 0);
+	snprintf(flag, sizeof(flag), "--exclude-from=%s", c.exclude_file);
+	cr_assert(has_arg(&c, flag));
+	FILE *f = fopen(c.exclude_file, "r");
+	cr_assert_not_null(f);
+	char text[256] = "";
+	size_t n = fread(text, 1, sizeof(text) - 1, f);
+	text[n] = '\0';
+	fclose(f);
+	cr_assert_str_eq(text, "*.partial~\n**/.grab/**\n");
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s", c.exclude_file);
+	rclone_cmd_free(&c);
+	cr_assert_eq(access(path, F_OK), -1, "exclude file left behind");
+}
+
+Test(rclone_cmd, a_stage_without_limits_carries_none_from_an_earlier_one)
+{
+	struct stage_spec first = spec();
+	struct rclone_cmd a, b;
+	char err[256];
+	cr_assert_eq(rclone_cmd_build(&first, "u", "p", &a, err, sizeof(err)), 0);
+	struct stage_spec second = spec();
+	second.max_transfer_bytes = 0;
+	second.max_size_bytes = 0;
+	second.transfers = 0;
+	second.order_by = NULL;
+	second.max_backlog = 0;
+	second.exclude_count = 0;
+	cr_assert_eq(rclone_cmd_build(&second, "u", "p", &b, err, sizeof(err)), 0);
+	for (size_t i = 0; i < b.argc; i++) {
+		cr_assert_null(strstr(b.argv[i], "--max-transfer"), "%s", b.argv[i]);
+		cr_assert_null(strstr(b.argv[i], "--cutoff-mode"), "%s", b.argv[i]);
+		cr_assert_null(strstr(b.argv[i], "--order-by"), "%s", b.argv[i]);
+		cr_assert_null(strstr(b.argv[i], "--exclude-from"), "%s", b.argv[i]);
+	}
+	cr_assert_eq(first.max_transfer_bytes, 12345, "the spec was changed");
+	rclone_cmd_free(&a);
+	rclone_cmd_free(&b);
+}
+
+Test(rclone_cmd, extras_may_not_take_over_cplows_own_flags)
+{
+	static const struct stage_flag bad[] = { { "-vv", NULL } };
+	static const struct stage_flag bad2[] = { { "--rc-addr", "0.0.0.0:5572" } };
+	struct stage_spec s = spec();
+	struct rclone_cmd c;
+	char err[256];
+	s.extras = bad;
+	s.extra_count = 1;
+	cr_assert_eq(rclone_cmd_build(&s, "u", "p", &c, err, sizeof(err)), -1);
+	cr_assert_str_eq(err, "rclone_extras: -vv is set by cplow itself");
+	s.extras = bad2;
+	cr_assert_eq(rclone_cmd_build(&s, "u", "p", &c, err, sizeof(err)), -1);
+	cr_assert_str_eq(err, "rclone_extras: --rc-addr is set by cplow itself");
+}
+
+Test(rclone_cmd, render_quotes_what_a_shell_would_split)
+{
+	static const struct stage_flag none[] = { { "--fast-list", NULL } };
+	struct stage_spec s = spec();
+	s.source = "/data/my media's";
+	s.extras = none;
+	s.extra_count = 1;
+	s.exclude_count = 0;
+	s.rclone_config = NULL;
+	s.max_transfer_bytes = 0;
+	s.max_size_bytes = 0;
+	s.transfers = 0;
+	s.order_by = NULL;
+	s.max_backlog = 0;
+	struct rclone_cmd c;
+	char err[256], line[1024];
+	cr_assert_eq(rclone_cmd_build(&s, "u", "p", &c, err, sizeof(err)), 0);
+	cr_assert_eq(rclone_cmd_render(&c, line, sizeof(line)), 0);
+	cr_assert_str_eq(line, "/usr/bin/rclone move '/data/my media'\\''s' gdrive:/Media "
+			       "--use-json-log -v --rc --rc-addr=127.0.0.1:0 --fast-list");
+	rclone_cmd_free(&c);
+}

@@ -1,0 +1,291 @@
+#include "rclone_cmd.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+extern char **environ;
+
+struct strvec {
+	char **v;
+	size_t n, cap;
+	int failed;
+};
+
+static void push(struct strvec *s, char *str)
+{
+	if (s->failed || !str) {
+		free(str);
+		s->failed = 1;
+		return;
+	}
+	if (s->n + 2 > s->cap) {
+		size_t cap = s->cap ? s->cap * 2 : 32;
+		char **v = realloc(s->v, cap * sizeof(*v));
+		if (!v) {
+			free(str);
+			s->failed = 1;
+			return;
+		}
+		s->v = v;
+		s->cap = cap;
+	}
+	s->v[s->n++] = str;
+	s->v[s->n] = NULL;
+}
+
+static void pushf(struct strvec *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void pushf(struct strvec *s, const char *fmt, ...)
+{
+	va_list ap;
+	char *str = NULL;
+	va_start(ap, fmt);
+	if (vasprintf(&str, fmt, ap) < 0)
+		str = NULL;
+	va_end(ap);
+	push(s, str);
+}
+
+static void strvec_free(char **v)
+{
+	if (!v)
+		return;
+	for (char **p = v; *p; p++)
+		free(*p);
+	free(v);
+}
+
+const char *rclone_cmd_reserved_flag(const char *flag)
+{
+	static const char *const reserved[] = {
+		"--rc", "--rc-addr", "--rc-user", "--rc-pass", "--rc-no-auth", "--rc-htpasswd",
+		"--use-json-log", "--log-level", "--verbose", "-v", "-vv", "-q", "--quiet",
+		"--log-file", "--max-transfer", "--cutoff-mode", "--config", "--dry-run",
+		"--exclude-from", "--stats-log-level",
+	};
+	size_t len = strcspn(flag, "=");
+	for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
+		if (strlen(reserved[i]) == len && strncmp(flag, reserved[i], len) == 0)
+			return reserved[i];
+	return NULL;
+}
+
+/* Inherited RCLONE_RC_* would fight the per-stage credentials and address. */
+static int inherited_ok(const char *var)
+{
+	return strncmp(var, "RCLONE_RC_", 10) != 0 && strncmp(var, "RCLONE_CONFIG=", 14) != 0;
+}
+
+static void common_env(struct strvec *env, const struct stage_spec *spec)
+{
+	for (char **e = environ; e && *e; e++)
+		if (inherited_ok(*e))
+			push(env, strdup(*e));
+	for (size_t i = 0; i < spec->env_count; i++)
+		push(env, strdup(spec->env[i]));
+}
+
+static void common_flags(struct strvec *argv, const struct stage_spec *spec)
+{
+	if (spec->rclone_config)
+		pushf(argv, "--config=%s", spec->rclone_config);
+	/* -v (INFO) is where the per-file lines are; -vv would log obscured passwords. */
+	push(argv, strdup("--use-json-log"));
+	push(argv, strdup("-v"));
+}
+
+static int write_excludes(const struct stage_spec *spec, char *path, size_t len, char *err,
+			  size_t err_len)
+{
+	int n = snprintf(path, len, "%s/excludes-%d-%d.txt", spec->work_dir ? spec->work_dir : "/tmp",
+			 (int)getpid(), spec->stage_number);
+	if (n < 0 || (size_t)n >= len) {
+		snprintf(err, err_len, "exclude file path too long");
+		return -1;
+	}
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		snprintf(err, err_len, "cannot create %s: %s", path, strerror(errno));
+		path[0] = '\0';
+		return -1;
+	}
+	FILE *f = fdopen(fd, "w");
+	if (!f) {
+		close(fd);
+		snprintf(err, err_len, "cannot write %s: %s", path, strerror(errno));
+		return -1;
+	}
+	for (size_t i = 0; i < spec->exclude_count; i++) {
+		if (strchr(spec->excludes[i], '\n')) {
+			fclose(f);
+			snprintf(err, err_len, "exclude pattern %zu contains a newline", i + 1);
+			return -1;
+		}
+		fprintf(f, "%s\n", spec->excludes[i]);
+	}
+	if (fclose(f) != 0) {
+		snprintf(err, err_len, "cannot write %s: %s", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int finish(struct strvec *argv, struct strvec *env, struct rclone_cmd *out, char *err,
+		  size_t err_len)
+{
+	if (argv->failed || env->failed) {
+		strvec_free(argv->v);
+		strvec_free(env->v);
+		if (out->exclude_file[0])
+			unlink(out->exclude_file);
+		snprintf(err, err_len, "out of memory building the rclone command");
+		return -1;
+	}
+	out->argv = argv->v;
+	out->argc = argv->n;
+	out->envp = env->v;
+	out->envc = env->n;
+	return 0;
+}
+
+int rclone_cmd_build(const struct stage_spec *spec, const char *rc_user, const char *rc_pass,
+		     struct rclone_cmd *out, char *err, size_t err_len)
+{
+	struct strvec argv = { 0 }, env = { 0 };
+	memset(out, 0, sizeof(*out));
+	if (!spec->command || (strcmp(spec->command, "move") != 0 && strcmp(spec->command, "copy") != 0)) {
+		snprintf(err, err_len, "rclone command must be move or copy, not %s",
+			 spec->command ? spec->command : "(none)");
+		return -1;
+	}
+	if (!spec->source || !spec->destination) {
+		snprintf(err, err_len, "a stage needs a source and a destination");
+		return -1;
+	}
+	for (size_t i = 0; i < spec->extra_count; i++) {
+		const char *r = rclone_cmd_reserved_flag(spec->extras[i].name);
+		if (r) {
+			snprintf(err, err_len, "rclone_extras: %s is set by cplow itself", r);
+			return -1;
+		}
+	}
+	if (spec->exclude_count &&
+	    write_excludes(spec, out->exclude_file, sizeof(out->exclude_file), err, err_len) < 0)
+		return -1;
+
+	push(&argv, strdup(spec->rclone_binary ? spec->rclone_binary : "/usr/bin/rclone"));
+	push(&argv, strdup(spec->command));
+	push(&argv, strdup(spec->source));
+	push(&argv, strdup(spec->destination));
+	common_flags(&argv, spec);
+	/* A free port on loopback; rclone logs which one it took. */
+	push(&argv, strdup("--rc"));
+	push(&argv, strdup("--rc-addr=127.0.0.1:0"));
+	if (spec->max_transfer_bytes > 0) {
+		/* Exact bytes: a bare number means KiB to rclone, and the fork's whole-GiB
+		 * rounding turned a remainder under 2 GiB into "0G". */
+		pushf(&argv, "--max-transfer=%lldB", (long long)spec->max_transfer_bytes);
+		push(&argv, strdup("--cutoff-mode=cautious"));
+	}
+	if (spec->max_size_bytes > 0)
+		pushf(&argv, "--max-size=%lldB", (long long)spec->max_size_bytes);
+	if (spec->transfers > 0)
+		pushf(&argv, "--transfers=%d", spec->transfers);
+	if (spec->order_by && *spec->order_by)
+		pushf(&argv, "--order-by=%s", spec->order_by);
+	if (spec->max_backlog > 0)
+		pushf(&argv, "--max-backlog=%d", spec->max_backlog);
+	if (spec->min_age && *spec->min_age)
+		pushf(&argv, "--min-age=%s", spec->min_age);
+	if (out->exclude_file[0])
+		pushf(&argv, "--exclude-from=%s", out->exclude_file);
+	if (spec->dry_run)
+		push(&argv, strdup("--dry-run"));
+	for (size_t i = 0; i < spec->extra_count; i++) {
+		if (spec->extras[i].value)
+			pushf(&argv, "%s=%s", spec->extras[i].name, spec->extras[i].value);
+		else
+			push(&argv, strdup(spec->extras[i].name));
+	}
+
+	common_env(&env, spec);
+	pushf(&env, "RCLONE_RC_USER=%s", rc_user);
+	pushf(&env, "RCLONE_RC_PASS=%s", rc_pass);
+	return finish(&argv, &env, out, err, err_len);
+}
+
+int rclone_cmd_build_lsjson(const struct stage_spec *spec, const char *files_from,
+			    struct rclone_cmd *out, char *err, size_t err_len)
+{
+	struct strvec argv = { 0 }, env = { 0 };
+	memset(out, 0, sizeof(*out));
+	push(&argv, strdup(spec->rclone_binary ? spec->rclone_binary : "/usr/bin/rclone"));
+	push(&argv, strdup("lsjson"));
+	push(&argv, strdup(spec->destination));
+	common_flags(&argv, spec);
+	push(&argv, strdup("-R")); /* --files-from names files in subdirectories */
+	push(&argv, strdup("--files-only"));
+	push(&argv, strdup("--no-modtime"));
+	push(&argv, strdup("--no-mimetype"));
+	pushf(&argv, "--files-from-raw=%s", files_from);
+	common_env(&env, spec);
+	return finish(&argv, &env, out, err, err_len);
+}
+
+/* Single quotes unless the word is plainly safe; a quote inside becomes '\''. */
+static size_t quote(const char *word, char *out, size_t len)
+{
+	size_t n = 0;
+	int plain = *word != '\0' && strspn(word, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+						  "0123456789-_=./:,@%+") == strlen(word);
+#define PUT(c)                      \
+	do {                        \
+		if (n + 1 < len)    \
+			out[n] = (c); \
+		n++;                \
+	} while (0)
+	if (!plain)
+		PUT('\'');
+	for (const char *p = word; *p; p++) {
+		if (*p == '\'' && !plain) {
+			PUT('\'');
+			PUT('\\');
+			PUT('\'');
+			PUT('\'');
+		} else {
+			PUT(*p);
+		}
+	}
+	if (!plain)
+		PUT('\'');
+#undef PUT
+	return n;
+}
+
+int rclone_cmd_render(const struct rclone_cmd *c, char *out, size_t len)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < c->argc; i++) {
+		if (i && n + 1 < len)
+			out[n] = ' ';
+		if (i)
+			n++;
+		n += quote(c->argv[i], n < len ? out + n : out + len, n < len ? len - n : 0);
+	}
+	if (len)
+		out[n < len ? n : len - 1] = '\0';
+	return n < len ? 0 : -1;
+}
+
+void rclone_cmd_free(struct rclone_cmd *c)
+{
+	strvec_free(c->argv);
+	strvec_free(c->envp);
+	if (c->exclude_file[0])
+		unlink(c->exclude_file);
+	memset(c, 0, sizeof(*c));
+}

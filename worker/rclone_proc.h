@@ -1,0 +1,36 @@
+/*
+ * Starting rclone. The child gets default signal dispositions and an empty mask (a child that
+ * inherits SIG_IGN for SIGINT cannot be interrupted), dies with its parent (an orphaned rclone
+ * would go on uploading files nobody counts), and stays in the worker's process group, so the
+ * supervisor can end both with one kill.
+ */
+#ifndef CPLOW_RCLONE_PROC_H
+#define CPLOW_RCLONE_PROC_H
+
+#include <sys/types.h>
+
+#include "rclone_cmd.h"
+
+struct rclone_proc {
+	pid_t pid;
+	int out_fd;   /* read end: rclone's stderr (spawn) or stdout (deferred) */
+	int go_fd;    /* deferred only: write end the child waits on before exec */
+};
+
+/* Starts the command now; out_fd reads its stderr (its stdout goes to /dev/null). */
+int rclone_proc_spawn(const struct rclone_cmd *cmd, struct rclone_proc *p);
+
+/*
+ * Forks now, execs later: the child waits until rclone_proc_release(). The worker forks
+ * everything it may need before it enters its seccomp sandbox, where fork and exec are gone.
+ * out_fd reads the command's stdout; its stderr is the worker's.
+ */
+int rclone_proc_defer(const struct rclone_cmd *cmd, struct rclone_proc *p);
+int rclone_proc_release(struct rclone_proc *p);
+
+/* Waits for the process; *status as from waitpid. */
+int rclone_proc_wait(struct rclone_proc *p, int *status);
+/* Ends a deferred child that will not be needed, and reaps it. */
+void rclone_proc_cancel(struct rclone_proc *p);
+
+#endif

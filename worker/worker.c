@@ -1,0 +1,451 @@
+#include "worker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "ledger.h"
+#include "log.h"
+#include "rc_client.h"
+#include "rclone_cmd.h"
+#include "rclone_log.h"
+#include "rclone_proc.h"
+#include "reconcile.h"
+#include "sandbox.h"
+#include "source.h"
+#include "triggers.h"
+
+#define WORKER_RC_POLL_MS_DEFAULT 500
+#define WORKER_RC_TIMEOUT_MS 500
+/* rclone ends a transfer within milliseconds of SIGTERM; past this it gets SIGKILL. */
+#define WORKER_STOP_GRACE_MS 10000
+#define WORKER_READ_CHUNK 65536
+
+struct worker {
+	const struct stage_spec *spec;
+	struct stage_outcome *out;
+	struct ledger ledger;
+	int32_t row, slot;
+	struct ledger_stage stage;     /* our copy of the slot, for stats updates */
+	struct source_index source;
+	int watch_fd;                  /* inotify on the source: which files rclone opened */
+	struct rclone_log_reader reader;
+	struct rclone_log_event *event; /* 8.5 KiB: one, on the heap */
+	struct triggers triggers;
+	struct rc_client rc;
+	int rc_ready;
+	struct rc_stats stats;         /* 260 KiB: kept here, not on the stack */
+	char rc_user[RC_CLIENT_USER_LEN + 1], rc_pass[RC_CLIENT_PASS_LEN + 1];
+	struct rclone_cmd cmd, ls_cmd;
+	struct rclone_proc proc;
+	struct reconcile reconcile;
+	char files_from[PATH_MAX];
+	int stop_requested;            /* signals seen */
+	int stop_sent;                 /* we told rclone to stop (signal or trigger) */
+	int64_t stop_sent_ms;
+	int64_t next_poll_ms;
+};
+
+static int worker_sigpipe[2] = { -1, -1 };
+static volatile sig_atomic_t worker_signals;
+
+static void on_stop_signal(int sig)
+{
+	(void)sig;
+	worker_signals++;
+	int saved = errno;
+	ssize_t w = write(worker_sigpipe[1], "s", 1);
+	(void)w; /* a full pipe already holds a wake-up */
+	errno = saved;
+}
+
+static int install_signals(void)
+{
+	if (pipe2(worker_sigpipe, O_CLOEXEC | O_NONBLOCK) < 0)
+		return -1;
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_stop_signal;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
+	if (sigaction(SIGINT, &sa, NULL) < 0 || sigaction(SIGTERM, &sa, NULL) < 0)
+		return -1;
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	return sigprocmask(SIG_UNBLOCK, &set, NULL);
+}
+
+const char *stage_result_name(enum stage_result r)
+{
+	static const char *const names[] = { "done", "max-transfer", "fatal", "nothing",
+					     "triggered", "interrupted", "failed", "error" };
+	return (unsigned)r < sizeof(names) / sizeof(names[0]) ? names[r] : "unknown";
+}
+
+/* ---- per-line work ---- */
+
+/* The hot path: one completed file, counted once, at once. */
+static void worker_on_copied(struct worker *w, const struct rclone_log_event *ev)
+{
+	if (ev->suspicious_path) {
+		w->out->unknown_files++;
+		log_warn("rclone reported %s outside the source; not counted", ev->object);
+		return;
+	}
+	struct source_entry *e = source_find(&w->source, ev->object, ev->object_len);
+	if (!e) {
+		w->out->unknown_files++;
+		log_warn("rclone copied %s, which was not in the listing; not counted", ev->object);
+		return;
+	}
+	if (source_mark_counted(e))
+		return; /* a second Copied for one file (failed, then retried) counts once */
+	int rc = ledger_add_for_stage(&w->ledger, w->slot, e->size, ledger_now_ms());
+	if (rc != LEDGER_OK) {
+		log_error("cannot record %s in the ledger: %s", ev->object, ledger_strerror(rc));
+		return;
+	}
+	w->out->files++;
+	w->out->bytes += e->size;
+}
+
+static void stop_rclone(struct worker *w, int sig)
+{
+	if (w->proc.pid <= 0)
+		return;
+	if (!w->stop_sent) {
+		w->stop_sent = 1;
+		w->stop_sent_ms = ledger_now_ms();
+	}
+	kill(w->proc.pid, sig);
+}
+
+static void worker_on_trigger(struct worker *w, int index)
+{
+	const struct triggers_fire *f = triggers_fired(&w->triggers);
+	char cause[LEDGER_CAUSE_MAX];
+	triggers_describe(&w->triggers, index, cause, sizeof(cause));
+	int64_t now = ledger_now_ms();
+	int rc = ledger_ban(&w->ledger, w->row, now + f->sleep_ms, cause, now);
+	if (rc != LEDGER_OK)
+		log_error("cannot record the ban: %s", ledger_strerror(rc));
+	log_warn("account banned for %g h: %s", f->sleep_hours, cause);
+	snprintf(w->out->trigger, sizeof(w->out->trigger), "%s", f->pattern);
+	w->out->result = STAGE_TRIGGERED;
+	stop_rclone(w, SIGTERM);
+}
+
+static void worker_on_line(void *ctx, const char *line, size_t len)
+{
+	struct worker *w = ctx;
+	struct rclone_log_event *ev = w->event;
+	switch (rclone_log_parse(line, len, ev)) {
+	case RCLONE_LOG_COPIED:
+		worker_on_copied(w, ev);
+		break;
+	case RCLONE_LOG_FAILED:
+		w->out->failed_lines++;
+		log_info("rclone: %.*s", (int)(ev->message_len > 300 ? 300 : ev->message_len),
+			 ev->message);
+		break;
+	case RCLONE_LOG_RC_SERVING:
+		if (!w->rc_ready && rc_client_init(&w->rc, ev->rc_url, w->rc_user, w->rc_pass,
+						   WORKER_RC_TIMEOUT_MS) == 0)
+			w->rc_ready = 1;
+		break;
+	case RCLONE_LOG_MALFORMED:
+		w->out->malformed_lines++;
+		break;
+	default:
+		break;
+	}
+	size_t tlen;
+	const char *text = rclone_log_trigger_text(ev, &tlen);
+	int fired = triggers_feed(&w->triggers, text, tlen, ledger_now_ms());
+	if (fired >= 0)
+		worker_on_trigger(w, fired);
+}
+
+/* ---- live stats ---- */
+
+static void poll_stats(struct worker *w)
+{
+	struct rc_stats *st = &w->stats;
+	if (!w->rc_ready || rc_client_stats(&w->rc, st) != 0)
+		return;
+	for (size_t i = 0; i < st->transferring_count; i++) {
+		const char *name = st->transferring[i].name;
+		struct source_entry *e = source_find(&w->source, name, strlen(name));
+		if (e)
+			source_mark_in_flight(e);
+	}
+	rc_client_stats_to_stage(st, &w->stage);
+	w->stage.updated_at_ms = ledger_now_ms();
+	ledger_stage_update(&w->ledger, w->slot, &w->stage);
+}
+
+/* ---- the stage ---- */
+
+static int read_rclone(struct worker *w, char *buf)
+{
+	ssize_t n = read(w->proc.out_fd, buf, WORKER_READ_CHUNK);
+	if (n < 0)
+		return errno == EINTR || errno == EAGAIN ? 1 : 0;
+	if (n == 0)
+		return 0;
+	rclone_log_feed(&w->reader, buf, (size_t)n, worker_on_line, w);
+	return 1;
+}
+
+static void drain_watch(struct worker *w)
+{
+	if (w->watch_fd >= 0 && source_watch_drain(&w->source) == SOURCE_WATCH_OVERFLOW)
+		log_warn("too many file events at once; every unfinished file counts as in flight");
+}
+
+/* Reads rclone's log until it closes, acting on signals, stats and the watch meanwhile. */
+static void run_loop(struct worker *w)
+{
+	char *buf = malloc(WORKER_READ_CHUNK);
+	if (!buf) {
+		stop_rclone(w, SIGKILL);
+		return;
+	}
+	int poll_ms = w->spec->rc_poll_ms > 0 ? w->spec->rc_poll_ms : WORKER_RC_POLL_MS_DEFAULT;
+	w->next_poll_ms = ledger_now_ms() + poll_ms;
+	for (;;) {
+		struct pollfd fds[3] = {
+			{ w->proc.out_fd, POLLIN, 0 },
+			{ worker_sigpipe[0], POLLIN, 0 },
+			{ w->watch_fd, POLLIN, 0 },
+		};
+		int64_t now = ledger_now_ms();
+		int timeout = (int)(w->next_poll_ms > now ? w->next_poll_ms - now : 0);
+		if (w->stop_sent && timeout > 100)
+			timeout = 100;
+		int n = poll(fds, w->watch_fd >= 0 ? 3 : 2, timeout);
+		if (n < 0 && errno != EINTR)
+			break;
+		if (fds[2].revents & POLLIN)
+			drain_watch(w);
+		if (fds[1].revents & POLLIN) {
+			char drain[16];
+			while (read(worker_sigpipe[0], drain, sizeof(drain)) > 0)
+				;
+			if (!w->stop_requested && w->out->result != STAGE_TRIGGERED) {
+				log_info("stop requested: stopping rclone");
+				/* A last look at what is in flight before rclone goes. */
+				poll_stats(w);
+				w->out->result = STAGE_INTERRUPTED;
+				stop_rclone(w, SIGTERM);
+			} else if (worker_signals > 1) {
+				stop_rclone(w, SIGKILL);
+			}
+			w->stop_requested = 1;
+		}
+		if (fds[0].revents & (POLLIN | POLLHUP)) {
+			if (!read_rclone(w, buf))
+				break;
+		}
+		now = ledger_now_ms();
+		if (now >= w->next_poll_ms) {
+			if (!w->stop_sent)
+				poll_stats(w);
+			w->next_poll_ms = now + poll_ms;
+		}
+		if (w->stop_sent && now - w->stop_sent_ms > WORKER_STOP_GRACE_MS)
+			stop_rclone(w, SIGKILL);
+	}
+	rclone_log_finish(&w->reader, worker_on_line, w);
+	drain_watch(w);
+	free(buf);
+}
+
+static enum stage_result result_of(struct worker *w, int status)
+{
+	if (w->out->result == STAGE_TRIGGERED || w->out->result == STAGE_INTERRUPTED)
+		return w->out->result;
+	if (WIFSIGNALED(status))
+		return STAGE_FAILED;
+	switch (WEXITSTATUS(status)) {
+	case 0: return STAGE_DONE;
+	case 8: return STAGE_MAX_TRANSFER;
+	case 7: return STAGE_FATAL;
+	case 9: return STAGE_NOTHING;
+	default: return STAGE_FAILED;
+	}
+}
+
+static int prepare(struct worker *w, char *err, size_t err_len)
+{
+	const struct stage_spec *spec = w->spec;
+	int rc = ledger_attach(spec->ledger_name, 1, &w->ledger);
+	if (rc != LEDGER_OK) {
+		snprintf(err, err_len, "cannot attach the ledger %s: %s", spec->ledger_name,
+			 ledger_strerror(rc));
+		return -1;
+	}
+	if ((rc = ledger_row_get(&w->ledger, spec->uploader, spec->account, &w->row)) != LEDGER_OK) {
+		snprintf(err, err_len, "cannot add the account to the ledger: %s",
+			 ledger_strerror(rc));
+		return -1;
+	}
+	if (source_list(spec->source, &w->source, err, err_len) < 0)
+		return -1;
+	if (triggers_init(&w->triggers, spec->triggers, spec->trigger_count, err, err_len) < 0)
+		return -1;
+	if (rclone_log_reader_init(&w->reader, 0) < 0 ||
+	    !(w->event = malloc(sizeof(*w->event)))) {
+		snprintf(err, err_len, "out of memory");
+		return -1;
+	}
+	if (rc_client_make_credentials(w->rc_user, sizeof(w->rc_user), w->rc_pass,
+				       sizeof(w->rc_pass)) < 0) {
+		snprintf(err, err_len, "cannot make RC credentials: %s", strerror(errno));
+		return -1;
+	}
+	if (rclone_cmd_build(spec, w->rc_user, w->rc_pass, &w->cmd, err, err_len) < 0)
+		return -1;
+	snprintf(w->files_from, sizeof(w->files_from), "%s/inflight-%d-%d.txt",
+		 spec->work_dir ? spec->work_dir : "/tmp", (int)getpid(), spec->stage_number);
+	if (rclone_cmd_build_lsjson(spec, w->files_from, &w->ls_cmd, err, err_len) < 0)
+		return -1;
+
+	memset(&w->stage, 0, sizeof(w->stage));
+	w->stage.pid = (int32_t)getpid();
+	w->stage.row = w->row;
+	w->stage.stage_number = spec->stage_number;
+	snprintf(w->stage.strategy, sizeof(w->stage.strategy), "%s",
+		 spec->strategy ? spec->strategy : "");
+	snprintf(w->stage.order_by, sizeof(w->stage.order_by), "%s",
+		 spec->order_by ? spec->order_by : "");
+	w->stage.max_transfer_bytes = spec->max_transfer_bytes;
+	w->stage.max_size_bytes = spec->max_size_bytes;
+	w->stage.transfers = spec->transfers;
+	w->stage.max_backlog = spec->max_backlog;
+	w->stage.started_at_ms = ledger_now_ms();
+	w->stage.files_total = (int64_t)w->source.file_count;
+	w->stage.bytes_total = w->source.total_bytes;
+	w->stage.rc_eta_s = -1;
+	if ((rc = ledger_stage_claim(&w->ledger, &w->stage, &w->slot)) != LEDGER_OK) {
+		snprintf(err, err_len, "no stage slot: %s", ledger_strerror(rc));
+		w->slot = -1;
+		return -1;
+	}
+	return 0;
+}
+
+enum stage_result worker_run(const struct stage_spec *spec, struct stage_outcome *out)
+{
+	struct worker *w = calloc(1, sizeof(*w));
+	char err[512] = "";
+	memset(out, 0, sizeof(*out));
+	out->result = STAGE_ERROR;
+	if (!w) {
+		log_error("out of memory");
+		return STAGE_ERROR;
+	}
+	w->spec = spec;
+	w->out = out;
+	w->watch_fd = -1;
+	w->slot = -1;
+	w->proc.pid = -1;
+	setpgid(0, 0);
+	if (install_signals() < 0) {
+		snprintf(err, sizeof(err), "cannot install signal handlers: %s", strerror(errno));
+		goto out;
+	}
+	if (prepare(w, err, sizeof(err)) < 0)
+		goto out;
+	if (source_watch_start(&w->source, spec->source, &w->watch_fd, err, sizeof(err)) < 0) {
+		log_warn("%s; an interrupted stage will check every unfinished file on the remote",
+			 err);
+		err[0] = '\0';
+		w->watch_fd = -1;
+	}
+	/* Everything that forks happens before the sandbox: the in-flight check's rclone is
+	 * forked now and waits for its go. */
+	if (reconcile_prepare(&w->reconcile, &w->ls_cmd, w->files_from) < 0) {
+		snprintf(err, sizeof(err), "cannot fork: %s", strerror(errno));
+		goto out;
+	}
+	if (rclone_proc_spawn(&w->cmd, &w->proc) < 0) {
+		snprintf(err, sizeof(err), "cannot start %s: %s", w->cmd.argv[0], strerror(errno));
+		goto out;
+	}
+	out->result = STAGE_DONE;
+	log_info("stage %d started: %s %s → %s (%zu files, %lld bytes)", spec->stage_number,
+		 spec->command, spec->source, spec->destination, w->source.file_count,
+		 (long long)w->source.total_bytes);
+	if (spec->sandbox) {
+		pid_t pids[1 + RECONCILE_ROUNDS] = { w->proc.pid };
+		for (int i = 0; i < RECONCILE_ROUNDS; i++)
+			pids[1 + i] = w->reconcile.rounds[i].pid;
+		if (sandbox_enter(SANDBOX_WORKER, pids, 1 + RECONCILE_ROUNDS, err, sizeof(err)) < 0) {
+			stop_rclone(w, SIGKILL);
+			out->result = STAGE_ERROR;
+		}
+	}
+	run_loop(w);
+	int status = 0;
+	rclone_proc_wait(&w->proc, &status);
+	out->rclone_exit = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	if (out->result != STAGE_ERROR)
+		out->result = result_of(w, status);
+	/* Only a run that was cut short can have files that arrived without a Copied line: an
+	 * rclone that exits by itself logs every file it finished. */
+	if (w->stop_sent || WIFSIGNALED(status) || out->rclone_exit >= 128) {
+		struct reconcile_result r;
+		int64_t stopped = w->stop_sent ? w->stop_sent_ms : ledger_now_ms();
+		if (reconcile_in_flight(&w->reconcile, &w->source, &w->ledger, w->slot, stopped, &r,
+					err, sizeof(err)) < 0) {
+			log_error("in-flight check failed: %s; files in flight are not counted", err);
+			err[0] = '\0';
+		}
+		out->reconciled_files = r.files;
+		out->reconciled_bytes = r.bytes;
+		out->files += r.files;
+		out->bytes += r.bytes;
+	}
+	log_info("stage %d %s (rclone exit %d): %lld files, %lld bytes counted (%lld after the "
+		 "in-flight check), %lld failed lines",
+		 spec->stage_number, stage_result_name(out->result), out->rclone_exit,
+		 (long long)out->files, (long long)out->bytes, (long long)out->reconciled_files,
+		 (long long)out->failed_lines);
+out:
+	if (err[0])
+		log_error("%s", err);
+	reconcile_cancel(&w->reconcile);
+	if (w->slot >= 0) {
+		w->stage.state = LEDGER_STAGE_DONE;
+		w->stage.result = out->result;
+		w->stage.updated_at_ms = ledger_now_ms();
+		ledger_stage_update(&w->ledger, w->slot, &w->stage);
+	}
+	if (w->rc_ready)
+		rc_client_free(&w->rc);
+	rclone_cmd_free(&w->cmd);
+	rclone_cmd_free(&w->ls_cmd);
+	unlink(w->files_from);
+	triggers_free(&w->triggers);
+	rclone_log_reader_free(&w->reader);
+	free(w->event);
+	source_free(&w->source); /* closes the watch */
+	if (w->ledger.hdr)
+		ledger_detach(&w->ledger);
+	explicit_bzero(w->rc_pass, sizeof(w->rc_pass));
+	free(w);
+	enum stage_result result = out->result;
+	return result;
+}
