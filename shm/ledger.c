@@ -764,6 +764,9 @@ int ledger_stage_update(struct ledger *l, int32_t slot, const struct ledger_stag
 	in->stage.row = l->stages[slot].row;
 	if (s->state == LEDGER_STAGE_FREE)
 		in->stage.state = l->stages[slot].state; /* freeing is ledger_stage_release's */
+	/* Requests belong to whoever asks; the worker's own updates must not erase them. */
+	in->stage.bwlimit_seq = l->stages[slot].bwlimit_seq;
+	memcpy(in->stage.bwlimit, l->stages[slot].bwlimit, sizeof(in->stage.bwlimit));
 	commit(l, LEDGER_OP_STAGE);
 	unlock(l);
 	return LEDGER_OK;
@@ -782,6 +785,54 @@ int ledger_stage_release(struct ledger *l, int32_t slot)
 	commit(l, LEDGER_OP_STAGE);
 	unlock(l);
 	return LEDGER_OK;
+}
+
+int ledger_stage_request_bwlimit(struct ledger *l, int32_t slot, const char *rate)
+{
+	if (!valid_slot(l, slot) || !rate || !*rate || strlen(rate) >= LEDGER_BWLIMIT_MAX)
+		return LEDGER_ERR_INVALID;
+	int rc = lock(l);
+	if (rc < 0)
+		return rc;
+	if (l->stages[slot].state != LEDGER_STAGE_RUNNING) {
+		pthread_mutex_unlock(&l->hdr->lock);
+		return LEDGER_ERR_NOTFOUND;
+	}
+	struct ledger_intent *in = &l->hdr->intent;
+	in->slot = slot;
+	in->stage = l->stages[slot];
+	in->stage.bwlimit_seq++;
+	snprintf(in->stage.bwlimit, sizeof(in->stage.bwlimit), "%s", rate);
+	commit(l, LEDGER_OP_STAGE);
+	unlock(l);
+	return LEDGER_OK;
+}
+
+int ledger_stage_take_bwlimit(const struct ledger *l, int32_t slot, uint32_t *seen, char *rate,
+			      size_t len)
+{
+	if (!valid_slot(l, slot))
+		return 0;
+	const struct ledger_stage *s = &l->stages[slot];
+	struct ledger_header *h = l->hdr;
+	for (int attempt = 0; attempt < 1000; attempt++) {
+		uint64_t s1 = atomic_load_explicit(&h->seq, memory_order_acquire);
+		if (s1 & 1)
+			continue;
+		uint32_t seq = s->bwlimit_seq;
+		char copy[LEDGER_BWLIMIT_MAX];
+		memcpy(copy, s->bwlimit, sizeof(copy));
+		atomic_thread_fence(memory_order_acquire);
+		if (atomic_load_explicit(&h->seq, memory_order_relaxed) != s1)
+			continue;
+		if (seq == *seen)
+			return 0;
+		copy[LEDGER_BWLIMIT_MAX - 1] = '\0';
+		snprintf(rate, len, "%s", copy);
+		*seen = seq;
+		return 1;
+	}
+	return 0; /* writers kept it busy: the next poll tries again */
 }
 
 /* ---- readers ---- */

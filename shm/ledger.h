@@ -31,6 +31,7 @@
 #define LEDGER_INFLIGHT_MAX 8    /* files in flight shown per stage */
 #define LEDGER_INFLIGHT_NAME_MAX 128
 #define LEDGER_HOURS 24          /* buckets of the rolling window */
+#define LEDGER_BWLIMIT_MAX 24    /* an rclone --bwlimit value: "10M", "1M:2M", "off" */
 
 #define LEDGER_DEFAULT_ROWS 1024
 #define LEDGER_DEFAULT_SLOTS 32
@@ -117,6 +118,10 @@ struct ledger_stage {
 	int64_t rc_eta_s;         /* -1 = unknown */
 	int64_t rc_errors;
 	struct ledger_inflight inflight[LEDGER_INFLIGHT_MAX];
+	/* A bandwidth limit asked of the stage (Plex throttle, an operator): the worker applies
+	 * it through rclone's core/bwlimit when bwlimit_seq moves. "off" lifts it. */
+	uint32_t bwlimit_seq;
+	char bwlimit[LEDGER_BWLIMIT_MAX];
 };
 
 /* What a logged write changes; bits, so one write can touch a row and its stage together. */
@@ -240,6 +245,12 @@ int ledger_set_usage(struct ledger *l, int32_t row, const struct ledger_usage *u
 int ledger_stage_claim(struct ledger *l, const struct ledger_stage *init, int32_t *slot);
 int ledger_stage_update(struct ledger *l, int32_t slot, const struct ledger_stage *s);
 int ledger_stage_release(struct ledger *l, int32_t slot);
+/* Asks the stage's worker to set rclone's bandwidth limit (rate as --bwlimit takes it). */
+int ledger_stage_request_bwlimit(struct ledger *l, int32_t slot, const char *rate);
+/* The worker's side: copies a request newer than *seen into rate and moves *seen; returns 1
+ * when there was one, 0 when not. Lock-free: the request is re-read until it is stable. */
+int ledger_stage_take_bwlimit(const struct ledger *l, int32_t slot, uint32_t *seen, char *rate,
+			      size_t len);
 /* Adds a completed file to the row and the stage in one write. */
 int ledger_add_for_stage(struct ledger *l, int32_t slot, int64_t bytes, int64_t now_ms);
 

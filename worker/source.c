@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,10 @@
 
 #define WATCH_MASK (IN_OPEN | IN_ONLYDIR)
 
+/* rclone's form of a name is at most three times as long (a control byte becomes a
+ * three-byte symbol), plus room for the few whole-name replacements. */
+#define RCLONE_NAME_MAX (3 * NAME_MAX + 16)
+
 struct source_arena_block {
     struct source_arena_block *next;
     size_t used;
@@ -31,14 +36,199 @@ struct source_arena_block {
 };
 
 struct source_dir {
-    const char *path;    /* relative, in the arena; "" for the root */
+    const char *path;       /* relative, rclone's form (what entry paths start with); "" = root */
+    const char *disk_path;  /* relative, as on disk: for inotify_add_watch and messages */
     uint32_t path_len;
+    uint32_t disk_len;
 };
 
 struct source_slot {
     uint32_t tag;        /* the hash's high half: most mismatches end without touching the entry */
     uint32_t entry;      /* index + 1; 0 = empty */
 };
+
+/* --- rclone's names --------------------------------------------------------------------- */
+
+/*
+ * rclone does not print a local name as it is on disk. Its local backend decodes the name from
+ * the backend's encoding (lib/encoder Base on Linux: NUL, slash and dot names), encodes it in
+ * rclone's Standard encoding (which adds control characters and DEL), and Go's JSON encoder
+ * then turns each invalid UTF-8 byte into U+FFFD. rclone 1.60 logs "new\nline" as "new␊line".
+ * Every name rclone writes (Copied lines, core/stats, lsjson) has that form, so the index is
+ * keyed on it. A name without control bytes, DEL, invalid UTF-8, '‛' (U+201B, rclone's quote
+ * character), '／', '．' or the symbols U+2400-U+2421 comes out unchanged.
+ */
+
+#define QUOTE "\xE2\x80\x9B"           /* ‛ U+201B */
+#define FULLWIDTH_SLASH "\xEF\xBC\x8F" /* ／ U+FF0F */
+#define FULLWIDTH_DOT "\xEF\xBC\x8E"   /* ． U+FF0E */
+#define RUNE_QUOTE 0x201Bu
+#define RUNE_SLASH 0xFF0Fu
+#define RUNE_SYMBOL_NUL 0x2400u        /* ␀; U+2401-U+241F stand for 0x01-0x1F */
+#define RUNE_SYMBOL_DEL 0x2421u        /* ␡ */
+#define RUNE_ERROR 0xFFFDu
+
+/* One UTF-8 sequence as Go's utf8.DecodeRune reads it: an invalid byte (bad lead, bad or
+ * missing continuation, overlong, surrogate, past U+10FFFF) is a sequence of one byte read as
+ * U+FFFD. Returns the sequence's length. */
+static size_t decode_rune(const unsigned char *s, size_t n, uint32_t *rune)
+{
+    unsigned char c = s[0], lo = 0x80, hi = 0xBF;
+    size_t len;
+    uint32_t r;
+    if (c < 0x80) {
+        *rune = c;
+        return 1;
+    }
+    if (c >= 0xC2 && c <= 0xDF) {
+        len = 2;
+        r = c & 0x1F;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        r = c & 0x0F;
+        lo = c == 0xE0 ? 0xA0 : 0x80;
+        hi = c == 0xED ? 0x9F : 0xBF;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        r = c & 0x07;
+        lo = c == 0xF0 ? 0x90 : 0x80;
+        hi = c == 0xF4 ? 0x8F : 0xBF;
+    } else {
+        goto invalid;
+    }
+    if (n < len || s[1] < lo || s[1] > hi)
+        goto invalid;
+    r = (r << 6) | (s[1] & 0x3F);
+    for (size_t i = 2; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            goto invalid;
+        r = (r << 6) | (s[i] & 0x3F);
+    }
+    *rune = r;
+    return len;
+invalid:
+    *rune = RUNE_ERROR;
+    return 1;
+}
+
+static void put_bytes(char *out, size_t *o, const char *bytes, size_t len)
+{
+    memcpy(out + *o, bytes, len);
+    *o += len;
+}
+
+/* Every rune written here is in U+0800-U+FFFF: three bytes. */
+static void put_rune3(char *out, size_t *o, uint32_t r)
+{
+    out[(*o)++] = (char)(0xE0 | (r >> 12));
+    out[(*o)++] = (char)(0x80 | ((r >> 6) & 0x3F));
+    out[(*o)++] = (char)(0x80 | (r & 0x3F));
+}
+
+static bool name_is(const char *name, size_t len, const char *literal)
+{
+    return len == strlen(literal) && memcmp(name, literal, len) == 0;
+}
+
+static size_t put_whole(char *out, const char *literal)
+{
+    size_t len = strlen(literal);
+    memcpy(out, literal, len);
+    return len;
+}
+
+/* lib/encoder's Base.Decode. Never longer than its input; may hold NUL and '/'. */
+static size_t base_decode(const char *in, size_t n, char *out)
+{
+    size_t o = 0;
+    if (name_is(in, n, FULLWIDTH_DOT))
+        return put_whole(out, ".");
+    if (name_is(in, n, FULLWIDTH_DOT FULLWIDTH_DOT))
+        return put_whole(out, "..");
+    if (name_is(in, n, QUOTE FULLWIDTH_DOT))
+        return put_whole(out, FULLWIDTH_DOT);
+    if (name_is(in, n, QUOTE FULLWIDTH_DOT QUOTE FULLWIDTH_DOT))
+        return put_whole(out, FULLWIDTH_DOT FULLWIDTH_DOT);
+
+    bool unquote_next = false;
+    for (size_t i = 0; i < n;) {
+        uint32_t r;
+        size_t len = decode_rune((const unsigned char *)in + i, n - i, &r);
+        bool unquote = unquote_next;
+        unquote_next = false;
+        if (r == RUNE_SYMBOL_NUL && !unquote) {
+            out[o++] = '\0';
+        } else if (r == RUNE_QUOTE && !unquote) {
+            unquote_next = true;
+        } else if (r == RUNE_SLASH && !unquote) {
+            out[o++] = '/';
+        } else {
+            /* A quote before anything it does not quote stands for itself. */
+            if (unquote && r != RUNE_SYMBOL_NUL && r != RUNE_QUOTE && r != RUNE_SLASH)
+                put_bytes(out, &o, QUOTE, 3);
+            put_bytes(out, &o, in + i, len);
+        }
+        i += len;
+    }
+    if (unquote_next)
+        put_bytes(out, &o, QUOTE, 3);
+    return o;
+}
+
+/* lib/encoder's Standard.Encode, then JSON's U+FFFD for invalid bytes. At most 3n + 12. */
+static size_t standard_encode_json(const char *in, size_t n, char *out)
+{
+    size_t o = 0;
+    if (name_is(in, n, "."))
+        return put_whole(out, FULLWIDTH_DOT);
+    if (name_is(in, n, ".."))
+        return put_whole(out, FULLWIDTH_DOT FULLWIDTH_DOT);
+    if (name_is(in, n, FULLWIDTH_DOT))
+        return put_whole(out, QUOTE FULLWIDTH_DOT);
+    if (name_is(in, n, FULLWIDTH_DOT FULLWIDTH_DOT))
+        return put_whole(out, QUOTE FULLWIDTH_DOT QUOTE FULLWIDTH_DOT);
+
+    for (size_t i = 0; i < n;) {
+        uint32_t r;
+        size_t len = decode_rune((const unsigned char *)in + i, n - i, &r);
+        if (r == 0) {
+            put_rune3(out, &o, RUNE_SYMBOL_NUL);
+        } else if (r >= 0x01 && r <= 0x1F) {
+            put_rune3(out, &o, RUNE_SYMBOL_NUL + r);
+        } else if (r == 0x7F) {
+            put_rune3(out, &o, RUNE_SYMBOL_DEL);
+        } else if (r == '/') {
+            put_bytes(out, &o, FULLWIDTH_SLASH, 3);
+        } else if (r == RUNE_ERROR && len == 1) {
+            put_rune3(out, &o, RUNE_ERROR);
+        } else {
+            /* The characters that stand for others are quoted to stand for themselves. */
+            if (r == RUNE_QUOTE || r == RUNE_SLASH || r == RUNE_SYMBOL_DEL ||
+                (r >= RUNE_SYMBOL_NUL && r <= RUNE_SYMBOL_NUL + 0x1F))
+                put_bytes(out, &o, QUOTE, 3);
+            put_bytes(out, &o, in + i, len);
+        }
+        i += len;
+    }
+    return o;
+}
+
+/* rclone's form of one on-disk name of at most NAME_MAX bytes: the name itself when rclone
+ * keeps it, else its rewrite in buf (RCLONE_NAME_MAX bytes). */
+static const char *rclone_name(const char *name, size_t len, char *buf, size_t *out_len)
+{
+    /* Printable ASCII, which most media names are, is never rewritten. */
+    size_t i = 0;
+    while (i < len && (unsigned char)name[i] >= 0x20 && (unsigned char)name[i] < 0x7F)
+        i++;
+    if (i == len) {
+        *out_len = len;
+        return name;
+    }
+    char decoded[NAME_MAX + 1];
+    *out_len = standard_encode_json(decoded, base_decode(name, len, decoded), buf);
+    return buf;
+}
 
 /* --- arena and hashing ------------------------------------------------------------------ */
 
@@ -74,34 +264,46 @@ static uint64_t hash_bytes(uint64_t h, const char *data, size_t len)
     return h;
 }
 
-/* The entry whose path is dir + "/" + name (just name when dir_len is 0). */
+static bool entry_is(const struct source_entry *e, const char *dir, size_t dir_len,
+                     const char *name, size_t name_len)
+{
+    size_t len = dir_len ? dir_len + 1 + name_len : name_len;
+    if (e->path_len != len || memcmp(e->path + len - name_len, name, name_len) != 0)
+        return false;
+    return dir_len == 0 || (memcmp(e->path, dir, dir_len) == 0 && e->path[dir_len] == '/');
+}
+
+/*
+ * The entries whose path is dir + "/" + name (just name when dir_len is 0), one per call: the
+ * first when `after` is NULL, else the one after `after` in probe order. Two entries share a
+ * path only when rclone shows two names alike: names differing only in invalid UTF-8 bytes, or
+ * "‛" and "‛‛".
+ */
 static struct source_entry *lookup(struct source_index *idx, const char *dir, size_t dir_len,
-                                   const char *name, size_t name_len)
+                                   const char *name, size_t name_len,
+                                   const struct source_entry *after)
 {
     if (!idx->slots)
         return NULL;
     uint64_t h = FNV_OFFSET;
-    size_t len = name_len;
     if (dir_len) {
         h = hash_bytes(h, dir, dir_len);
         h = hash_bytes(h, "/", 1);
-        len += dir_len + 1;
     }
     h = hash_bytes(h, name, name_len);
     uint32_t tag = (uint32_t)(h >> 32);
+    bool passed = after == NULL;
     /* At most 3/4 full, so the probe always meets an empty slot. */
     for (size_t i = (size_t)h & idx->slot_mask;; i = (i + 1) & idx->slot_mask) {
         const struct source_slot *slot = &idx->slots[i];
         if (slot->entry == 0)
             return NULL;
         struct source_entry *e = &idx->entries[slot->entry - 1];
-        if (slot->tag != tag || e->path_len != len)
+        if (slot->tag != tag || !entry_is(e, dir, dir_len, name, name_len))
             continue;
-        if (memcmp(e->path + len - name_len, name, name_len) != 0)
-            continue;
-        if (dir_len && (memcmp(e->path, dir, dir_len) != 0 || e->path[dir_len] != '/'))
-            continue;
-        return e;
+        if (passed)
+            return e;
+        passed = e == after;
     }
 }
 
@@ -117,10 +319,18 @@ static int build_slots(struct source_index *idx)
     for (size_t n = 0; n < idx->file_count; n++) {
         const struct source_entry *e = &idx->entries[n];
         uint64_t h = hash_bytes(FNV_OFFSET, e->path, e->path_len);
+        uint32_t tag = (uint32_t)(h >> 32);
+        bool duplicate = false;
         size_t i = (size_t)h & mask;
-        while (slots[i].entry != 0)
-            i = (i + 1) & mask;
-        slots[i].tag = (uint32_t)(h >> 32);
+        for (; slots[i].entry != 0; i = (i + 1) & mask) {
+            const struct source_entry *other = &idx->entries[slots[i].entry - 1];
+            if (slots[i].tag == tag && !duplicate &&
+                entry_is(other, "", 0, e->path, e->path_len))
+                duplicate = true;
+        }
+        if (duplicate)
+            idx->shared_names++;
+        slots[i].tag = tag;
         slots[i].entry = (uint32_t)(n + 1);
     }
     idx->slots = slots;
@@ -197,18 +407,14 @@ static int walk_fail(struct walk *w, size_t dir_index, const char *name, const c
                      int errnum)
 {
     const struct source_dir *dir = &w->idx->dirs[dir_index];
-    format_error(w->err, w->err_len, what, w->root, dir->path, dir->path_len, name, errnum);
+    format_error(w->err, w->err_len, what, w->root, dir->disk_path, dir->disk_len, name, errnum);
     return -errnum;
 }
 
 /* Copies "<dir>/<name>" into the arena. */
-static int join_path(struct source_index *idx, size_t dir_index, const char *name,
-                     const char **path, uint32_t *path_len)
+static int join_path(struct source_index *idx, const char *dir, size_t dir_len,
+                     const char *name, size_t name_len, const char **path, uint32_t *path_len)
 {
-    /* Read before arena_alloc: the path itself lives in the arena, which never moves. */
-    const char *dir = idx->dirs[dir_index].path;
-    size_t dir_len = idx->dirs[dir_index].path_len;
-    size_t name_len = strlen(name);
     size_t len = dir_len ? dir_len + 1 + name_len : name_len;
     if (len >= UINT32_MAX)
         return -ENAMETOOLONG;
@@ -219,10 +425,25 @@ static int join_path(struct source_index *idx, size_t dir_index, const char *nam
         memcpy(p, dir, dir_len);
         p[dir_len] = '/';
     }
-    memcpy(p + len - name_len, name, name_len + 1);
+    memcpy(p + len - name_len, name, name_len);
+    p[len] = '\0';
     *path = p;
     *path_len = (uint32_t)len;
     return 0;
+}
+
+/* "<dir>/<name>" in rclone's form. */
+static int join_rclone_path(struct source_index *idx, size_t dir_index, const char *name,
+                            const char **path, uint32_t *path_len)
+{
+    size_t name_len = strlen(name);
+    if (name_len > NAME_MAX)
+        return -ENAMETOOLONG; /* no filesystem rclone can read hands these out */
+    char buf[RCLONE_NAME_MAX];
+    size_t encoded_len;
+    const char *encoded = rclone_name(name, name_len, buf, &encoded_len);
+    const struct source_dir *dir = &idx->dirs[dir_index];
+    return join_path(idx, dir->path, dir->path_len, encoded, encoded_len, path, path_len);
 }
 
 static int add_file(struct walk *w, size_t dir_index, const char *name, int64_t size)
@@ -241,7 +462,7 @@ static int add_file(struct walk *w, size_t dir_index, const char *name, int64_t 
         idx->entry_cap = cap;
     }
     struct source_entry *e = &idx->entries[idx->file_count];
-    int rc = join_path(idx, dir_index, name, &e->path, &e->path_len);
+    int rc = join_rclone_path(idx, dir_index, name, &e->path, &e->path_len);
     if (rc < 0)
         return walk_fail(w, dir_index, name, "cannot record", -rc);
     e->size = size;
@@ -255,7 +476,7 @@ static int add_dir(struct walk *w, size_t parent, const char *name, size_t *inde
 {
     struct source_index *idx = w->idx;
     if (idx->dir_count == idx->dir_cap) {
-        size_t cap = idx->dir_cap ? idx->dir_cap * 2 : DIRS_INITIAL;
+        size_t cap = idx->dir_cap * 2;
         struct source_dir *grown = realloc(idx->dirs, cap * sizeof *grown);
         if (!grown)
             return walk_fail(w, parent, name, "out of memory listing", ENOMEM);
@@ -263,10 +484,26 @@ static int add_dir(struct walk *w, size_t parent, const char *name, size_t *inde
         idx->dir_cap = cap;
     }
     struct source_dir *d = &idx->dirs[idx->dir_count];
-    int rc = join_path(idx, parent, name, &d->path, &d->path_len);
+    const struct source_dir *p = &idx->dirs[parent];
+    int rc = join_rclone_path(idx, parent, name, &d->path, &d->path_len);
+    if (rc == 0)
+        rc = join_path(idx, p->disk_path, p->disk_len, name, strlen(name), &d->disk_path,
+                       &d->disk_len);
     if (rc < 0)
         return walk_fail(w, parent, name, "cannot record", -rc);
     *index = idx->dir_count++;
+    return 0;
+}
+
+/* The root's record: its paths are "" and it has no parent to join with. */
+static int add_root(struct source_index *idx)
+{
+    idx->dirs = malloc(DIRS_INITIAL * sizeof *idx->dirs);
+    if (!idx->dirs)
+        return -ENOMEM;
+    idx->dir_cap = DIRS_INITIAL;
+    idx->dirs[0] = (struct source_dir){ .path = "", .disk_path = "" };
+    idx->dir_count = 1;
     return 0;
 }
 
@@ -366,18 +603,6 @@ static int walk_dir(struct walk *w, int fd, size_t dir_index, const struct ances
     return rc;
 }
 
-/* The root's record: its path is "" and it has no parent to join with. */
-static int add_root(struct source_index *idx)
-{
-    idx->dirs = malloc(DIRS_INITIAL * sizeof *idx->dirs);
-    if (!idx->dirs)
-        return -ENOMEM;
-    idx->dir_cap = DIRS_INITIAL;
-    idx->dirs[0] = (struct source_dir){ .path = "", .path_len = 0 };
-    idx->dir_count = 1;
-    return 0;
-}
-
 int source_list(const char *root, struct source_index *out, char *err, size_t err_len)
 {
     struct source_index idx = { .watch_fd = -1 };
@@ -435,7 +660,13 @@ out:
 
 struct source_entry *source_find(struct source_index *idx, const char *path, size_t len)
 {
-    return lookup(idx, "", 0, path, len);
+    struct source_entry *first = lookup(idx, "", 0, path, len, NULL);
+    /* Files sharing rclone's name are each copied, each under that name: hand out an uncounted
+     * one while there is one, so each Copied line counts one of them. */
+    for (struct source_entry *e = first; e; e = lookup(idx, "", 0, path, len, e))
+        if (!(e->flags & SOURCE_COUNTED))
+            return e;
+    return first;
 }
 
 bool source_mark_counted(struct source_entry *entry)
@@ -540,8 +771,8 @@ int source_watch_start(struct source_index *idx, const char *root, int *fd_out, 
     /* One buffer for every "<root>/<dir>": inotify_add_watch has no *at form. */
     size_t root_len = strlen(root), longest = 0;
     for (size_t i = 0; i < idx->dir_count; i++)
-        if (idx->dirs[i].path_len > longest)
-            longest = idx->dirs[i].path_len;
+        if (idx->dirs[i].disk_len > longest)
+            longest = idx->dirs[i].disk_len;
     path = malloc(root_len + 1 + longest + 1);
     if (!path) {
         rc = -ENOMEM;
@@ -553,10 +784,10 @@ int source_watch_start(struct source_index *idx, const char *root, int *fd_out, 
         const struct source_dir *d = &idx->dirs[i];
         uint32_t mask = WATCH_MASK;
         size_t len = root_len;
-        if (d->path_len) {
+        if (d->disk_len) {
             path[len++] = '/';
-            memcpy(path + len, d->path, d->path_len);
-            len += d->path_len;
+            memcpy(path + len, d->disk_path, d->disk_len);
+            len += d->disk_len;
             /* Below the root, a name swapped for a symlink is not followed; the root itself
              * may be a symlink, as in the listing. */
             mask |= IN_DONT_FOLLOW;
@@ -573,8 +804,8 @@ int source_watch_start(struct source_index *idx, const char *root, int *fd_out, 
                          "fs.inotify.max_user_watches is below the %zu directories to watch",
                          idx->dir_count);
             else
-                format_error(err, err_len, "cannot watch", root, d->path, d->path_len, NULL,
-                             errno);
+                format_error(err, err_len, "cannot watch", root, d->disk_path, d->disk_len,
+                             NULL, errno);
             goto fail;
         }
         rc = map_wd(idx, wd, i);
@@ -624,12 +855,20 @@ int source_watch_feed(struct source_index *idx, const void *events, size_t len)
         /* An open of the watched directory itself has no name; a subdirectory's has IN_ISDIR. */
         if (!(ev.mask & IN_OPEN) || (ev.mask & IN_ISDIR) || ev.len == 0)
             continue;
+        size_t name_len = strnlen(name, ev.len);
+        if (name_len == 0 || name_len > NAME_MAX)
+            continue;
+        char buf[RCLONE_NAME_MAX];
+        size_t encoded_len;
+        const char *encoded = rclone_name(name, name_len, buf, &encoded_len);
         const struct source_dir *dir = &idx->dirs[idx->dir_of_wd[ev.wd] - 1];
-        struct source_entry *e = lookup(idx, dir->path, dir->path_len, name,
-                                        strnlen(name, ev.len));
-        if (e && !(e->flags & SOURCE_OPENED)) {
-            e->flags |= SOURCE_OPENED;
-            idx->opened_files++;
+        /* Files sharing rclone's name are all marked: the reconcile step wants a superset. */
+        struct source_entry *e = NULL;
+        while ((e = lookup(idx, dir->path, dir->path_len, encoded, encoded_len, e))) {
+            if (!(e->flags & SOURCE_OPENED)) {
+                e->flags |= SOURCE_OPENED;
+                idx->opened_files++;
+            }
         }
     }
     return result;

@@ -18,10 +18,14 @@
  *     flag gets Copied lines for paths not in the listing (source_find returns NULL);
  *   - fifos, sockets and devices are skipped and counted;
  *   - mount points below the root are entered, as rclone does without --one-file-system.
- * A path is the names' bytes as on disk joined by '/', with no leading "./" or '/'. rclone
- * writes the same bytes unless its local encoding rewrites a name (invalid UTF-8, rclone's
- * quote character '‛'); such a file is not found, and the worker reports it as unknown rather
- * than guess a size.
+ * An entry's path is the file's name as rclone prints it in its JSON log, core/stats and lsjson,
+ * which is not always its bytes on disk: rclone 1.60 turns control bytes 0x01-0x1F into the
+ * symbols U+2401-U+241F ("new\nline" is logged as "new␊line") and DEL into U+2421, doubles its
+ * quote character '‛' (U+201B) and quotes the symbols it uses, and JSON shows each invalid UTF-8
+ * byte as U+FFFD. Every other name, spaces and any valid UTF-8 included, is its bytes as on
+ * disk, joined by '/' with no leading "./" or '/'. Names rclone shows alike (differing only in
+ * invalid UTF-8 bytes, say) get the same path, counted in shared_names; source_find() hands
+ * such files out one per Copied line, uncounted first.
  *
  * The listing is fixed when source_list() returns: a file created after it is not in it even if
  * rclone uploads it, and a file that grew since counts its listed size.
@@ -46,8 +50,8 @@ enum source_flag {
 };
 
 struct source_entry {
-    const char *path;    /* relative; NUL-terminated, though a name may hold '\n' or any
-                          * byte but NUL and '/'; lives as long as the index */
+    const char *path;    /* relative, rclone's form (see the top); NUL-terminated; lives as
+                          * long as the index */
     int64_t size;        /* st_size when listed */
     uint32_t path_len;
     uint32_t flags;      /* enum source_flag bits */
@@ -68,6 +72,7 @@ struct source_index {
     size_t symlinks_skipped;
     size_t others_skipped;      /* fifos, sockets, devices */
     size_t vanished;            /* names gone between readdir() and stat/open: skipped */
+    size_t shared_names;        /* files whose path an earlier-listed file already has */
     struct source_entry *entries;  /* in the order the walk met them */
 
     bool watch_started;         /* source_watch_start() succeeded; stays true after a stop */
@@ -97,13 +102,15 @@ struct source_index {
  *   -EACCES            a directory cannot be read (root's processes are never refused);
  *   -ELOOP             a directory contains itself (a bind mount of an ancestor);
  *   -EMFILE            the tree is nested deeper than the open-file limit;
+ *   -ENAMETOOLONG      a name longer than NAME_MAX (no filesystem rclone reads has one);
  *   -ENOMEM, -EOVERFLOW (more than 4 billion files), or whatever readdir/stat reported.
  * A name that vanishes during the walk is skipped and counted in `vanished`. On failure *out is
  * untouched and nothing needs freeing.
  */
 int source_list(const char *root, struct source_index *out, char *err, size_t err_len);
 
-/* The entry whose path is exactly these len bytes (no NUL needed), or NULL. O(1). */
+/* The entry whose path is exactly these len bytes (no NUL needed), or NULL. O(1). When files
+ * share the path, an uncounted one while there is one. */
 struct source_entry *source_find(struct source_index *idx, const char *path, size_t len);
 
 /* Marks the entry counted; returns whether it already was, i.e. whether the caller must not
@@ -147,7 +154,7 @@ uint32_t source_reconcile_flags(const struct source_index *idx);
  * root must be the root given to source_list(). A directory gone since the listing is skipped.
  * Returns 0, or a negative errno with a one-line message in err, and then nothing is watched:
  *   -ENOSPC  fs.inotify.max_user_watches is lower than the number of directories;
- *   -EMFILE  fs.inotify.max_user_instances reached;
+ *   -EMFILE  fs.inotify.max_user_instances, or the open-file limit, reached;
  *   -EBUSY   already watching.
  * Every failure can be downgraded to a warning: source_reconcile_flags() then selects every
  * uncounted file.

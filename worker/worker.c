@@ -51,6 +51,7 @@ struct worker {
 	int stop_sent;                 /* we told rclone to stop (signal or trigger) */
 	int64_t stop_sent_ms;
 	int64_t next_poll_ms;
+	uint32_t bwlimit_seen;         /* the last bandwidth request applied */
 };
 
 static int worker_sigpipe[2] = { -1, -1 };
@@ -190,6 +191,14 @@ static void poll_stats(struct worker *w)
 		if (e)
 			source_mark_in_flight(e);
 	}
+	char rate[LEDGER_BWLIMIT_MAX];
+	if (ledger_stage_take_bwlimit(&w->ledger, w->slot, &w->bwlimit_seen, rate, sizeof(rate))) {
+		int rc = rc_client_bwlimit(&w->rc, rate, NULL);
+		if (rc == RC_CLIENT_OK)
+			log_info("bandwidth limit set to %s", rate);
+		else
+			log_warn("cannot set the bandwidth limit to %s: %s", rate, w->rc.error);
+	}
 	rc_client_stats_to_stage(st, &w->stage);
 	w->stage.updated_at_ms = ledger_now_ms();
 	ledger_stage_update(&w->ledger, w->slot, &w->stage);
@@ -225,20 +234,20 @@ static void run_loop(struct worker *w)
 	int poll_ms = w->spec->rc_poll_ms > 0 ? w->spec->rc_poll_ms : WORKER_RC_POLL_MS_DEFAULT;
 	w->next_poll_ms = ledger_now_ms() + poll_ms;
 	for (;;) {
-		struct pollfd fds[3] = {
+		/* The open-watch is drained on the stats tick, not on every event: the kernel
+		 * queues the opens (16384 by default) and a wake-up per file costs more than the
+		 * file's accounting. */
+		struct pollfd fds[2] = {
 			{ w->proc.out_fd, POLLIN, 0 },
 			{ worker_sigpipe[0], POLLIN, 0 },
-			{ w->watch_fd, POLLIN, 0 },
 		};
 		int64_t now = ledger_now_ms();
 		int timeout = (int)(w->next_poll_ms > now ? w->next_poll_ms - now : 0);
 		if (w->stop_sent && timeout > 100)
 			timeout = 100;
-		int n = poll(fds, w->watch_fd >= 0 ? 3 : 2, timeout);
+		int n = poll(fds, 2, timeout);
 		if (n < 0 && errno != EINTR)
 			break;
-		if (fds[2].revents & POLLIN)
-			drain_watch(w);
 		if (fds[1].revents & POLLIN) {
 			char drain[16];
 			while (read(worker_sigpipe[0], drain, sizeof(drain)) > 0)
@@ -260,6 +269,7 @@ static void run_loop(struct worker *w)
 		}
 		now = ledger_now_ms();
 		if (now >= w->next_poll_ms) {
+			drain_watch(w);
 			if (!w->stop_sent)
 				poll_stats(w);
 			w->next_poll_ms = now + poll_ms;

@@ -35,6 +35,8 @@
 
 struct run_result {
     double list_s;
+    double list_user_s;      /* CPU time of the listing: steadier than wall time on a busy box */
+    double list_sys_s;
     double lookup_ns;        /* per lookup, every path once in shuffled order */
     double watch_s;          /* source_watch_start over every directory; < 0: failed */
     long rss_before_kb;      /* the child before listing */
@@ -133,18 +135,28 @@ static int tree_matches(const char root[ROOT_MAX], long files, long dirs)
     return ok;
 }
 
+static double tv_s(struct timeval tv)
+{
+    return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+}
+
 static void run_once(const char *root, struct run_result *r)
 {
     memset(r, 0, sizeof *r);
     r->rss_before_kb = status_kb("VmRSS");
     struct source_index idx;
     char err[512];
+    struct rusage before, after;
+    getrusage(RUSAGE_SELF, &before);
     double t = now_s();
     if (source_list(root, &idx, err, sizeof err) != 0) {
         fprintf(stderr, "bench_source: %s\n", err);
         _exit(1);
     }
     r->list_s = now_s() - t;
+    getrusage(RUSAGE_SELF, &after);
+    r->list_user_s = tv_s(after.ru_utime) - tv_s(before.ru_utime);
+    r->list_sys_s = tv_s(after.ru_stime) - tv_s(before.ru_stime);
     r->rss_peak_kb = status_kb("VmHWM");
     r->files = idx.file_count;
     r->dirs = idx.dir_count;
@@ -273,7 +285,7 @@ int main(int argc, char **argv)
         return 1;
     char listed[ROOT_MAX + 8];
     snprintf(listed, sizeof listed, "%s/tree", root);
-    double list_s[100], lookup_ns[100], watch_s[100];
+    double list_s[100], lookup_ns[100], watch_s[100], user_s[100], sys_s[100];
     for (int i = 0; i < runs; i++) {
         pid_t pid = fork();
         if (pid < 0)
@@ -290,12 +302,17 @@ int main(int argc, char **argv)
         list_s[i] = results[i].list_s;
         lookup_ns[i] = results[i].lookup_ns;
         watch_s[i] = results[i].watch_s;
-        fprintf(stderr, "  run %d: list %.3f s, lookup %.0f ns, watch %.3f s, peak RSS %ld KiB\n",
-                i + 1, list_s[i], lookup_ns[i], watch_s[i], results[i].rss_peak_kb);
+        user_s[i] = results[i].list_user_s;
+        sys_s[i] = results[i].list_sys_s;
+        fprintf(stderr, "  run %d: list %.3f s (user %.3f, sys %.3f), lookup %.0f ns, watch %.3f s,"
+                " peak RSS %ld KiB\n", i + 1, list_s[i], user_s[i], sys_s[i], lookup_ns[i],
+                watch_s[i], results[i].rss_peak_kb);
     }
     qsort(list_s, (size_t)runs, sizeof list_s[0], cmp_double);
     qsort(lookup_ns, (size_t)runs, sizeof lookup_ns[0], cmp_double);
     qsort(watch_s, (size_t)runs, sizeof watch_s[0], cmp_double);
+    qsort(user_s, (size_t)runs, sizeof user_s[0], cmp_double);
+    qsort(sys_s, (size_t)runs, sizeof sys_s[0], cmp_double);
     const struct run_result *r = &results[runs - 1];
     long peak = 0;
     for (int i = 0; i < runs; i++)
@@ -306,6 +323,8 @@ int main(int argc, char **argv)
            (double)r->total_bytes / 1e12);
     printf("listing (warm):     median %.3f s, first run %.3f s (%d runs)\n",
            list_s[runs / 2], results[0].list_s, runs);
+    printf("listing CPU:        median user %.3f s, sys %.3f s\n", user_s[runs / 2],
+           sys_s[runs / 2]);
     printf("lookup:             median %.0f ns per path\n", lookup_ns[runs / 2]);
     if (watch_s[runs / 2] >= 0)
         printf("watch start:        median %.3f s for %zu directories\n", watch_s[runs / 2],

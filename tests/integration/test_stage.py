@@ -177,6 +177,26 @@ class StageTest(unittest.TestCase):
         self.assertEqual(p.returncode, 0, err[-2000:])
         self.assert_ledger_is_truth("frank")
 
+    def test_a_bandwidth_request_reaches_rclone_and_can_be_lifted(self):
+        fake = self.start_fake(hank=AMPLE)
+        src, files = self.source(8, seed=8, min_size=6 << 20, max_size=8 << 20, dirs=0)
+        p = self.start_stage(fake.remote_env("fake", "hank"),
+                             stage_args(self.shm, "media", "acct", src, "fake:media", self.work,
+                                        "--rc-poll-ms", "100", "--transfers", "2"))
+        stage = wait_for("the stage slot", lambda: (s := ledger_state(self.shm)["stages"]) and s[0])
+        ctl = os.path.join(BUILD, "tests/ledger_ctl")
+        subprocess.run([ctl, "--shm", self.shm, "bwlimit", str(stage["slot"]), "256k"], check=True)
+        limited = wait_for("rclone's speed to fall under the limit",
+                           lambda: (s := ledger_state(self.shm)["stages"]) and s[0]["speed"] > 0
+                           and s[0]["speed"] < 2 * 256 * 1024 and s[0], timeout=60)
+        self.assertLess(limited["files_done"], 8, "the stage ended before the limit applied")
+        subprocess.run([ctl, "--shm", self.shm, "bwlimit", str(stage["slot"]), "off"], check=True)
+        out, err = p.communicate(timeout=120)
+        self.assertEqual(p.returncode, 0, err[-2000:])
+        self.assertIn("bandwidth limit set to 256k", err)
+        self.assertIn("bandwidth limit set to off", err)
+        self.assertEqual(self.assert_ledger_is_truth("hank"), sum(files.values()))
+
     def test_a_sandboxed_stage_still_passes(self):
         fake = self.start_fake(gina=AMPLE)
         src, files = self.source(20, seed=7, max_size=1 << 20)

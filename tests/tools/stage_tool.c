@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "ledger.h"
 #include "log.h"
@@ -145,6 +146,14 @@ int main(int argc, char **argv)
 	cJSON_AddNumberToObject(o, "malformed_lines", (double)out.malformed_lines);
 	cJSON_AddNumberToObject(o, "unknown_files", (double)out.unknown_files);
 	cJSON_AddStringToObject(o, "trigger", out.trigger);
+	/* The worker's own CPU (rclone is a child: not in RUSAGE_SELF), for the benchmark. */
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	cJSON_AddNumberToObject(o, "cpu_self_us",
+				(double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 +
+					(double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec));
+	cJSON_AddNumberToObject(o, "cpu_user_us",
+				(double)ru.ru_utime.tv_sec * 1e6 + (double)ru.ru_utime.tv_usec);
 	char *text = cJSON_PrintUnformatted(o);
 	printf("%s\n", text);
 	free(text);

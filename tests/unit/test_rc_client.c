@@ -316,23 +316,25 @@ Test(rc_client, stats_follow_a_bandwidth_limited_copy, .init = setup, .fini = te
     cr_assert_eq(rc_client_init(&client, rclone.url, user, pass, TEST_TIMEOUT_MS), 0, "%s",
                  client.error);
 
-    /* Listing finishes almost at once; wait for it and for both big files to be in flight. */
+    /* Listing finishes almost at once; wait for it and for both big files to be in flight.
+     * totalTransfers is waited for too: for a moment after the small file ends, rclone 1.60
+     * counts it neither in transfers nor in totalTransfers (seen: 0 done, 2 total). */
     int64_t deadline = now_ms() + 5000;
     for (;;) {
         int rc = rc_client_stats(&client, stats);
         cr_assert_eq(rc, 0, "core/stats: %s: %s", rc_client_strerror(rc), client.error);
-        if (stats->total_bytes == tree_bytes && stats->transferring_count >= 2 &&
-            stats->bytes > 0)
+        if (stats->total_bytes == tree_bytes && stats->total_transfers == 3 &&
+            stats->transferring_count >= 2 && stats->bytes > 0)
             break;
-        cr_assert_lt(now_ms(), deadline, "totalBytes %lld, %zu in flight",
-                     (long long)stats->total_bytes, stats->transferring_count);
+        cr_assert_lt(now_ms(), deadline, "totalBytes %lld, totalTransfers %lld, %zu in flight",
+                     (long long)stats->total_bytes, (long long)stats->total_transfers,
+                     stats->transferring_count);
         pause_ms(20);
     }
     struct rc_stats *first = malloc(sizeof *first);
     cr_assert_not_null(first);
     memcpy(first, stats, sizeof *first);
 
-    cr_assert_eq(first->total_transfers, 3);
     cr_assert_eq(first->errors, 0);
     cr_assert_geq(first->elapsed_s, 0.0);
     cr_assert_not(first->fatal_error);

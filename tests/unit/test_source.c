@@ -113,7 +113,7 @@ static const struct expected_file mixed_files[] = {
     { "dir one/file with spaces.mkv", 1234 },
     { "dir one/nested/deeper/x.bin", 70000 },
     { "ünïcødé/日本語 ファイル.txt", 3 },
-    { "new\nline", 7 },
+    { "new\xE2\x90\x8Aline", 7 }, /* "new\nline" as rclone names it: new␊line */
     { "big.img", BIG_FILE_BYTES },
 };
 #define MIXED_FILE_COUNT (sizeof mixed_files / sizeof mixed_files[0])
@@ -195,6 +195,7 @@ Test(source, finds_exact_paths_only, .init = setup, .fini = teardown, .timeout =
         "emptydir",
         "dir one/nested/deeper",
         "new",                           /* the name up to its newline */
+        "new\nline",                     /* the bytes on disk: rclone never prints them */
         "",
     };
     for (size_t i = 0; i < sizeof misses / sizeof misses[0]; i++)
@@ -206,6 +207,86 @@ Test(source, finds_exact_paths_only, .init = setup, .fini = teardown, .timeout =
     cr_assert_not_null(e);
     cr_assert_str_eq(e->path, "a.txt");
     cr_assert_null(source_find(&idx, "a.txt", 4));
+    source_free(&idx);
+}
+
+/*
+ * Each pair: a name on disk, and the name rclone 1.60.1 printed for it in its Copied line (run
+ * against this very set). Control bytes, DEL and invalid UTF-8 change; rclone's quote
+ * character and the symbols it substitutes get quoted; everything else is kept byte for byte.
+ */
+static const struct { const char *disk, *rclone; } rclone_names[] = {
+    { "plain name.mkv", "plain name.mkv" },
+    { " lead and trail ", " lead and trail " },
+    { "back\\slash", "back\\slash" },
+    { "tab\tname", "tab␉name" },
+    { "ctl\x01\x1f", "ctl␁␟" },
+    { "del\x7f", "del␡" },
+    { "sym␊bol", "sym‛␊bol" },      /* a literal symbol is quoted */
+    { "␀null", "␀null" },           /* decoded to NUL, encoded back */
+    { "␡x", "‛␡x" },
+    { "quote‛s", "quote‛‛s" },      /* rclone then cannot open it (its issue #6098) */
+    { "‛‛", "‛‛" },
+    { "a／b", "a／b" },               /* decoded to '/', encoded back */
+    { "‛／", "‛／" },
+    { "．", "．" },
+    { "．．", "．．" },
+    { "‛．", "‛．" },
+    { "bad\xffutf8", "bad\xEF\xBF\xBDutf8" },
+    { "cut\xe6\x97", "cut\xEF\xBF\xBD\xEF\xBF\xBD" },           /* one U+FFFD per byte */
+    { "\xed\xa0\x80sur", "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBDsur" }, /* a surrogate */
+    { "lit\xEF\xBF\xBD", "lit\xEF\xBF\xBD" },                      /* a real U+FFFD */
+    { "日本 語.txt", "日本 語.txt" },
+};
+#define RCLONE_NAME_COUNT (sizeof rclone_names / sizeof rclone_names[0])
+
+Test(source, paths_are_the_names_rclone_prints, .init = setup, .fini = teardown, .timeout = 30)
+{
+    put_dir("ctl\x01" "dir");
+    put_file("ctl\x01" "dir/inner", 1);
+    for (size_t i = 0; i < RCLONE_NAME_COUNT; i++)
+        put_file(rclone_names[i].disk, (long long)i + 10);
+    struct source_index idx;
+    list_ok(&idx);
+    cr_assert_eq(idx.file_count, RCLONE_NAME_COUNT + 1);
+    for (size_t i = 0; i < RCLONE_NAME_COUNT; i++) {
+        struct source_entry *e = find(&idx, rclone_names[i].rclone);
+        cr_assert_not_null(e, "no entry for disk name #%zu under rclone's name", i);
+        cr_assert_eq(e->size, (long long)i + 10, "#%zu found the wrong file", i);
+        if (strcmp(rclone_names[i].disk, rclone_names[i].rclone) != 0)
+            cr_assert_null(find(&idx, rclone_names[i].disk), "#%zu found by its disk name", i);
+    }
+    /* Directories too, and a path never holds a control byte. */
+    cr_assert_not_null(find(&idx, "ctl␁dir/inner"));
+    for (size_t i = 0; i < idx.file_count; i++)
+        for (const char *c = idx.entries[i].path; *c; c++)
+            cr_assert(*c != '\n' && *c != '\t', "a control byte in \"%s\"", idx.entries[i].path);
+    cr_assert_eq(idx.shared_names, 0);
+    source_free(&idx);
+}
+
+/* Two names that differ only in invalid bytes look the same in rclone's log; both are uploaded,
+ * so each Copied line must count one of them. */
+Test(source, files_sharing_a_name_count_once_each, .init = setup, .fini = teardown,
+     .timeout = 30)
+{
+    put_file("x\xfe", 100);
+    put_file("x\xff", 200);
+    struct source_index idx;
+    list_ok(&idx);
+    cr_assert_eq(idx.file_count, 2);
+    cr_assert_eq(idx.shared_names, 1);
+    const char *shown = "x\xEF\xBF\xBD";
+    struct source_entry *first = find(&idx, shown);
+    cr_assert_not_null(first);
+    cr_assert_eq(source_mark_counted(first), false);
+    struct source_entry *second = find(&idx, shown);
+    cr_assert_not_null(second);
+    cr_assert_neq(first, second);
+    cr_assert_eq(source_mark_counted(second), false);
+    cr_assert_eq(first->size + second->size, 300);
+    /* A third line for the name finds a counted one: nothing more is counted. */
+    cr_assert_eq(source_mark_counted(find(&idx, shown)), true);
     source_free(&idx);
 }
 
@@ -430,7 +511,7 @@ Test(source, foreach_selects_by_flags, .init = setup, .fini = teardown, .timeout
     find(&idx, "a.txt")->flags |= SOURCE_OPENED;                      /* opened, lost */
     find(&idx, "empty")->flags |= SOURCE_OPENED | SOURCE_COUNTED;     /* done */
     source_mark_in_flight(find(&idx, "big.img"));                    /* in flight, lost */
-    source_mark_counted(find(&idx, "new\nline"));                    /* done, never opened */
+    source_mark_counted(find(&idx, "new␊line"));                     /* done, never opened */
 
     struct collected c = { 0 };
     cr_assert_eq(source_foreach(&idx, SOURCE_OPENED | SOURCE_IN_FLIGHT, SOURCE_COUNTED,
@@ -443,7 +524,7 @@ Test(source, foreach_selects_by_flags, .init = setup, .fini = teardown, .timeout
     cr_assert_eq(source_foreach(&idx, 0, SOURCE_COUNTED, collect, &c), 0);
     cr_assert_eq(c.count, MIXED_FILE_COUNT - 2);
     cr_assert(!collected_has(&c, "empty"));
-    cr_assert(!collected_has(&c, "new\nline"));
+    cr_assert(!collected_has(&c, "new␊line"));
 
     c = (struct collected){ 0 };
     cr_assert_eq(source_foreach(&idx, 0, 0, collect, &c), 0);
@@ -517,7 +598,7 @@ Test(source, watcher_marks_the_files_a_child_opened, .init = setup, .fini = tear
     cr_assert_eq(c.count, 4);
     cr_assert(collected_has(&c, "a.txt"));
     cr_assert(collected_has(&c, "dir one/nested/deeper/x.bin"));
-    cr_assert(collected_has(&c, "new\nline"));
+    cr_assert(collected_has(&c, "new␊line"));
     cr_assert(collected_has(&c, "ünïcødé/日本語 ファイル.txt"));
     cr_assert_eq(find(&idx, "dir one/file with spaces.mkv")->flags, 0);
     cr_assert_eq(find(&idx, "big.img")->flags, 0);
@@ -603,6 +684,34 @@ Test(source, watcher_survives_directories_that_go_away, .init = setup, .fini = t
     /* Stopped, the flags stay and the state still says the watch was complete. */
     cr_assert_eq(source_watch_drain(&idx), -EBADF);
     cr_assert_eq(source_reconcile_flags(&idx), SOURCE_OPENED | SOURCE_IN_FLIGHT);
+    source_free(&idx);
+}
+
+Test(source, watcher_maps_disk_names_to_rclone_names, .init = setup, .fini = teardown,
+     .timeout = 30)
+{
+    put_dir("ctl\x01" "dir");
+    put_file("ctl\x01" "dir/tab\tname", 1);
+    put_file("x\xfe", 2);
+    put_file("x\xff", 3);
+    put_file("untouched", 4);
+    struct source_index idx;
+    list_ok(&idx);
+    int fd = watch_ok(&idx);
+    pid_t pid = test_fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        int a = open(at("ctl\x01" "dir/tab\tname"), O_RDONLY);
+        int b = open(at("x\xfe"), O_RDONLY);
+        _exit(a >= 0 && b >= 0 ? 0 : 1);
+    }
+    cr_assert_eq(wait_child(pid), 0);
+    wait_readable(fd);
+    cr_assert_eq(source_watch_drain(&idx), 0);
+    cr_assert(find(&idx, "ctl␁dir/tab␉name")->flags & SOURCE_OPENED);
+    /* The kernel names one of two files rclone cannot tell apart: both become candidates. */
+    cr_assert_eq(idx.opened_files, 3);
+    cr_assert_eq(find(&idx, "untouched")->flags, 0);
     source_free(&idx);
 }
 
