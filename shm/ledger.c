@@ -396,6 +396,8 @@ static void intent_apply(struct ledger *l, const struct ledger_intent *in, int o
 		l->stages[in->slot].files_done = in->stage_files_done;
 		l->stages[in->slot].bytes_done = in->stage_bytes_done;
 	}
+	if (op & LEDGER_OP_OPEN_COUNTED)
+		l->stages[in->slot].open_files[in->open_index].state = LEDGER_OPEN_COUNTED;
 }
 
 /* Called by whoever inherits the lock from a dead holder: finish its logged write, or, if it
@@ -567,11 +569,20 @@ int ledger_row_get(struct ledger *l, const char *uploader, const char *account, 
 	return LEDGER_OK;
 }
 
+static int32_t find_open(const struct ledger_stage *st, const char *path)
+{
+	for (int32_t i = 0; i < LEDGER_OPEN_MAX; i++)
+		if (st->open_files[i].state == LEDGER_OPEN_PENDING &&
+		    strcmp(st->open_files[i].path, path) == 0)
+			return i;
+	return -1;
+}
+
 /* Computes a row's after-image with `change` under the lock and commits it. */
 static int row_write(struct ledger *l, int32_t row, int64_t now_ms,
 		     int (*change)(struct ledger_usage *u, enum ledger_window w, int64_t now_ms,
 				   const void *arg),
-		     const void *arg, int32_t slot, int64_t stage_bytes)
+		     const void *arg, int32_t slot, int64_t stage_bytes, const char *path)
 {
 	int rc = lock(l);
 	if (rc < 0)
@@ -595,6 +606,9 @@ static int row_write(struct ledger *l, int32_t row, int64_t now_ms,
 		in->stage_files_done = l->stages[slot].files_done + 1;
 		in->stage_bytes_done = l->stages[slot].bytes_done + stage_bytes;
 		op |= LEDGER_OP_STAGE_COUNT;
+		in->open_index = path ? find_open(&l->stages[slot], path) : -1;
+		if (in->open_index >= 0)
+			op |= LEDGER_OP_OPEN_COUNTED;
 	}
 	if (op)
 		commit(l, op);
@@ -613,16 +627,22 @@ int ledger_add(struct ledger *l, int32_t row, int64_t bytes, int64_t now_ms)
 {
 	if (bytes < 0)
 		return LEDGER_ERR_INVALID;
-	int rc = row_write(l, row, now_ms, change_add, &bytes, -1, 0);
+	int rc = row_write(l, row, now_ms, change_add, &bytes, -1, 0, NULL);
 	return rc < 0 ? rc : LEDGER_OK;
 }
 
 int ledger_add_for_stage(struct ledger *l, int32_t slot, int64_t bytes, int64_t now_ms)
 {
+	return ledger_add_for_stage_file(l, slot, NULL, bytes, now_ms);
+}
+
+int ledger_add_for_stage_file(struct ledger *l, int32_t slot, const char *path, int64_t bytes,
+			      int64_t now_ms)
+{
 	if (bytes < 0 || !valid_slot(l, slot))
 		return LEDGER_ERR_INVALID;
 	/* The slot's row is fixed while the stage runs: only its owner changes it. */
-	int rc = row_write(l, l->stages[slot].row, now_ms, change_add, &bytes, slot, bytes);
+	int rc = row_write(l, l->stages[slot].row, now_ms, change_add, &bytes, slot, bytes, path);
 	return rc < 0 ? rc : LEDGER_OK;
 }
 
@@ -647,14 +667,14 @@ int ledger_ban(struct ledger *l, int32_t row, int64_t until_ms, const char *caus
 	if (until_ms <= 0)
 		return LEDGER_ERR_INVALID;
 	struct ban_arg b = { until_ms, cause ? cause : "" };
-	int rc = row_write(l, row, now_ms, change_ban, &b, -1, 0);
+	int rc = row_write(l, row, now_ms, change_ban, &b, -1, 0, NULL);
 	return rc < 0 ? rc : LEDGER_OK;
 }
 
 int ledger_unban(struct ledger *l, int32_t row, int64_t now_ms)
 {
 	struct ban_arg b = { 0, "" };
-	int rc = row_write(l, row, now_ms, change_ban, &b, -1, 0);
+	int rc = row_write(l, row, now_ms, change_ban, &b, -1, 0, NULL);
 	return rc < 0 ? rc : LEDGER_OK;
 }
 
@@ -675,7 +695,7 @@ static int change_reset(struct ledger_usage *u, enum ledger_window w, int64_t no
 
 int ledger_reset_row(struct ledger *l, int32_t row, int64_t now_ms)
 {
-	int rc = row_write(l, row, now_ms, change_reset, NULL, -1, 0);
+	int rc = row_write(l, row, now_ms, change_reset, NULL, -1, 0, NULL);
 	return rc < 0 ? rc : LEDGER_OK;
 }
 
@@ -692,7 +712,7 @@ int ledger_set_usage(struct ledger *l, int32_t row, const struct ledger_usage *u
 {
 	if (u->used_bytes < 0 || u->files < 0)
 		return LEDGER_ERR_INVALID;
-	int rc = row_write(l, row, u->updated_at_ms, change_set, u, -1, 0);
+	int rc = row_write(l, row, u->updated_at_ms, change_set, u, -1, 0, NULL);
 	return rc < 0 ? rc : LEDGER_OK;
 }
 
@@ -708,7 +728,7 @@ int ledger_expire(struct ledger *l, int64_t now_ms)
 	int changed = 0;
 	uint32_t n = atomic_load(&l->hdr->row_count);
 	for (uint32_t i = 0; i < n; i++) {
-		int rc = row_write(l, (int32_t)i, now_ms, change_expire, NULL, -1, 0);
+		int rc = row_write(l, (int32_t)i, now_ms, change_expire, NULL, -1, 0, NULL);
 		if (rc < 0)
 			return rc;
 		changed += rc;
@@ -764,6 +784,9 @@ int ledger_stage_update(struct ledger *l, int32_t slot, const struct ledger_stag
 	in->stage.row = l->stages[slot].row;
 	if (s->state == LEDGER_STAGE_FREE)
 		in->stage.state = l->stages[slot].state; /* freeing is ledger_stage_release's */
+	/* The open-file table has its own writes; a stats update must not roll it back. */
+	in->stage.open_lost = l->stages[slot].open_lost;
+	memcpy(in->stage.open_files, l->stages[slot].open_files, sizeof(in->stage.open_files));
 	/* Requests belong to whoever asks; the worker's own updates must not erase them. */
 	in->stage.bwlimit_seq = l->stages[slot].bwlimit_seq;
 	memcpy(in->stage.bwlimit, l->stages[slot].bwlimit, sizeof(in->stage.bwlimit));
@@ -782,6 +805,40 @@ int ledger_stage_release(struct ledger *l, int32_t slot)
 	struct ledger_intent *in = &l->hdr->intent;
 	in->slot = slot;
 	memset(&in->stage, 0, sizeof(in->stage));
+	commit(l, LEDGER_OP_STAGE);
+	unlock(l);
+	return LEDGER_OK;
+}
+
+int ledger_stage_note_opens(struct ledger *l, int32_t slot, const char *const *paths,
+			    const int64_t *sizes, size_t n)
+{
+	if (!valid_slot(l, slot))
+		return LEDGER_ERR_INVALID;
+	int rc = lock(l);
+	if (rc < 0)
+		return rc;
+	struct ledger_intent *in = &l->hdr->intent;
+	in->slot = slot;
+	in->stage = l->stages[slot];
+	struct ledger_stage *st = &in->stage;
+	int32_t next = 0;
+	for (size_t k = 0; k < n; k++) {
+		if (strlen(paths[k]) >= LEDGER_OPEN_PATH_MAX || find_open(st, paths[k]) >= 0) {
+			st->open_lost += strlen(paths[k]) >= LEDGER_OPEN_PATH_MAX;
+			continue;
+		}
+		while (next < LEDGER_OPEN_MAX && st->open_files[next].state == LEDGER_OPEN_PENDING)
+			next++;
+		if (next == LEDGER_OPEN_MAX) {
+			st->open_lost++;
+			continue;
+		}
+		struct ledger_open_file *f = &st->open_files[next++];
+		snprintf(f->path, sizeof(f->path), "%s", paths[k]);
+		f->size = sizes[k];
+		f->state = LEDGER_OPEN_PENDING;
+	}
 	commit(l, LEDGER_OP_STAGE);
 	unlock(l);
 	return LEDGER_OK;

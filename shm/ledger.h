@@ -32,6 +32,8 @@
 #define LEDGER_INFLIGHT_NAME_MAX 128
 #define LEDGER_HOURS 24          /* buckets of the rolling window */
 #define LEDGER_BWLIMIT_MAX 24    /* an rclone --bwlimit value: "10M", "1M:2M", "off" */
+#define LEDGER_OPEN_MAX 32       /* files a stage has started and not yet counted */
+#define LEDGER_OPEN_PATH_MAX 256
 
 #define LEDGER_DEFAULT_ROWS 1024
 #define LEDGER_DEFAULT_SLOTS 32
@@ -92,6 +94,21 @@ struct ledger_inflight {
 	int64_t speed;
 };
 
+enum ledger_open_state {
+	LEDGER_OPEN_FREE = 0,
+	LEDGER_OPEN_PENDING = 1,   /* rclone opened it; not counted yet */
+	LEDGER_OPEN_COUNTED = 2,   /* counted: the entry may be reused */
+};
+
+/* A file rclone started to upload. If its worker dies, the supervisor checks these on the
+ * remote: the list lives here, not in the worker, so that it outlives the worker. */
+struct ledger_open_file {
+	char path[LEDGER_OPEN_PATH_MAX];
+	int64_t size;
+	int32_t state;            /* enum ledger_open_state */
+	int32_t reserved;
+};
+
 /* One running stage: what the planner chose and what rclone reports about it. */
 struct ledger_stage {
 	int32_t state;            /* enum ledger_stage_state */
@@ -122,6 +139,8 @@ struct ledger_stage {
 	 * it through rclone's core/bwlimit when bwlimit_seq moves. "off" lifts it. */
 	uint32_t bwlimit_seq;
 	char bwlimit[LEDGER_BWLIMIT_MAX];
+	int32_t open_lost;        /* opened files that did not fit in open_files */
+	struct ledger_open_file open_files[LEDGER_OPEN_MAX];
 };
 
 /* What a logged write changes; bits, so one write can touch a row and its stage together. */
@@ -131,6 +150,7 @@ enum ledger_op {
 	LEDGER_OP_STAGE_COUNT = 2,  /* slot's files_done/bytes_done := the intent's */
 	LEDGER_OP_STAGE = 4,        /* whole slot := after.stage */
 	LEDGER_OP_CREATE = 8,       /* index[index_pos] := row + 1, row_count := row + 1 */
+	LEDGER_OP_OPEN_COUNTED = 16,/* slot's open_files[open_index] := counted */
 };
 
 /*
@@ -144,6 +164,8 @@ struct ledger_intent {
 	int32_t row;
 	int32_t slot;
 	uint32_t index_pos;
+	int32_t open_index;
+	int32_t reserved;
 	int64_t stage_files_done;
 	int64_t stage_bytes_done;
 	struct ledger_usage usage;
@@ -251,8 +273,16 @@ int ledger_stage_request_bwlimit(struct ledger *l, int32_t slot, const char *rat
  * when there was one, 0 when not. Lock-free: the request is re-read until it is stable. */
 int ledger_stage_take_bwlimit(const struct ledger *l, int32_t slot, uint32_t *seen, char *rate,
 			      size_t len);
-/* Adds a completed file to the row and the stage in one write. */
+/* Adds a completed file to the row and the stage in one write. With a path, the file's entry in
+ * the stage's open_files (if any) is marked counted in that same write, so a supervisor
+ * checking a dead worker's files can never count it again. */
 int ledger_add_for_stage(struct ledger *l, int32_t slot, int64_t bytes, int64_t now_ms);
+int ledger_add_for_stage_file(struct ledger *l, int32_t slot, const char *path, int64_t bytes,
+			      int64_t now_ms);
+/* Records files rclone has started (one write for all n); those that do not fit (table full of
+ * pending files, or a path too long) are counted in open_lost. */
+int ledger_stage_note_opens(struct ledger *l, int32_t slot, const char *const *paths,
+			    const int64_t *sizes, size_t n);
 
 /* Sizes a copy for this ledger; reuse it across ledger_read calls. */
 int ledger_copy_init(const struct ledger *l, struct ledger_copy *c);

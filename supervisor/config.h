@@ -42,7 +42,7 @@
  *     daemon's current directory is nobody's choice; absolute paths keep their spelling, since a
  *     key file's path is its account's name in the ledger file;
  *   - rclone_excludes are rclone filter patterns as written (cloudplow glob-escaped patterns
- *     starting with "/", which made "/downloads/**" match only a file named "**");
+ *     starting with "/", so that the wildcards in such a pattern matched only themselves);
  *   - rclone_extras: a string value is passed as is, a number without a trailing ".0"
  *     (8 → "8", 0.5 → "0.5"), true/false as "true"/"false", null as a bare flag. cloudplow
  *     passes the key verbatim, so a key without a leading dash made rclone fail on a stray

@@ -53,10 +53,11 @@ struct folder_usage {
  * an entry is excluded when the pattern matches its whole path as du sees it ("<root>/<rel>",
  * root as given with trailing slashes removed) or any suffix of that path starting after a '/'.
  * So the path relative to root and the base name are both matched, and so is any tail that
- * reaches into root's own components ("local/*" excludes everything under /mnt/local/Media,
- * in du as here). A matching directory is skipped whole; "downloads/*" skips what is inside
- * downloads/, "downloads" skips it too, "downloads/" matches nothing. If root itself matches,
- * du prints nothing and cloudplow reads 0: the result is empty with root_excluded set.
+ * reaches into root's own components: with root /mnt/local/Media, the pattern "local/" + "*"
+ * excludes everything, in du as here. A matching directory is skipped whole: "downloads/" +
+ * "*" (cloudplow's sample) skips what is inside downloads, "downloads" skips it as well, and
+ * "downloads/" matches nothing. If root itself matches, du prints nothing and cloudplow reads
+ * 0: the result is empty with root_excluded set.
  *
  * With min_age_s > 0, a regular file counts only if now_s - mtime >= min_age_s (whole seconds,
  * the test rclone's --min-age applies), so files still being written wait; the others go to

@@ -1,28 +1,216 @@
 /*
- * cplow: the CLI. The supervisor's upload, run and check-config commands come with the
- * supervisor itself; this file already owns argument parsing and the exit codes.
+ * cplow: the command line. Parses arguments, then hands over to the supervisor (upload, run),
+ * the ledger view (status), the config checker or the quota reset. Exit codes: README.md.
  */
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-#define CPLOW_EXIT_OK 0
-#define CPLOW_EXIT_USAGE 2
+#include "config.h"
+#include "inspect_view.h"
+#include "ledger.h"
+#include "ledger_file.h"
+#include "lock.h"
+#include "log.h"
+#include "supervisor.h"
+
+#define MAX_UPLOADERS 64
 
 static int usage(FILE *out)
 {
-	fprintf(out, "usage: cplow [--config PATH] COMMAND\n"
-		     "  status     show the live quota ledger (as cplow-inspect)\n"
-		     "  --version  print the version\n");
-	return out == stderr ? CPLOW_EXIT_USAGE : CPLOW_EXIT_OK;
+	fprintf(out,
+		"usage: cplow [--config PATH] [--loglevel error|warn|info|debug] COMMAND\n"
+		"  upload [-u NAME]... [--dry-run] [--reset-ledger]\n"
+		"                        upload now (every uploader, or the named ones)\n"
+		"  run [--reset-ledger]  the daemon: upload each uploader when it is due\n"
+		"  status [--json] [--watch SECONDS]\n"
+		"                        show the live quota ledger (as cplow-inspect)\n"
+		"  check-config          validate the config and print it with defaults\n"
+		"  reset-quota [--uploader NAME] [--account NAME]\n"
+		"                        forget the usage of the matching accounts\n"
+		"The config is --config, else $CPLOW_CONFIG, else ./config.json.\n");
+	return out == stderr ? SUPERVISOR_EXIT_CONFIG : SUPERVISOR_EXIT_OK;
+}
+
+static int bad_argument(const char *command, const char *arg)
+{
+	fprintf(stderr, "cplow %s: unexpected argument %s (see cplow --help)\n", command, arg);
+	return SUPERVISOR_EXIT_CONFIG;
+}
+
+static int check_config(const char *path)
+{
+	struct config c;
+	char err[CONFIG_ERR_MAX];
+	if (config_load(path, &c, err, sizeof(err)) < 0) {
+		fprintf(stderr, "cplow: %s\n", err);
+		return SUPERVISOR_EXIT_CONFIG;
+	}
+	for (size_t i = 0; i < c.warning_count; i++)
+		fprintf(stderr, "cplow: warning: %s\n", c.warnings[i]);
+	for (size_t i = 0; i < c.ignored_section_count; i++)
+		fprintf(stderr, "cplow: section %s is not implemented by this cplow and is ignored\n",
+			c.ignored_sections[i]);
+	int rc = config_print(&c, stdout) < 0 ? SUPERVISOR_EXIT_FAILED : SUPERVISOR_EXIT_OK;
+	config_free(&c);
+	return rc;
+}
+
+static int status(const char *path, int argc, char **argv)
+{
+	int json = 0;
+	double watch = 0;
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0)
+			json = 1;
+		else if (strcmp(argv[i], "--watch") == 0 && i + 1 < argc)
+			watch = atof(argv[++i]);
+		else
+			return bad_argument("status", argv[i]);
+	}
+	char name[128];
+	if (ledger_name_for(path, name, sizeof(name)) != LEDGER_OK) {
+		fprintf(stderr, "cplow: cannot derive a ledger name from %s\n", path);
+		return SUPERVISOR_EXIT_CONFIG;
+	}
+	return inspect_run("cplow", name, json, watch);
+}
+
+/* Zeroes the matching rows; persists them itself unless a running cplow's flusher will. */
+static int reset_quota(const char *path, int argc, char **argv)
+{
+	const char *uploader = NULL, *account = NULL;
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--uploader") == 0 && i + 1 < argc)
+			uploader = argv[++i];
+		else if (strcmp(argv[i], "--account") == 0 && i + 1 < argc)
+			account = argv[++i];
+		else
+			return bad_argument("reset-quota", argv[i]);
+	}
+	struct config c;
+	char err[CONFIG_ERR_MAX], name[128];
+	if (config_load(path, &c, err, sizeof(err)) < 0) {
+		fprintf(stderr, "cplow: %s\n", err);
+		return SUPERVISOR_EXIT_CONFIG;
+	}
+	int code = SUPERVISOR_EXIT_FAILED, lock_fd = -1;
+	pid_t holder;
+	struct ledger l = { 0 };
+	struct ledger_copy copy = { 0 };
+	enum lock_status ls = lock_take(c.quota.lock_path, &lock_fd, &holder);
+	if (ls == LOCK_ERROR) {
+		fprintf(stderr, "cplow: cannot take the lock %s: %s\n", c.quota.lock_path,
+			strerror(errno));
+		goto out;
+	}
+	if (ledger_name_for(c.path, name, sizeof(name)) != LEDGER_OK ||
+	    supervisor_open_ledger(&c, name, false, &l, err, sizeof(err)) < 0) {
+		fprintf(stderr, "cplow: %s\n", err);
+		code = SUPERVISOR_EXIT_CONFIG;
+		goto out;
+	}
+	if (ledger_copy_init(&l, &copy) != LEDGER_OK || ledger_read(&l, &copy, 2000) != LEDGER_OK)
+		goto out;
+	int64_t now = ledger_now_ms();
+	int n = 0;
+	for (uint32_t i = 0; i < copy.row_count; i++) {
+		const struct ledger_row *r = &copy.rows[i];
+		if ((uploader && strcmp(uploader, r->uploader) != 0) ||
+		    (account && strcmp(account, r->account) != 0))
+			continue;
+		if (ledger_reset_row(&l, (int32_t)i, now) == LEDGER_OK) {
+			printf("reset %s / %s (was %lld bytes)\n", r->uploader, r->account,
+			       (long long)r->usage.used_bytes);
+			n++;
+		}
+	}
+	if (n == 0)
+		printf("no account matched\n");
+	if (ls == LOCK_TAKEN) {
+		/* No cplow runs: write the file now, nobody else will. */
+		if (ledger_read(&l, &copy, 2000) != LEDGER_OK ||
+		    ledger_file_write(&copy, c.quota.cache_path, now, err, sizeof(err)) < 0) {
+			fprintf(stderr, "cplow: cannot write the ledger file: %s\n", err);
+			goto out;
+		}
+	}
+	code = SUPERVISOR_EXIT_OK;
+out:
+	ledger_copy_free(&copy);
+	if (l.hdr)
+		ledger_detach(&l);
+	if (lock_fd >= 0)
+		close(lock_fd);
+	config_free(&c);
+	return code;
+}
+
+static int upload_or_run(const char *path, enum supervisor_mode mode, int argc, char **argv)
+{
+	const char *names[MAX_UPLOADERS];
+	struct supervisor_options o = { .config_path = path, .mode = mode, .uploaders = names };
+	const char *command = mode == SUPERVISOR_UPLOAD ? "upload" : "run";
+	for (int i = 0; i < argc; i++) {
+		if (mode == SUPERVISOR_UPLOAD && (strcmp(argv[i], "-u") == 0 ||
+						  strcmp(argv[i], "--uploader") == 0) &&
+		    i + 1 < argc && o.uploader_count < MAX_UPLOADERS)
+			names[o.uploader_count++] = argv[++i];
+		else if (mode == SUPERVISOR_UPLOAD && strcmp(argv[i], "--dry-run") == 0)
+			o.dry_run = true;
+		else if (strcmp(argv[i], "--reset-ledger") == 0)
+			o.reset_ledger = true;
+		else
+			return bad_argument(command, argv[i]);
+	}
+	return supervisor_main(&o);
 }
 
 int main(int argc, char **argv)
 {
-	if (argc == 2 && strcmp(argv[1], "--version") == 0) {
-		printf("cplow %s\n", CPLOW_VERSION);
-		return CPLOW_EXIT_OK;
+	const char *config = getenv("CPLOW_CONFIG");
+	int i = 1;
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		if (strcmp(argv[i], "--version") == 0) {
+			printf("cplow %s\n", CPLOW_VERSION);
+			return SUPERVISOR_EXIT_OK;
+		}
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+			return usage(stdout);
+		if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+			config = argv[++i];
+		} else if (strcmp(argv[i], "--loglevel") == 0 && i + 1 < argc) {
+			enum log_level level;
+			if (log_parse_level(argv[++i], &level) < 0) {
+				fprintf(stderr, "cplow: --loglevel: %s is not error, warn, info or debug\n",
+					argv[i]);
+				return SUPERVISOR_EXIT_CONFIG;
+			}
+			log_set_level(level);
+		} else {
+			return usage(stderr);
+		}
 	}
-	if (argc == 2 && strcmp(argv[1], "--help") == 0)
-		return usage(stdout);
-	return usage(stderr);
+	if (i >= argc)
+		return usage(stderr);
+	if (!config || !*config)
+		config = "config.json";
+	const char *command = argv[i++];
+	int rest = argc - i;
+	char **args = argv + i;
+	if (strcmp(command, "upload") == 0)
+		return upload_or_run(config, SUPERVISOR_UPLOAD, rest, args);
+	if (strcmp(command, "run") == 0)
+		return upload_or_run(config, SUPERVISOR_RUN, rest, args);
+	if (strcmp(command, "status") == 0)
+		return status(config, rest, args);
+	if (strcmp(command, "check-config") == 0)
+		return rest ? bad_argument(command, args[0]) : check_config(config);
+	if (strcmp(command, "reset-quota") == 0)
+		return reset_quota(config, rest, args);
+	fprintf(stderr, "cplow: unknown command %s (see cplow --help)\n", command);
+	return SUPERVISOR_EXIT_CONFIG;
 }

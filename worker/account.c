@@ -307,9 +307,9 @@ static const char *last_line(struct buf *b)
 static void child_exec(char *const argv[], char *const envp[], int out_fd, int err_fd,
 		       int status_fd, pid_t parent)
 {
-	/* Only async-signal-safe calls from here: the caller may have threads. */
-	/* Above 0-2 first: a caller that runs with stdin or stdout closed gets its pipes there,
-	 * and dup2 onto the same number would leave them close-on-exec. */
+	/* Only async-signal-safe calls from here: the caller may have threads.
+	 * The pipes move above 0-2 first: a caller running with stdin or stdout closed gets its
+	 * pipes there, and dup2 onto the same number would leave them close-on-exec. */
 	out_fd = fcntl(out_fd, F_DUPFD, 10);
 	err_fd = fcntl(err_fd, F_DUPFD, 10);
 	status_fd = fcntl(status_fd, F_DUPFD_CLOEXEC, 10);
@@ -401,7 +401,10 @@ static int run_capture(char *const argv[], char *const envp[], int timeout_ms, s
 			if (got < 0 && errno == EINTR)
 				continue;
 			if (got > 0 && sinks[i]) {
-				if (buf_append(sinks[i], chunk, (size_t)got) < 0) {
+				int appended = buf_append(sinks[i], chunk, (size_t)got);
+				if (sinks[i]->secret)
+					explicit_bzero(chunk, (size_t)got);
+				if (appended < 0) {
 					rc = -ENOMEM;
 					goto kill_child;
 				}
@@ -476,6 +479,22 @@ static char **dump_env(void)
 	return env;
 }
 
+/* Wipes the values before cJSON frees them: the dump holds tokens and obscured passwords. */
+static void dump_wipe(cJSON *item)
+{
+	for (; item; item = item->next) {
+		dump_wipe(item->child);
+		if (item->valuestring)
+			explicit_bzero(item->valuestring, strlen(item->valuestring));
+	}
+}
+
+static void dump_delete(cJSON *dump)
+{
+	dump_wipe(dump);
+	cJSON_Delete(dump);
+}
+
 /* The config file as JSON: {"remote": {"type": "...", ...}, ...}. */
 static int config_dump(const char *rclone_binary, const char *rclone_config, cJSON **dump,
 		       char *err, size_t err_len)
@@ -533,7 +552,7 @@ static int config_dump(const char *rclone_binary, const char *rclone_config, cJS
 	}
 	cJSON *json = out.data ? cJSON_ParseWithLength(out.data, out.len) : NULL;
 	if (!cJSON_IsObject(json)) {
-		cJSON_Delete(json);
+		dump_delete(json);
 		rc = fail(err, err_len, -EIO, "%s config dump printed no JSON object", rclone_binary);
 		goto out;
 	}
@@ -986,7 +1005,7 @@ int account_sa_env(const char *rclone_binary, const char *rclone_config,
 	rc = 0;
 out:
 	resolver_free(&r);
-	cJSON_Delete(dump);
+	dump_delete(dump);
 	return rc;
 }
 

@@ -66,6 +66,8 @@ const char *rclone_cmd_reserved_flag(const char *flag)
 		"--use-json-log", "--log-level", "--verbose", "-v", "-vv", "-q", "--quiet",
 		"--log-file", "--max-transfer", "--cutoff-mode", "--config", "--dry-run",
 		"--exclude-from", "--stats-log-level",
+		/* would override the per-stage service account of every Drive remote */
+		"--drive-service-account-file", "--drive-service-account-credentials",
 	};
 	size_t len = strcspn(flag, "=");
 	for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
@@ -80,10 +82,20 @@ static int inherited_ok(const char *var)
 	return strncmp(var, "RCLONE_RC_", 10) != 0 && strncmp(var, "RCLONE_CONFIG=", 14) != 0;
 }
 
+/* rclone keeps the first of two copies of a variable: the stage's must be the only one. */
+static int set_by_spec(const char *var, const struct stage_spec *spec)
+{
+	size_t n = strcspn(var, "=");
+	for (size_t i = 0; i < spec->env_count; i++)
+		if (strncmp(spec->env[i], var, n) == 0 && spec->env[i][n] == '=')
+			return 1;
+	return 0;
+}
+
 static void common_env(struct strvec *env, const struct stage_spec *spec)
 {
 	for (char **e = environ; e && *e; e++)
-		if (inherited_ok(*e))
+		if (inherited_ok(*e) && !set_by_spec(*e, spec))
 			push(env, strdup(*e));
 	for (size_t i = 0; i < spec->env_count; i++)
 		push(env, strdup(spec->env[i]));

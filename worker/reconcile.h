@@ -1,25 +1,30 @@
 /*
- * The in-flight check after a stage that was cut short (stopped by cplow, a trigger, or rclone
- * killed): a file rclone had opened but never reported as Copied may still have arrived whole.
- * Each such file is looked up on the remote with `rclone lsjson`; one whose remote size equals
- * its listed size is counted, so the ledger neither misses an upload nor counts one that
- * did not finish. A file the remote already held before the stage would look the same, but
- * rclone only opens a file to upload it (no --checksum on a local source), so a file it opened
- * was not already there whole.
+ * The in-flight check after a stage that was cut short (stopped by cplow, a trigger, rclone
+ * killed, or its worker killed): a file rclone had started but never reported as Copied may
+ * still have arrived whole. The candidates are looked up on the remote with `rclone lsjson`;
+ * one whose remote size equals its listed size is counted, so the ledger neither misses an
+ * upload nor counts one that did not finish. A file the remote already held before the stage
+ * would look the same, but rclone only opens a file to upload it (no --checksum on a local
+ * source), so a file it opened was not already there whole.
+ *
+ * The worker checks its own stage; the supervisor checks the stage of a worker that died, from
+ * the open files the worker recorded in its stage slot.
  */
 #ifndef CPLOW_RECONCILE_H
 #define CPLOW_RECONCILE_H
 
 #include <limits.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ledger.h"
 #include "rclone_proc.h"
-#include "source.h"
 
 /* Checks after the stop, in ms: a file whose last bytes were still in the kernel's socket
- * buffers when rclone died arrives after it, so a file not yet there is looked for again. */
+ * buffers when rclone died arrives after it, so a file not yet there is looked for again. A
+ * file still missing at the last check is taken to have been cut short; one that arrives later
+ * still is not counted (the dangerous direction, so the schedule errs long: a 4 MiB socket
+ * buffer drains in 5 s at 0.8 MB/s). */
 #define RECONCILE_ROUNDS 4
 #define RECONCILE_SCHEDULE_MS { 0, 1000, 2500, 5000 }
 
@@ -28,6 +33,16 @@ struct reconcile {
 	int prepared;
 	char files_from[PATH_MAX];
 };
+
+struct reconcile_candidate {
+	const char *path;     /* as rclone names it, below the destination */
+	int64_t size;         /* what a whole upload has */
+	void *user;           /* the caller's, for its count function */
+	bool found;
+};
+
+/* Counts one candidate found whole; returns 0 when it counted it. */
+typedef int (*reconcile_count_fn)(void *ctx, struct reconcile_candidate *c);
 
 struct reconcile_result {
 	int64_t candidates;   /* files that may have been in flight */
@@ -41,17 +56,13 @@ int reconcile_prepare(struct reconcile *rc, const struct rclone_cmd *lsjson,
 		      const char *files_from);
 
 /*
- * Checks the candidates (opened or seen in flight, and not counted) on the remote, counting
- * through the stage's slot each one whose remote size equals its listed size, and checks again
- * on the schedule while some are missing. A file still missing at the last check is taken to
- * have been cut short; one that arrives later still is not counted (the dangerous direction, so
- * the schedule errs long: a 4 MiB socket buffer drains in 5 s at 0.8 MB/s).
- * `since_ms` is when rclone stopped. Returns 0, or -1 with a message in err (what was counted
- * before stays counted).
+ * Checks the candidates (their order may change) on the schedule from since_ms, calling count
+ * for each found whole, until none is missing or the rounds run out. Returns 0, or -1 with a
+ * message in err (what was counted before stays counted). Ends the unused rounds.
  */
-int reconcile_in_flight(struct reconcile *rc, struct source_index *src, struct ledger *l,
-			int32_t slot, int64_t since_ms, struct reconcile_result *r, char *err,
-			size_t err_len);
+int reconcile_run(struct reconcile *rc, struct reconcile_candidate *c, size_t n,
+		  int64_t since_ms, reconcile_count_fn count, void *ctx,
+		  struct reconcile_result *r, char *err, size_t err_len);
 
 /* Ends the rounds not used. */
 void reconcile_cancel(struct reconcile *rc);

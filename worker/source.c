@@ -71,6 +71,8 @@ struct source_slot {
 /* One UTF-8 sequence as Go's utf8.DecodeRune reads it: an invalid byte (bad lead, bad or
  * missing continuation, overlong, surrogate, past U+10FFFF) is a sequence of one byte read as
  * U+FFFD. Returns the sequence's length. */
+static void remember_fresh(struct source_index *idx, struct source_entry *e);
+
 static size_t decode_rune(const unsigned char *s, size_t n, uint32_t *rune)
 {
     unsigned char c = s[0], lo = 0x80, hi = 0xBF;
@@ -868,10 +870,36 @@ int source_watch_feed(struct source_index *idx, const void *events, size_t len)
             if (!(e->flags & SOURCE_OPENED)) {
                 e->flags |= SOURCE_OPENED;
                 idx->opened_files++;
+                remember_fresh(idx, e);
             }
         }
     }
     return result;
+}
+
+/* Out of memory only loses the early record in the stage slot; the flag above is kept. */
+static void remember_fresh(struct source_index *idx, struct source_entry *e)
+{
+    if (idx->fresh_taken) {
+        idx->fresh_count = 0;
+        idx->fresh_taken = 0;
+    }
+    if (idx->fresh_count == idx->fresh_cap) {
+        size_t cap = idx->fresh_cap ? idx->fresh_cap * 2 : 64;
+        struct source_entry **p = realloc(idx->fresh, cap * sizeof(*p));
+        if (!p)
+            return;
+        idx->fresh = p;
+        idx->fresh_cap = cap;
+    }
+    idx->fresh[idx->fresh_count++] = e;
+}
+
+struct source_entry *const *source_take_opened(struct source_index *idx, size_t *count)
+{
+    *count = idx->fresh_taken ? 0 : idx->fresh_count;
+    idx->fresh_taken = 1;
+    return idx->fresh;
 }
 
 int source_watch_drain(struct source_index *idx)
@@ -930,5 +958,6 @@ void source_free(struct source_index *idx)
     free(idx->entries);
     free(idx->slots);
     free(idx->dirs);
+    free(idx->fresh);
     *idx = (struct source_index){ .watch_fd = -1 };
 }

@@ -91,6 +91,8 @@ struct source_index {
     bool watching;
     int watch_fd;
     uint32_t *dir_of_wd;        /* watch descriptor → directory index + 1; 0 = none */
+    struct source_entry **fresh;   /* newly opened, for source_take_opened() */
+    size_t fresh_count, fresh_cap, fresh_taken;
     size_t wd_cap;
 };
 
@@ -176,6 +178,13 @@ int source_watch_drain(struct source_index *idx);
  * (the records before it are applied).
  */
 int source_watch_feed(struct source_index *idx, const void *events, size_t len);
+
+/*
+ * The entries newly marked SOURCE_OPENED since the last call, in the order the opens were
+ * seen; *count of them. The array is the index's own and valid until the next drain or free.
+ * The worker records them in its stage slot, where they outlive the worker.
+ */
+struct source_entry *const *source_take_opened(struct source_index *idx, size_t *count);
 
 /* Drains what is pending, then closes the watch fd. Returns what the drain returned (0 when not
  * watching). The flags and the watch_* fields stay for the reconcile step. */

@@ -5,6 +5,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,10 @@
 /* rclone ends a transfer within milliseconds of SIGTERM; past this it gets SIGKILL. */
 #define WORKER_STOP_GRACE_MS 10000
 #define WORKER_READ_CHUNK 65536
+#define MAX_TRANSFER_TEXT "max transfer limit reached"
+/* How stale the slot's record of opened files may get: a worker killed in this window can
+ * leave a file that arrived whole unknown to the supervisor. */
+#define WORKER_DRAIN_MS 20
 
 struct worker {
 	const struct stage_spec *spec;
@@ -52,6 +57,8 @@ struct worker {
 	int64_t stop_sent_ms;
 	int64_t next_poll_ms;
 	uint32_t bwlimit_seen;         /* the last bandwidth request applied */
+	int64_t last_drain_ms;
+	bool saw_max_transfer;         /* rclone said it reached --max-transfer */
 };
 
 static int worker_sigpipe[2] = { -1, -1 };
@@ -112,7 +119,7 @@ static void worker_on_copied(struct worker *w, const struct rclone_log_event *ev
 	}
 	if (source_mark_counted(e))
 		return; /* a second Copied for one file (failed, then retried) counts once */
-	int rc = ledger_add_for_stage(&w->ledger, w->slot, e->size, ledger_now_ms());
+	int rc = ledger_add_for_stage_file(&w->ledger, w->slot, e->path, e->size, ledger_now_ms());
 	if (rc != LEDGER_OK) {
 		log_error("cannot record %s in the ledger: %s", ev->object, ledger_strerror(rc));
 		return;
@@ -169,10 +176,17 @@ static void worker_on_line(void *ctx, const char *line, size_t len)
 		w->out->malformed_lines++;
 		break;
 	default:
+		/* rclone's own errors, whole-run ones included, are worth a line of ours. */
+		if (ev->level >= RCLONE_LOG_LEVEL_ERROR || (!ev->json && ev->message_len))
+			log_warn("rclone: %.*s", (int)(ev->message_len > 300 ? 300 : ev->message_len),
+				 ev->message);
 		break;
 	}
 	size_t tlen;
 	const char *text = rclone_log_trigger_text(ev, &tlen);
+	if (!w->saw_max_transfer && tlen && memmem(text, tlen, MAX_TRANSFER_TEXT,
+						     sizeof(MAX_TRANSFER_TEXT) - 1))
+		w->saw_max_transfer = true;
 	int fired = triggers_feed(&w->triggers, text, tlen, ledger_now_ms());
 	if (fired >= 0)
 		worker_on_trigger(w, fired);
@@ -217,10 +231,32 @@ static int read_rclone(struct worker *w, char *buf)
 	return 1;
 }
 
+/* Files rclone has opened go into the stage slot, where the supervisor finds them should this
+ * worker die before it can check them itself. */
 static void drain_watch(struct worker *w)
 {
-	if (w->watch_fd >= 0 && source_watch_drain(&w->source) == SOURCE_WATCH_OVERFLOW)
+	if (w->watch_fd < 0)
+		return;
+	w->last_drain_ms = ledger_now_ms();
+	if (source_watch_drain(&w->source) == SOURCE_WATCH_OVERFLOW)
 		log_warn("too many file events at once; every unfinished file counts as in flight");
+	size_t n;
+	struct source_entry *const *fresh = source_take_opened(&w->source, &n);
+	const char *paths[64];
+	int64_t sizes[64];
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (fresh[i]->flags & SOURCE_COUNTED)
+			continue;
+		paths[k] = fresh[i]->path;
+		sizes[k++] = fresh[i]->size;
+		if (k == 64 || i + 1 == n) {
+			ledger_stage_note_opens(&w->ledger, w->slot, paths, sizes, k);
+			k = 0;
+		}
+	}
+	if (k)
+		ledger_stage_note_opens(&w->ledger, w->slot, paths, sizes, k);
 }
 
 /* Reads rclone's log until it closes, acting on signals, stats and the watch meanwhile. */
@@ -234,20 +270,25 @@ static void run_loop(struct worker *w)
 	int poll_ms = w->spec->rc_poll_ms > 0 ? w->spec->rc_poll_ms : WORKER_RC_POLL_MS_DEFAULT;
 	w->next_poll_ms = ledger_now_ms() + poll_ms;
 	for (;;) {
-		/* The open-watch is drained on the stats tick, not on every event: the kernel
-		 * queues the opens (16384 by default) and a wake-up per file costs more than the
-		 * file's accounting. */
-		struct pollfd fds[2] = {
+		/* The open-watch is drained at most every WORKER_DRAIN_MS: the kernel queues the
+		 * opens, and a wake-up per file would cost more than the file's accounting. */
+		int64_t now = ledger_now_ms();
+		int watching = w->watch_fd >= 0 && now - w->last_drain_ms >= WORKER_DRAIN_MS;
+		struct pollfd fds[3] = {
 			{ w->proc.out_fd, POLLIN, 0 },
 			{ worker_sigpipe[0], POLLIN, 0 },
+			{ w->watch_fd, POLLIN, 0 },
 		};
-		int64_t now = ledger_now_ms();
 		int timeout = (int)(w->next_poll_ms > now ? w->next_poll_ms - now : 0);
+		if (w->watch_fd >= 0 && !watching && timeout > WORKER_DRAIN_MS)
+			timeout = WORKER_DRAIN_MS;
 		if (w->stop_sent && timeout > 100)
 			timeout = 100;
-		int n = poll(fds, 2, timeout);
+		int n = poll(fds, watching ? 3 : 2, timeout);
 		if (n < 0 && errno != EINTR)
 			break;
+		if (watching && (fds[2].revents & POLLIN))
+			drain_watch(w);
 		if (fds[1].revents & POLLIN) {
 			char drain[16];
 			while (read(worker_sigpipe[0], drain, sizeof(drain)) > 0)
@@ -282,12 +323,70 @@ static void run_loop(struct worker *w)
 	free(buf);
 }
 
+static int count_in_flight(void *ctx, struct reconcile_candidate *c)
+{
+	struct worker *w = ctx;
+	struct source_entry *e = c->user;
+	if (source_mark_counted(e))
+		return 1;
+	int rc = ledger_add_for_stage_file(&w->ledger, w->slot, e->path, e->size, ledger_now_ms());
+	if (rc != LEDGER_OK) {
+		log_error("cannot record %s in the ledger: %s", e->path, ledger_strerror(rc));
+		return 1;
+	}
+	return 0;
+}
+
+struct candidates {
+	struct reconcile_candidate *v;
+	size_t n, cap;
+};
+
+static int add_candidate(void *ctx, struct source_entry *e)
+{
+	struct candidates *c = ctx;
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? c->cap * 2 : 64;
+		void *p = realloc(c->v, cap * sizeof(*c->v));
+		if (!p)
+			return -1;
+		c->v = p;
+		c->cap = cap;
+	}
+	c->v[c->n++] = (struct reconcile_candidate){ .path = e->path, .size = e->size, .user = e };
+	return 0;
+}
+
+/* The files rclone started (or, without a working watch, every file) and never reported. */
+static int check_in_flight(struct worker *w, int64_t stopped_ms, struct reconcile_result *r,
+			   char *err, size_t err_len)
+{
+	memset(r, 0, sizeof(*r));
+	drain_watch(w);
+	struct candidates c = { 0 };
+	if (source_foreach(&w->source, source_reconcile_flags(&w->source), SOURCE_COUNTED,
+			   add_candidate, &c) != 0) {
+		free(c.v);
+		reconcile_cancel(&w->reconcile);
+		snprintf(err, err_len, "out of memory");
+		return -1;
+	}
+	int rc = reconcile_run(&w->reconcile, c.v, c.n, stopped_ms, count_in_flight, w, r, err,
+			       err_len);
+	free(c.v);
+	return rc;
+}
+
 static enum stage_result result_of(struct worker *w, int status)
 {
 	if (w->out->result == STAGE_TRIGGERED || w->out->result == STAGE_INTERRUPTED)
 		return w->out->result;
 	if (WIFSIGNALED(status))
 		return STAGE_FAILED;
+	/* rclone 1.60 cancels its directory listing at the cutoff, and a listing that was under
+	 * way then fails the run with exit 1 instead of 8. */
+	if (WEXITSTATUS(status) == 1 && w->saw_max_transfer)
+		return STAGE_MAX_TRANSFER;
 	switch (WEXITSTATUS(status)) {
 	case 0: return STAGE_DONE;
 	case 8: return STAGE_MAX_TRANSFER;
@@ -418,8 +517,7 @@ enum stage_result worker_run(const struct stage_spec *spec, struct stage_outcome
 	if (w->stop_sent || WIFSIGNALED(status) || out->rclone_exit >= 128) {
 		struct reconcile_result r;
 		int64_t stopped = w->stop_sent ? w->stop_sent_ms : ledger_now_ms();
-		if (reconcile_in_flight(&w->reconcile, &w->source, &w->ledger, w->slot, stopped, &r,
-					err, sizeof(err)) < 0) {
+		if (check_in_flight(w, stopped, &r, err, sizeof(err)) < 0) {
 			log_error("in-flight check failed: %s; files in flight are not counted", err);
 			err[0] = '\0';
 		}

@@ -605,7 +605,16 @@ Test(rc_client, stopped_rclone_is_a_timeout_and_recovers, .init = setup, .fini =
     cr_assert_eq(rc_client_init(&client, rclone.url, user, pass, timeout_ms), 0);
     cr_assert_eq(rc_client_stats(&client, stats), 0, "%s", client.error);
 
+    /* kill() returns before every thread of the Go process has stopped, and a thread still
+     * running could answer: wait for the stop to be reported. */
     cr_assert_eq(kill(rclone.pid, SIGSTOP), 0);
+    int64_t deadline = now_ms() + 5000;
+    int status = 0;
+    while (waitpid(rclone.pid, &status, WNOHANG | WUNTRACED) != rclone.pid) {
+        cr_assert_lt(now_ms(), deadline, "rcd never reported stopped");
+        pause_ms(5);
+    }
+    cr_assert(WIFSTOPPED(status), "status %#x", status);
     int64_t start = now_ms();
     int rc = rc_client_stats(&client, stats);
     int64_t took = now_ms() - start;

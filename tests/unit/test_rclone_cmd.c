@@ -77,6 +77,19 @@ Test(rclone_cmd, the_rc_password_is_in_the_environment_not_argv)
 	rclone_cmd_free(&c);
 }
 
+Test(rclone_cmd, the_stages_key_file_wins_over_an_inherited_one)
+{
+	setenv("RCLONE_CONFIG_GDRIVE_SERVICE_ACCOUNT_FILE", "/old/key.json", 1);
+	struct stage_spec s = spec();
+	struct rclone_cmd c;
+	char err[256];
+	cr_assert_eq(rclone_cmd_build(&s, "u", "p", &c, err, sizeof(err)), 0);
+	cr_assert(!has_prefix(c.envp, "RCLONE_CONFIG_GDRIVE_SERVICE_ACCOUNT_FILE=/old/key.json"));
+	cr_assert(has_prefix(c.envp, "RCLONE_CONFIG_GDRIVE_SERVICE_ACCOUNT_FILE=/sa/sa1.json"));
+	rclone_cmd_free(&c);
+	unsetenv("RCLONE_CONFIG_GDRIVE_SERVICE_ACCOUNT_FILE");
+}
+
 Test(rclone_cmd, inherited_rc_variables_are_dropped)
 {
 	setenv("RCLONE_RC_ADDR", "0.0.0.0:5572", 1);

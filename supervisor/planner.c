@@ -1,0 +1,150 @@
+#include "planner.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "account.h"
+
+static char *dup_or_null(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+/* An uploader without accounts uploads as its remote: "google:/Media" → "google". */
+static char *remote_name_of(const char *upload_remote)
+{
+	const char *colon = strchr(upload_remote, ':');
+	size_t n = colon ? (size_t)(colon - upload_remote) : strlen(upload_remote);
+	char *name = malloc(n + 1);
+	if (name) {
+		memcpy(name, upload_remote, n);
+		name[n] = '\0';
+	}
+	return name;
+}
+
+int planner_accounts(const struct config_uploader *u, struct planner_accounts *out, char *err,
+		     size_t err_len)
+{
+	struct planner_accounts a = { 0 };
+	struct account_keys keys = { 0 };
+	size_t n = 1;
+	if (u->rotate_remote_count) {
+		n = u->rotate_remote_count;
+	} else if (u->service_account_path) {
+		if (account_list_keys(u->service_account_path, &keys, err, err_len) < 0)
+			return -1;
+		if (keys.count == 0) {
+			snprintf(err, err_len, "uploader.%s.service_account_path: no *.json key in %s",
+				 u->name, u->service_account_path);
+			account_keys_free(&keys);
+			return -1;
+		}
+		n = keys.count;
+	}
+	a.v = calloc(n, sizeof(*a.v));
+	if (!a.v)
+		goto nomem;
+	a.count = n;
+	for (size_t i = 0; i < n; i++) {
+		struct planner_account *p = &a.v[i];
+		if (u->rotate_remote_count) {
+			p->name = strdup(u->rotate_remotes[i]);
+			p->remote = dup_or_null(u->rotate_remotes[i]);
+		} else if (keys.count) {
+			p->name = strdup(keys.paths[i]);
+			p->key_path = strdup(keys.paths[i]);
+		} else {
+			p->name = remote_name_of(u->remote->upload_remote);
+		}
+		if (!p->name)
+			goto nomem;
+	}
+	account_keys_free(&keys);
+	*out = a;
+	return 0;
+nomem:
+	account_keys_free(&keys);
+	planner_accounts_free(&a);
+	snprintf(err, err_len, "out of memory");
+	return -1;
+}
+
+void planner_accounts_free(struct planner_accounts *a)
+{
+	for (size_t i = 0; a->v && i < a->count; i++) {
+		free(a->v[i].name);
+		free(a->v[i].remote);
+		free(a->v[i].key_path);
+	}
+	free(a->v);
+	memset(a, 0, sizeof(*a));
+}
+
+const struct config_stage *planner_strategy(const struct config *c, double share_left)
+{
+	for (size_t i = 0; i < c->stage_count; i++)
+		if (share_left >= c->stages[i].min_share)
+			return &c->stages[i];
+	return &c->stages[c->stage_count - 1]; /* the last row's min_share is 0 */
+}
+
+static void earliest(int64_t *at, int64_t t)
+{
+	if (t > 0 && (*at == 0 || t < *at))
+		*at = t;
+}
+
+void planner_choose(const struct config *c, const char *uploader,
+		    const struct planner_accounts *a, const struct ledger *l,
+		    const struct ledger_copy *lc, const bool *busy, const bool *given_up,
+		    int64_t now_ms, struct plan *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->account = -1;
+	int64_t daily = c->quota.daily_bytes;
+	size_t banned = 0, full = 0, taken = 0;
+	for (size_t i = 0; i < a->count; i++) {
+		if (busy && busy[i]) {
+			taken++;
+			continue;
+		}
+		if (given_up && given_up[i])
+			continue;
+		struct ledger_usage empty = { 0 };
+		const struct ledger_usage *u = &empty;
+		int32_t row;
+		if (ledger_row_find(l, uploader, a->v[i].name, &row) == LEDGER_OK &&
+		    (uint32_t)row < lc->row_count)
+			u = &lc->rows[row].usage;
+		if (u->banned_until_ms > now_ms) {
+			banned++;
+			earliest(&out->wait_until_ms, u->banned_until_ms);
+			continue;
+		}
+		int64_t left = ledger_usage_remaining(u, daily, c->quota.window, now_ms);
+		if (left < c->quota.min_free_bytes) {
+			full++;
+			earliest(&out->wait_until_ms, u->reset_at_ms);
+			continue;
+		}
+		out->account = (int)i;
+		out->remaining_bytes = left;
+		out->strategy = planner_strategy(c, (double)left / (double)daily);
+		out->max_transfer_bytes =
+			(int64_t)floor(out->strategy->max_transfer_share * (double)left);
+		out->max_size_bytes = out->strategy->max_size_share > 0
+					      ? (int64_t)floor(out->strategy->max_size_share *
+							       (double)left)
+					      : 0;
+		return;
+	}
+	snprintf(out->why, sizeof(out->why),
+		 "%zu accounts: %zu banned, %zu with less than %lld bytes left, %zu busy, %zu given "
+		 "up on in this run",
+		 a->count, banned, full, (long long)c->quota.min_free_bytes, taken,
+		 a->count - banned - full - taken);
+}

@@ -1,0 +1,49 @@
+/*
+ * The supervisor's process duties: signals into its poll() loop, forking roles with a clean
+ * signal state, reaping every child (orphans included: cplow may be PID 1 in a container, and is
+ * a child subreaper elsewhere), and restart backoff.
+ */
+#ifndef CPLOW_PROCS_H
+#define CPLOW_PROCS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Signals seen since the last procs_take_signals(). */
+struct procs_signals {
+	int interrupt;   /* SIGINT */
+	int terminate;   /* SIGTERM */
+	int hangup;      /* SIGHUP: reload */
+	int flush;       /* SIGUSR1: flush now */
+	int child;       /* SIGCHLD */
+};
+
+/* Installs flag-and-pipe handlers; returns the fd that becomes readable on any of them. */
+int procs_signals_install(void);
+void procs_take_signals(struct procs_signals *out);
+
+/*
+ * fork() for a role: the child gets default dispositions for the supervisor's signals, an empty
+ * mask, `close_fd` closed (the instance lock stays with the supervisor alone) and `death_signal`
+ * from the kernel when the supervisor dies (0: none). Returns as fork() does.
+ */
+pid_t procs_fork(int close_fd, int death_signal);
+
+/* PID 1 reaps by nature; anywhere else, become the reaper of our orphaned descendants. */
+void procs_become_reaper(void);
+
+/* One exited child, without waiting: 1 with *pid and *status, 0 when none is left to reap. */
+int procs_reap(pid_t *pid, int *status);
+
+/* Capped exponential backoff for a role that keeps dying: 1 s doubling to 60 s, back to 1 s
+ * once it has run for a healthy minute. */
+struct procs_backoff {
+	int delay_ms;
+	int64_t started_ms;
+	int64_t restart_at_ms;
+};
+void procs_backoff_started(struct procs_backoff *b, int64_t now_ms);
+void procs_backoff_died(struct procs_backoff *b, int64_t now_ms);
+
+#endif

@@ -1,0 +1,1023 @@
+#include "supervisor.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "account.h"
+#include "config.h"
+#include "flusher.h"
+#include "folder.h"
+#include "ledger.h"
+#include "ledger_file.h"
+#include "lock.h"
+#include "log.h"
+#include "planner.h"
+#include "procs.h"
+#include "rclone_cmd.h"
+#include "reconcile.h"
+#include "worker.h"
+
+#define SUP_TICK_MS 1000
+#define SUP_READ_TIMEOUT_MS 2000
+#define SUP_FAILURES_PER_ACCOUNT 3
+#define SUP_FLUSHER_STOP_MS 10000
+
+enum up_state_kind {
+	UP_IDLE,       /* ready for its next stage (upload) or its next check (run) */
+	UP_RUNNING,    /* a worker runs a stage */
+	UP_FINISHED,   /* nothing left to do in this run */
+};
+
+/* What one running stage owns; freed when its worker has been reaped. */
+struct up_stage {
+	struct stage_spec spec;
+	char *destination;
+	struct account_env env;
+	struct folder_patterns open_excludes;
+	const char **excludes;        /* rclone_excludes + open files */
+	char strategy[LEDGER_STRATEGY_MAX];
+	char min_age[32];
+};
+
+struct up {
+	const struct config_uploader *u;
+	struct planner_accounts accounts;
+	bool *given_up;               /* per account, in this upload cycle */
+	enum up_state_kind state;
+	int failures;                 /* consecutive failed stages on the current account */
+	int stage_number;
+	pid_t worker;
+	int account;                  /* of the running stage */
+	int64_t max_size_bytes;       /* of the running stage */
+	struct up_stage stage;
+	bool cycle;                   /* an upload is under way: plan stages until it ends */
+	int64_t next_check_ms;        /* run mode: the next size/schedule check */
+	int64_t suspended_until_ms;   /* run mode: logged once per suspension */
+	bool failed;                  /* the last stage failed and no account was left */
+	int64_t files, bytes;         /* this run, for the summary */
+};
+
+struct sup {
+	const struct supervisor_options *opt;
+	struct config cfg;
+	char ledger_name[128];
+	struct ledger ledger;
+	struct ledger_copy copy;
+	int lock_fd;
+	int signal_fd;
+	char work_dir[PATH_MAX - 64]; /* room for the file names put in it */
+	pid_t flusher;
+	struct procs_backoff flusher_backoff;
+	struct up *ups;
+	size_t up_count;
+	int stopping;                 /* 0, 1 graceful, 2 immediate */
+	int stop_signal;
+	bool reload_pending;
+	struct config next_cfg;
+};
+
+/* ---- the ledger ---- */
+
+static void move_aside(const char *path)
+{
+	char aside[PATH_MAX];
+	snprintf(aside, sizeof(aside), "%s.bad-%lld", path, (long long)time(NULL));
+	if (rename(path, aside) == 0)
+		log_warn("moved the unusable ledger file %s to %s", path, aside);
+}
+
+int supervisor_open_ledger(const struct config *c, const char *name, bool reset,
+			   struct ledger *out, char *err, size_t err_len)
+{
+	int rc = ledger_attach(name, 1, out);
+	if (rc == LEDGER_OK)
+		return 0; /* the live ledger is at least as new as any file */
+	if (rc == LEDGER_ERR_LAYOUT) {
+		log_warn("the shared ledger %s was made by another cplow version; rebuilding it "
+			 "from %s", name, c->quota.cache_path);
+		ledger_unlink(name);
+	} else if (!(rc == LEDGER_ERR_SYS && errno == ENOENT)) {
+		snprintf(err, err_len, "cannot open the shared ledger %s: %s", name,
+			 ledger_strerror(rc));
+		return -1;
+	}
+	struct ledger_options o = { .row_capacity = c->quota.capacity,
+				    .daily_bytes = c->quota.daily_bytes,
+				    .window = c->quota.window };
+	rc = ledger_create(name, &o, out);
+	if (rc == LEDGER_ERR_EXISTS)
+		return ledger_attach(name, 1, out) == LEDGER_OK ? 0 : -1; /* lost a race */
+	if (rc != LEDGER_OK) {
+		snprintf(err, err_len, "cannot create the shared ledger %s: %s", name,
+			 ledger_strerror(rc));
+		return -1;
+	}
+	char used[PATH_MAX];
+	if (ledger_file_restore(out, c->quota.cache_path, used, sizeof(used), err, err_len) < 0) {
+		if (!reset) {
+			ledger_detach(out);
+			ledger_unlink(name);
+			return -1;
+		}
+		log_warn("%s", err);
+		log_warn("starting from zero usage, as --reset-ledger asks");
+		char prev[PATH_MAX];
+		snprintf(prev, sizeof(prev), "%s.prev", c->quota.cache_path);
+		move_aside(c->quota.cache_path);
+		move_aside(prev);
+		return 0;
+	}
+	if (*used)
+		log_info("ledger restored from %s", used);
+	return 0;
+}
+
+/* Slots left by workers of a cplow that died with them. */
+static void release_dead_slots(struct ledger *l)
+{
+	for (uint32_t i = 0; i < l->hdr->slot_capacity; i++) {
+		const struct ledger_stage *s = &l->stages[i];
+		if (s->state == LEDGER_STAGE_FREE)
+			continue;
+		if (s->pid > 0 && (kill(s->pid, 0) == 0 || errno == EPERM))
+			continue;
+		log_warn("stage slot %u of dead worker %d released", i, s->pid);
+		ledger_stage_release(l, (int32_t)i);
+	}
+}
+
+static int read_copy(struct sup *s)
+{
+	int rc = ledger_read(&s->ledger, &s->copy, SUP_READ_TIMEOUT_MS);
+	if (rc != LEDGER_OK)
+		log_error("cannot read the ledger: %s", ledger_strerror(rc));
+	return rc == LEDGER_OK ? 0 : -1;
+}
+
+static void heartbeat(struct sup *s)
+{
+	atomic_store(&s->ledger.hdr->supervisor_pid, (int32_t)getpid());
+	atomic_store(&s->ledger.hdr->supervisor_seen_ms, ledger_now_ms());
+}
+
+/* ---- the flusher ---- */
+
+static void start_flusher(struct sup *s)
+{
+	pid_t pid = procs_fork(s->lock_fd, 0);
+	if (pid < 0) {
+		log_error("cannot fork the flusher: %s", strerror(errno));
+		procs_backoff_died(&s->flusher_backoff, ledger_now_ms());
+		return;
+	}
+	if (pid == 0) {
+		log_set_tag("flusher");
+		struct flusher_options o = { s->ledger_name, s->cfg.quota.cache_path,
+					     s->cfg.quota.flush_interval_ms };
+		_exit(flusher_run(&o));
+	}
+	s->flusher = pid;
+	procs_backoff_started(&s->flusher_backoff, ledger_now_ms());
+}
+
+/* The last write when no flusher is there to make it (it died and was not restarted). */
+static void flush_here(struct sup *s)
+{
+	char err[LEDGER_FILE_ERR_MAX];
+	if (read_copy(s) < 0)
+		return;
+	int64_t now = ledger_now_ms();
+	if (ledger_file_write(&s->copy, s->cfg.quota.cache_path, now, err, sizeof(err)) < 0)
+		log_error("final flush failed: %s", err);
+	else
+		ledger_note_flush(&s->ledger, s->copy.generation, now, 1);
+}
+
+static void stop_flusher(struct sup *s)
+{
+	if (s->flusher <= 0) {
+		flush_here(s);
+		return;
+	}
+	kill(s->flusher, SIGTERM);
+	int64_t deadline = ledger_now_ms() + SUP_FLUSHER_STOP_MS;
+	int st;
+	while (ledger_now_ms() < deadline) {
+		pid_t r = waitpid(s->flusher, &st, WNOHANG);
+		if (r == s->flusher) {
+			if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+				log_error("the flusher's final flush failed (status %d)", st);
+			s->flusher = 0;
+			return;
+		}
+		struct timespec ts = { 0, 10 * 1000000L };
+		nanosleep(&ts, NULL);
+	}
+	log_error("the flusher did not stop in %d s; killing it", SUP_FLUSHER_STOP_MS / 1000);
+	kill(s->flusher, SIGKILL);
+	waitpid(s->flusher, &st, 0);
+	s->flusher = 0;
+}
+
+/* ---- stages ---- */
+
+static void free_stage(struct up_stage *st)
+{
+	free(st->destination);
+	account_env_free(&st->env);
+	folder_patterns_free(&st->open_excludes);
+	free(st->excludes);
+	memset(st, 0, sizeof(*st));
+}
+
+static bool account_busy(const struct sup *s, const struct up *up, size_t i)
+{
+	/* A worker of an earlier cplow may still be finishing on it (it stops gracefully when
+	 * its supervisor dies, and reconciles first). */
+	int32_t row;
+	if (ledger_row_find(&s->ledger, up->u->name, up->accounts.v[i].name, &row) != LEDGER_OK)
+		return false;
+	for (uint32_t k = 0; k < s->copy.slot_capacity; k++) {
+		const struct ledger_stage *st = &s->copy.stages[k];
+		if (st->state == LEDGER_STAGE_RUNNING && st->row == row && st->pid > 0 &&
+		    kill(st->pid, 0) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* Fills the stage's spec; everything it points to lives in up->stage or the config. */
+static int build_stage(struct sup *s, struct up *up, const struct plan *p, char *err,
+		       size_t err_len)
+{
+	const struct config_uploader *u = up->u;
+	const struct config_remote *r = u->remote;
+	const struct planner_account *a = &up->accounts.v[p->account];
+	struct up_stage *st = &up->stage;
+	struct stage_spec *spec = &st->spec;
+	memset(st, 0, sizeof(*st));
+	if (a->remote) {
+		char dest[PATH_MAX];
+		if (account_destination(r->upload_remote, a->remote, dest, sizeof(dest)) < 0) {
+			snprintf(err, err_len, "uploader.%s.rotate_remotes: cannot put %s in place of "
+				 "%s's remote", u->name, a->remote, r->upload_remote);
+			return -1;
+		}
+		st->destination = strdup(dest);
+	} else {
+		st->destination = strdup(r->upload_remote);
+		if (a->key_path &&
+		    account_sa_env(s->cfg.core.rclone_binary_path, s->cfg.core.rclone_config_path,
+				   r->upload_remote, a->key_path, &st->env, err, err_len) < 0)
+			return -1;
+	}
+	size_t n_excl = r->rclone_exclude_count;
+	if (u->exclude_open_files) {
+		struct folder_open open_files;
+		if (folder_open_files(r->upload_folder, &open_files, err, err_len) == 0) {
+			folder_open_exclude_patterns(&open_files,
+						     (const char *const *)u->opened_excludes,
+						     u->opened_exclude_count, &st->open_excludes);
+			folder_open_free(&open_files);
+			n_excl += st->open_excludes.count;
+		} else {
+			log_warn("cannot see which files are open (%s); uploading them all", err);
+		}
+	}
+	st->excludes = calloc(n_excl ? n_excl : 1, sizeof(*st->excludes));
+	if (!st->destination || !st->excludes) {
+		snprintf(err, err_len, "out of memory");
+		return -1;
+	}
+	for (size_t i = 0; i < r->rclone_exclude_count; i++)
+		st->excludes[i] = r->rclone_excludes[i];
+	for (size_t i = 0; i < st->open_excludes.count; i++)
+		st->excludes[r->rclone_exclude_count + i] = st->open_excludes.items[i];
+	snprintf(st->strategy, sizeof(st->strategy), "%s", p->strategy->name);
+	if (u->check_type == CONFIG_CHECK_AGE)
+		snprintf(st->min_age, sizeof(st->min_age), "%dm", u->check_limit_minutes);
+
+	spec->uploader = u->name;
+	spec->account = a->name;
+	spec->ledger_name = s->ledger_name;
+	spec->rclone_binary = s->cfg.core.rclone_binary_path;
+	spec->rclone_config = s->cfg.core.rclone_config_path;
+	spec->command = config_command_name(r->rclone_command);
+	spec->source = r->upload_folder;
+	spec->destination = st->destination;
+	spec->env = (const char *const *)st->env.vars;
+	spec->env_count = st->env.count;
+	spec->extras = r->rclone_extras;
+	spec->extra_count = r->rclone_extra_count;
+	spec->excludes = st->excludes;
+	spec->exclude_count = n_excl;
+	spec->strategy = st->strategy;
+	spec->stage_number = up->stage_number;
+	spec->max_transfer_bytes = p->max_transfer_bytes;
+	spec->max_size_bytes = p->max_size_bytes;
+	spec->transfers = p->strategy->transfers;
+	spec->order_by = p->strategy->order_by;
+	spec->max_backlog = p->strategy->max_backlog;
+	spec->min_age = st->min_age[0] ? st->min_age : NULL;
+	spec->triggers = r->rclone_sleeps;
+	spec->trigger_count = r->rclone_sleep_count;
+	spec->dry_run = s->cfg.core.dry_run;
+	spec->work_dir = s->work_dir;
+	spec->sandbox = 1;
+	return 0;
+}
+
+static const char *short_account(const char *name)
+{
+	const char *slash = strrchr(name, '/');
+	return slash ? slash + 1 : name;
+}
+
+/* Plans the uploader's next stage and forks its worker; finishes the uploader when no
+ * account can take one. */
+static void start_stage(struct sup *s, struct up *up)
+{
+	int64_t now = ledger_now_ms();
+	ledger_expire(&s->ledger, now);
+	if (read_copy(s) < 0)
+		return;
+	bool busy[up->accounts.count ? up->accounts.count : 1];
+	for (size_t i = 0; i < up->accounts.count; i++)
+		busy[i] = account_busy(s, up, i);
+	struct plan p;
+	planner_choose(&s->cfg, up->u->name, &up->accounts, &s->ledger, &s->copy, busy,
+		       up->given_up, now, &p);
+	if (p.account < 0) {
+		if (s->opt->mode == SUPERVISOR_UPLOAD) {
+			log_info("uploader %s: no account can take another stage (%s)", up->u->name,
+				 p.why);
+			up->state = UP_FINISHED;
+			return;
+		}
+		int64_t until = p.wait_until_ms ? p.wait_until_ms
+						: now + (int64_t)up->u->check_interval_min * 60000;
+		up->cycle = false;
+		if (up->suspended_until_ms != until) {
+			time_t t = (time_t)(until / 1000);
+			char when[64];
+			strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", gmtime(&t));
+			log_warn("uploader %s suspended until %s: %s", up->u->name, when, p.why);
+			up->suspended_until_ms = until;
+		}
+		up->state = UP_IDLE;
+		up->next_check_ms = until;
+		return;
+	}
+	up->stage_number++;
+	char err[CONFIG_ERR_MAX];
+	if (build_stage(s, up, &p, err, sizeof(err)) < 0) {
+		log_error("uploader %s: %s", up->u->name, err);
+		free_stage(&up->stage);
+		up->given_up[p.account] = true;
+		up->failed = true;
+		return;
+	}
+	const char *acct = up->accounts.v[p.account].name;
+	log_info("uploader %s: stage %d on %s (%d of %zu): %s, %lld bytes left, --max-transfer "
+		 "%lld bytes",
+		 up->u->name, up->stage_number, short_account(acct), p.account + 1,
+		 up->accounts.count, p.strategy->name, (long long)p.remaining_bytes,
+		 (long long)p.max_transfer_bytes);
+	pid_t pid = procs_fork(s->lock_fd, SIGTERM);
+	if (pid < 0) {
+		log_error("cannot fork a worker: %s", strerror(errno));
+		free_stage(&up->stage);
+		return;
+	}
+	if (pid == 0) {
+		char tag[LEDGER_UPLOADER_MAX + 80];
+		snprintf(tag, sizeof(tag), "worker[%s/%.60s]", up->u->name, short_account(acct));
+		log_set_tag(tag);
+		struct stage_outcome out;
+		_exit((int)worker_run(&up->stage.spec, &out));
+	}
+	up->worker = pid;
+	up->account = p.account;
+	up->max_size_bytes = p.max_size_bytes;
+	up->state = UP_RUNNING;
+}
+
+static int find_slot(const struct sup *s, pid_t pid)
+{
+	for (uint32_t i = 0; i < s->ledger.hdr->slot_capacity; i++)
+		if (s->ledger.stages[i].state != LEDGER_STAGE_FREE && s->ledger.stages[i].pid == pid)
+			return (int)i;
+	return -1;
+}
+
+static void remove_empty_dirs(const struct up *up)
+{
+	const struct config_remote *r = up->u->remote;
+	if (r->rclone_command != CONFIG_COMMAND_MOVE || r->remove_empty_dir_depth < 0)
+		return;
+	struct folder_removed removed;
+	char err[512];
+	if (folder_remove_empty_dirs(r->upload_folder, r->remove_empty_dir_depth, &removed, err,
+				     sizeof(err)) < 0) {
+		log_warn("uploader %s: removing empty directories: %s", up->u->name, err);
+		return;
+	}
+	if (removed.count)
+		log_info("uploader %s: removed %zu empty directories", up->u->name, removed.count);
+	folder_removed_free(&removed);
+}
+
+struct dead_stage {
+	struct ledger *ledger;
+	int32_t slot;
+};
+
+static int count_dead_worker_file(void *ctx, struct reconcile_candidate *c)
+{
+	struct dead_stage *d = ctx;
+	/* Marks the slot's entry counted in the same write: a second check cannot recount it. */
+	return ledger_add_for_stage_file(d->ledger, d->slot, c->path, c->size, ledger_now_ms()) ==
+			       LEDGER_OK
+		       ? 0
+		       : 1;
+}
+
+/* A worker died without checking its own in-flight files: check the ones it recorded. */
+static void check_dead_worker(struct sup *s, struct up *up, int32_t slot)
+{
+	const struct ledger_stage *st = &s->ledger.stages[slot];
+	struct reconcile_candidate c[LEDGER_OPEN_MAX];
+	char paths[LEDGER_OPEN_MAX][LEDGER_OPEN_PATH_MAX];
+	size_t n = 0;
+	for (int i = 0; i < LEDGER_OPEN_MAX; i++) {
+		if (st->open_files[i].state != LEDGER_OPEN_PENDING)
+			continue;
+		memcpy(paths[n], st->open_files[i].path, LEDGER_OPEN_PATH_MAX);
+		paths[n][LEDGER_OPEN_PATH_MAX - 1] = '\0';
+		c[n] = (struct reconcile_candidate){ .path = paths[n], .size = st->open_files[i].size };
+		n++;
+	}
+	if (st->open_lost)
+		log_warn("uploader %s: %d started files of the dead worker were not recorded; if they "
+			 "arrived, they are not counted", up->u->name, st->open_lost);
+	if (n == 0)
+		return;
+	char files_from[PATH_MAX], err[512];
+	snprintf(files_from, sizeof(files_from), "%s/dead-%d.txt", s->work_dir, (int)up->worker);
+	struct rclone_cmd ls;
+	struct reconcile rc;
+	struct reconcile_result r;
+	struct dead_stage d = { &s->ledger, slot };
+	if (rclone_cmd_build_lsjson(&up->stage.spec, files_from, &ls, err, sizeof(err)) < 0) {
+		log_error("uploader %s: cannot check the dead worker's files: %s", up->u->name, err);
+		return;
+	}
+	if (reconcile_prepare(&rc, &ls, files_from) < 0 ||
+	    reconcile_run(&rc, c, n, ledger_now_ms(), count_dead_worker_file, &d, &r, err,
+			  sizeof(err)) < 0)
+		log_error("uploader %s: checking the dead worker's files failed: %s", up->u->name,
+			  err);
+	else
+		log_info("uploader %s: of the dead worker's %zu unfinished files, %lld arrived whole "
+			 "and are counted", up->u->name, n, (long long)r.files);
+	rclone_cmd_free(&ls);
+}
+
+static int64_t remaining_of(struct sup *s, const struct up *up, int account)
+{
+	int32_t row;
+	if (ledger_row_find(&s->ledger, up->u->name, up->accounts.v[account].name, &row) !=
+		    LEDGER_OK ||
+	    read_copy(s) < 0 || (uint32_t)row >= s->copy.row_count)
+		return s->cfg.quota.daily_bytes;
+	return ledger_usage_remaining(&s->copy.rows[row].usage, s->cfg.quota.daily_bytes,
+				      s->cfg.quota.window, ledger_now_ms());
+}
+
+/* A worker ended: account for its stage and decide what the uploader does next. */
+static void stage_finished(struct sup *s, struct up *up, int status)
+{
+	/* rclone shares the worker's group: an rclone outliving its worker would go on
+	 * uploading files nobody counts. */
+	kill(-up->worker, SIGKILL);
+	enum stage_result result = STAGE_FAILED;
+	if (WIFEXITED(status) && WEXITSTATUS(status) <= STAGE_ERROR)
+		result = (enum stage_result)WEXITSTATUS(status);
+	int64_t files = 0, bytes = 0, files_total = 0;
+	int slot = find_slot(s, up->worker);
+	if (slot >= 0 && WIFSIGNALED(status))
+		check_dead_worker(s, up, slot);
+	if (slot >= 0) {
+		files = s->ledger.stages[slot].files_done;
+		bytes = s->ledger.stages[slot].bytes_done;
+		files_total = s->ledger.stages[slot].files_total;
+		ledger_stage_release(&s->ledger, slot);
+	}
+	if (WIFSIGNALED(status))
+		log_error("uploader %s: the worker of stage %d was killed by signal %d; its counted "
+			  "files stay counted",
+			  up->u->name, up->stage_number, WTERMSIG(status));
+	log_info("uploader %s: stage %d %s: %lld files, %lld bytes", up->u->name,
+		 up->stage_number, stage_result_name(result), (long long)files, (long long)bytes);
+	up->files += files;
+	up->bytes += bytes;
+	int account = up->account;
+	int64_t max_size = up->max_size_bytes;
+	up->worker = 0;
+	free_stage(&up->stage);
+	up->state = UP_IDLE;
+	if (result == STAGE_DONE || result == STAGE_MAX_TRANSFER)
+		remove_empty_dirs(up);
+	switch (result) {
+	case STAGE_DONE:
+		up->failures = 0;
+		/* Without a size cap rclone took everything it could see, and a move that took
+		 * every listed file leaves nothing: the folder is done. Otherwise bigger files may
+		 * wait for an account with more room. */
+		if (max_size == 0 || files == 0)
+			up->given_up[account] = true;
+		if (max_size == 0 || (up->u->remote->rclone_command == CONFIG_COMMAND_MOVE &&
+				      files >= files_total))
+			up->state = UP_FINISHED;
+		break;
+	case STAGE_NOTHING:
+		up->state = UP_FINISHED;
+		break;
+	case STAGE_MAX_TRANSFER:
+		up->failures = 0;
+		if (files == 0)
+			up->given_up[account] = true; /* room for less than the next file */
+		break;
+	case STAGE_TRIGGERED:
+		up->failures = 0; /* the ban takes the account out */
+		break;
+	case STAGE_FATAL:
+		log_warn("uploader %s: rclone's fatal error on %s (exit 7: upload limit?); trying the "
+			 "next account", up->u->name, up->accounts.v[account].name);
+		up->given_up[account] = true;
+		break;
+	case STAGE_INTERRUPTED:
+		if (!s->stopping && !s->reload_pending)
+			up->failures++;
+		break;
+	case STAGE_FAILED:
+	case STAGE_ERROR:
+		if (++up->failures >= SUP_FAILURES_PER_ACCOUNT) {
+			log_warn("uploader %s: %d failed stages in a row on %s; trying the next account",
+				 up->u->name, up->failures, up->accounts.v[account].name);
+			up->given_up[account] = true;
+			up->failures = 0;
+		}
+		up->failed = true;
+		break;
+	}
+	if (result == STAGE_DONE || result == STAGE_MAX_TRANSFER || result == STAGE_TRIGGERED)
+		up->failed = false;
+	if ((result == STAGE_DONE || result == STAGE_MAX_TRANSFER) &&
+	    remaining_of(s, up, account) <= s->cfg.quota.continue_min_bytes)
+		up->given_up[account] = true; /* too little left to be worth another stage */
+	if (up->state == UP_FINISHED && s->opt->mode == SUPERVISOR_RUN) {
+		up->state = UP_IDLE;
+		up->cycle = false;
+		up->next_check_ms = ledger_now_ms() + (int64_t)up->u->check_interval_min * 60000;
+	}
+}
+
+/* ---- run mode: when an uploader is due ---- */
+
+static bool schedule_allows(const struct config_schedule *sc, int64_t now_ms)
+{
+	if (!sc->enabled || sc->allowed_from_min < 0 || sc->allowed_until_min < 0)
+		return true;
+	time_t t = (time_t)(now_ms / 1000);
+	struct tm tm;
+	localtime_r(&t, &tm);
+	int m = tm.tm_hour * 60 + tm.tm_min;
+	int from = sc->allowed_from_min, until = sc->allowed_until_min;
+	return from < until ? (m >= from && m < until) : (m >= from || m < until);
+}
+
+static bool uploader_due(const struct up *up, int64_t now_ms, char *why, size_t len)
+{
+	const struct config_uploader *u = up->u;
+	if (!schedule_allows(&u->schedule, now_ms)) {
+		snprintf(why, len, "outside its schedule");
+		return false;
+	}
+	struct folder_usage usage;
+	char err[512];
+	int64_t min_age = u->check_type == CONFIG_CHECK_AGE ? (int64_t)u->check_limit_minutes * 60 : 0;
+	if (folder_size(u->remote->upload_folder, (const char *const *)u->size_excludes,
+			u->size_exclude_count, min_age, now_ms / 1000, &usage, err, sizeof(err)) < 0) {
+		snprintf(why, len, "cannot measure its folder: %.200s", err);
+		return false;
+	}
+	if (u->check_type == CONFIG_CHECK_AGE) {
+		if (usage.file_count == 0) {
+			snprintf(why, len, "no file older than %d minutes", u->check_limit_minutes);
+			return false;
+		}
+		return true;
+	}
+	if (usage.total_bytes < u->max_size_bytes) {
+		snprintf(why, len, "%lld of %lld bytes", (long long)usage.total_bytes,
+			 (long long)u->max_size_bytes);
+		return false;
+	}
+	return true;
+}
+
+/* ---- set-up and the loop ---- */
+
+static int setup_uploaders(struct sup *s, char *err, size_t err_len)
+{
+	const struct supervisor_options *o = s->opt;
+	for (size_t i = 0; i < o->uploader_count; i++) {
+		if (!config_find_uploader(&s->cfg, o->uploaders[i])) {
+			snprintf(err, err_len, "no uploader named %s in %s", o->uploaders[i],
+				 s->cfg.path);
+			return -1;
+		}
+	}
+	s->ups = calloc(s->cfg.uploader_count ? s->cfg.uploader_count : 1, sizeof(*s->ups));
+	if (!s->ups) {
+		snprintf(err, err_len, "out of memory");
+		return -1;
+	}
+	for (size_t i = 0; i < s->cfg.uploader_count; i++) {
+		const struct config_uploader *u = &s->cfg.uploaders[i];
+		bool chosen = o->uploader_count == 0;
+		for (size_t k = 0; k < o->uploader_count; k++)
+			chosen = chosen || strcmp(o->uploaders[k], u->name) == 0;
+		if (!chosen)
+			continue;
+		struct up *up = &s->ups[s->up_count];
+		up->u = u;
+		if (planner_accounts(u, &up->accounts, err, err_len) < 0)
+			return -1;
+		up->given_up = calloc(up->accounts.count, sizeof(bool));
+		up->cycle = o->mode == SUPERVISOR_UPLOAD;
+		if (!up->given_up) {
+			snprintf(err, err_len, "out of memory");
+			return -1;
+		}
+		s->up_count++;
+	}
+	return 0;
+}
+
+static void free_uploaders(struct sup *s)
+{
+	for (size_t i = 0; i < s->up_count; i++) {
+		free_stage(&s->ups[i].stage);
+		planner_accounts_free(&s->ups[i].accounts);
+		free(s->ups[i].given_up);
+	}
+	free(s->ups);
+	s->ups = NULL;
+	s->up_count = 0;
+}
+
+static size_t running_workers(const struct sup *s)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < s->up_count; i++)
+		n += s->ups[i].state == UP_RUNNING;
+	return n;
+}
+
+static void signal_workers(struct sup *s, int sig)
+{
+	for (size_t i = 0; i < s->up_count; i++) {
+		if (s->ups[i].state != UP_RUNNING)
+			continue;
+		if (sig == SIGKILL)
+			kill(-s->ups[i].worker, SIGKILL);
+		else
+			kill(s->ups[i].worker, sig);
+	}
+}
+
+static void reap(struct sup *s)
+{
+	pid_t pid;
+	int status;
+	while (procs_reap(&pid, &status)) {
+		if (pid == s->flusher) {
+			s->flusher = 0;
+			log_error("the flusher died (status %d); restarting it", status);
+			atomic_fetch_add(&s->ledger.hdr->restarts, 1);
+			procs_backoff_died(&s->flusher_backoff, ledger_now_ms());
+			continue;
+		}
+		bool ours = false;
+		for (size_t i = 0; i < s->up_count; i++) {
+			if (s->ups[i].state == UP_RUNNING && s->ups[i].worker == pid) {
+				stage_finished(s, &s->ups[i], status);
+				ours = true;
+			}
+		}
+		(void)ours; /* anything else is an orphan we reaped for the system (PID 1) */
+	}
+}
+
+static void log_config_notes(const struct config *c)
+{
+	for (size_t i = 0; i < c->warning_count; i++)
+		log_warn("config: %s", c->warnings[i]);
+	for (size_t i = 0; i < c->ignored_section_count; i++)
+		log_info("config: section %s is not implemented by this cplow and is ignored",
+			 c->ignored_sections[i]);
+}
+
+static void handle_signals(struct sup *s)
+{
+	struct procs_signals sig;
+	procs_take_signals(&sig);
+	int stops = sig.interrupt + sig.terminate;
+	if (stops && s->stopping == 0) {
+		s->stop_signal = sig.terminate ? SIGTERM : SIGINT;
+		log_info("%s: stopping every stage gracefully (again to stop at once)",
+			 s->stop_signal == SIGTERM ? "SIGTERM" : "SIGINT");
+		s->stopping = 1;
+		signal_workers(s, SIGTERM);
+		stops--;
+	}
+	if (stops && s->stopping == 1) {
+		log_warn("second stop signal: killing the stages now; the ledger is still flushed");
+		s->stopping = 2;
+		signal_workers(s, SIGKILL);
+	}
+	if (sig.hangup && !s->stopping) {
+		char err[CONFIG_ERR_MAX];
+		struct config next;
+		if (config_load(s->opt->config_path, &next, err, sizeof(err)) < 0) {
+			log_error("SIGHUP: the new config is refused, the old one stays: %s", err);
+		} else {
+			log_info("SIGHUP: config reloaded; stopping the stages to plan them again");
+			if (s->reload_pending)
+				config_free(&s->next_cfg);
+			s->next_cfg = next;
+			s->reload_pending = true;
+			signal_workers(s, SIGTERM);
+		}
+	}
+	if (sig.flush && s->flusher > 0)
+		kill(s->flusher, SIGUSR1);
+}
+
+static int apply_reload(struct sup *s, char *err, size_t err_len)
+{
+	/* Uploaders that finished stay finished in an upload run. */
+	char **done = calloc(s->up_count + 1, sizeof(char *));
+	size_t n_done = 0;
+	for (size_t i = 0; done && i < s->up_count; i++)
+		if (s->ups[i].state == UP_FINISHED)
+			done[n_done++] = strdup(s->ups[i].u->name);
+	free_uploaders(s);
+	config_free(&s->cfg);
+	s->cfg = s->next_cfg;
+	memset(&s->next_cfg, 0, sizeof(s->next_cfg));
+	s->reload_pending = false;
+	log_config_notes(&s->cfg);
+	int rc = setup_uploaders(s, err, err_len);
+	for (size_t i = 0; rc == 0 && i < s->up_count; i++)
+		for (size_t k = 0; k < n_done; k++)
+			if (done[k] && strcmp(done[k], s->ups[i].u->name) == 0)
+				s->ups[i].state = UP_FINISHED;
+	for (size_t k = 0; k < n_done; k++)
+		free(done[k]);
+	free(done);
+	/* The flusher picks the new interval and path up by starting again. */
+	stop_flusher(s);
+	start_flusher(s);
+	return rc;
+}
+
+static void schedule_uploads(struct sup *s)
+{
+	int64_t now = ledger_now_ms();
+	for (size_t i = 0; i < s->up_count; i++) {
+		struct up *up = &s->ups[i];
+		if (up->state != UP_IDLE)
+			continue;
+		if (!up->cycle) {
+			/* Run mode: an upload starts when the uploader is due. (`upload` starts every
+			 * uploader's cycle at once.) */
+			if (now < up->next_check_ms)
+				continue;
+			char why[256];
+			if (!uploader_due(up, now, why, sizeof(why))) {
+				log_debug("uploader %s not due: %s", up->u->name, why);
+				up->next_check_ms = now + (int64_t)up->u->check_interval_min * 60000;
+				continue;
+			}
+			log_info("uploader %s is due: uploading", up->u->name);
+			up->cycle = true;
+			memset(up->given_up, 0, up->accounts.count * sizeof(bool));
+		}
+		start_stage(s, up);
+	}
+}
+
+static bool all_finished(const struct sup *s)
+{
+	for (size_t i = 0; i < s->up_count; i++)
+		if (s->ups[i].state != UP_FINISHED)
+			return false;
+	return true;
+}
+
+static int64_t next_deadline(const struct sup *s, int64_t now)
+{
+	int64_t at = now + SUP_TICK_MS;
+	if (s->flusher == 0 && s->flusher_backoff.restart_at_ms && s->flusher_backoff.restart_at_ms < at)
+		at = s->flusher_backoff.restart_at_ms;
+	return at;
+}
+
+static void loop(struct sup *s)
+{
+	for (;;) {
+		int64_t now = ledger_now_ms();
+		heartbeat(s);
+		if (s->flusher == 0 && !s->stopping && now >= s->flusher_backoff.restart_at_ms)
+			start_flusher(s);
+		if (s->reload_pending && running_workers(s) == 0) {
+			char err[CONFIG_ERR_MAX];
+			if (apply_reload(s, err, sizeof(err)) < 0) {
+				log_error("SIGHUP: %s; stopping", err);
+				s->stopping = 1;
+			}
+		}
+		if (!s->stopping && !s->reload_pending)
+			schedule_uploads(s);
+		if (running_workers(s) == 0 &&
+		    (s->stopping || (s->opt->mode == SUPERVISOR_UPLOAD && all_finished(s))))
+			return;
+		int64_t wait = next_deadline(s, now) - ledger_now_ms();
+		struct pollfd pfd = { s->signal_fd, POLLIN, 0 };
+		poll(&pfd, 1, wait > 0 ? (int)wait : 0);
+		handle_signals(s);
+		reap(s);
+	}
+}
+
+static int exit_code(const struct sup *s)
+{
+	if (s->stop_signal)
+		return 128 + s->stop_signal;
+	for (size_t i = 0; i < s->up_count; i++)
+		if (s->ups[i].failed)
+			return SUPERVISOR_EXIT_FAILED;
+	return SUPERVISOR_EXIT_OK;
+}
+
+static void summary(const struct sup *s)
+{
+	for (size_t i = 0; i < s->up_count; i++) {
+		const struct up *up = &s->ups[i];
+		log_info("uploader %s: %d stages, %lld files, %lld bytes%s", up->u->name,
+			 up->stage_number, (long long)up->files, (long long)up->bytes,
+			 up->failed ? " (failed)" : "");
+	}
+}
+
+/* --dry-run: the first stage of each uploader and its rclone command. */
+static int dry_run(struct sup *s)
+{
+	int64_t now = ledger_now_ms();
+	if (read_copy(s) < 0)
+		return SUPERVISOR_EXIT_FAILED;
+	for (size_t i = 0; i < s->up_count; i++) {
+		struct up *up = &s->ups[i];
+		struct plan p;
+		planner_choose(&s->cfg, up->u->name, &up->accounts, &s->ledger, &s->copy, NULL, NULL,
+			       now, &p);
+		printf("uploader %s: %zu accounts\n", up->u->name, up->accounts.count);
+		if (p.account < 0) {
+			printf("  no stage: %s\n", p.why);
+			continue;
+		}
+		up->stage_number = 1;
+		char err[CONFIG_ERR_MAX], line[8192];
+		struct rclone_cmd cmd;
+		if (build_stage(s, up, &p, err, sizeof(err)) < 0 ||
+		    rclone_cmd_build(&up->stage.spec, "RCUSER", "RCPASS", &cmd, err, sizeof(err)) < 0) {
+			printf("  cannot plan: %s\n", err);
+			free_stage(&up->stage);
+			continue;
+		}
+		rclone_cmd_render(&cmd, line, sizeof(line));
+		printf("  stage 1 on %s: %s, %lld bytes left, --max-transfer %lld bytes, --max-size "
+		       "%lld bytes\n  %s\n",
+		       up->accounts.v[p.account].name, p.strategy->name, (long long)p.remaining_bytes,
+		       (long long)p.max_transfer_bytes, (long long)p.max_size_bytes, line);
+		rclone_cmd_free(&cmd);
+		free_stage(&up->stage);
+	}
+	return SUPERVISOR_EXIT_OK;
+}
+
+int supervisor_main(const struct supervisor_options *opt)
+{
+	struct sup *s = calloc(1, sizeof(*s));
+	char err[CONFIG_ERR_MAX];
+	int code = SUPERVISOR_EXIT_CONFIG;
+	if (!s)
+		return SUPERVISOR_EXIT_FAILED;
+	s->opt = opt;
+	s->lock_fd = -1;
+	log_set_tag("cplow");
+	if (config_load(opt->config_path, &s->cfg, err, sizeof(err)) < 0) {
+		log_error("%s", err);
+		free(s);
+		return SUPERVISOR_EXIT_CONFIG;
+	}
+	log_config_notes(&s->cfg);
+	pid_t holder;
+	switch (lock_take(s->cfg.quota.lock_path, &s->lock_fd, &holder)) {
+	case LOCK_TAKEN:
+		break;
+	case LOCK_HELD:
+		if (holder)
+			log_error("another cplow (pid %d) is running with this config: it holds %s",
+				  (int)holder, s->cfg.quota.lock_path);
+		else
+			log_error("another cplow is running with this config: it holds %s",
+				  s->cfg.quota.lock_path);
+		code = SUPERVISOR_EXIT_LOCKED;
+		goto out;
+	case LOCK_ERROR:
+		log_error("cannot take the lock %s: %s", s->cfg.quota.lock_path, strerror(errno));
+		code = SUPERVISOR_EXIT_FAILED;
+		goto out;
+	}
+	if (ledger_name_for(s->cfg.path, s->ledger_name, sizeof(s->ledger_name)) != LEDGER_OK ||
+	    supervisor_open_ledger(&s->cfg, s->ledger_name, opt->reset_ledger, &s->ledger, err,
+				   sizeof(err)) < 0) {
+		log_error("%s", err);
+		goto out;
+	}
+	if (ledger_copy_init(&s->ledger, &s->copy) != LEDGER_OK) {
+		log_error("out of memory");
+		code = SUPERVISOR_EXIT_FAILED;
+		goto out;
+	}
+	release_dead_slots(&s->ledger);
+	if (setup_uploaders(s, err, sizeof(err)) < 0) {
+		log_error("%s", err);
+		goto out;
+	}
+	if (opt->dry_run) {
+		code = dry_run(s);
+		goto out;
+	}
+	snprintf(s->work_dir, sizeof(s->work_dir), "%s/cplow-%d-XXXXXX",
+		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (int)getpid());
+	if (!mkdtemp(s->work_dir)) {
+		log_error("cannot create a work directory %s: %s", s->work_dir, strerror(errno));
+		s->work_dir[0] = '\0';
+		code = SUPERVISOR_EXIT_FAILED;
+		goto out;
+	}
+	if ((s->signal_fd = procs_signals_install()) < 0) {
+		log_error("cannot install signal handlers: %s", strerror(errno));
+		code = SUPERVISOR_EXIT_FAILED;
+		goto out;
+	}
+	procs_become_reaper();
+	heartbeat(s);
+	start_flusher(s);
+	loop(s);
+	signal_workers(s, SIGKILL); /* none should be left; a reload failure can leave some */
+	reap(s);
+	stop_flusher(s);
+	summary(s);
+	code = exit_code(s);
+out:
+	if (s->work_dir[0])
+		rmdir(s->work_dir);
+	if (s->ledger.hdr) {
+		atomic_store(&s->ledger.hdr->supervisor_pid, 0);
+		ledger_detach(&s->ledger);
+	}
+	ledger_copy_free(&s->copy);
+	free_uploaders(s);
+	config_free(&s->cfg);
+	if (s->reload_pending)
+		config_free(&s->next_cfg);
+	if (s->lock_fd >= 0)
+		close(s->lock_fd);
+	free(s);
+	return code;
+}

@@ -1,0 +1,933 @@
+#include <criterion/criterion.h>
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+
+/*
+ * Fixtures name their folders under "@TMP@": each test makes a temp dir with media/, tv/, sa/
+ * (holding sa1.json) and file.txt, writes the fixture there with @TMP@ replaced, and loads that
+ * copy; so relative paths in a fixture are relative to the temp dir.
+ */
+
+static char tmp[64]; /* "/tmp/cplow-config-XXXXXX": short, so every path built on it fits */
+
+static void put_file(const char *path, const void *data, size_t len)
+{
+	FILE *f = fopen(path, "wb");
+	cr_assert_not_null(f, "fopen %s: %s", path, strerror(errno));
+	cr_assert_eq(fwrite(data, 1, len, f), len);
+	cr_assert_eq(fclose(f), 0);
+}
+
+static void make_tmp(void)
+{
+	char p[PATH_MAX];
+	snprintf(tmp, sizeof(tmp), "/tmp/cplow-config-XXXXXX");
+	cr_assert_not_null(mkdtemp(tmp));
+	const char *dirs[] = { "media", "tv", "sa" };
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+		snprintf(p, sizeof(p), "%s/%s", tmp, dirs[i]);
+		cr_assert_eq(mkdir(p, 0700), 0);
+	}
+	snprintf(p, sizeof(p), "%s/sa/sa1.json", tmp);
+	put_file(p, "{}", 2);
+	snprintf(p, sizeof(p), "%s/file.txt", tmp);
+	put_file(p, "x", 1);
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static void remove_tmp(void)
+{
+	if (tmp[0])
+		nftw(tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	tmp[0] = '\0';
+}
+
+static char *read_all(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	cr_assert_not_null(f, "fopen %s: %s", path, strerror(errno));
+	char *buf = NULL;
+	size_t cap = 0, n = 0, got;
+	do {
+		if (n + 4096 + 1 > cap) {
+			cap = (n + 4096 + 1) * 2;
+			buf = realloc(buf, cap);
+			cr_assert_not_null(buf);
+		}
+		got = fread(buf + n, 1, cap - n - 1, f);
+		n += got;
+	} while (got > 0);
+	fclose(f);
+	buf[n] = '\0';
+	*len = n;
+	return buf;
+}
+
+/* text with every "@TMP@" replaced by the temp dir; byte-safe (a fixture may be bad UTF-8). */
+static char *substitute(const char *text, size_t len, size_t *out_len)
+{
+	static const char mark[] = "@TMP@";
+	size_t ml = sizeof(mark) - 1, tl = strlen(tmp), cap = len + 1, n = 0;
+	for (const char *p = text; (p = memmem(p, len - (size_t)(p - text), mark, ml)); p += ml)
+		cap += tl;
+	char *out = malloc(cap);
+	cr_assert_not_null(out);
+	for (size_t i = 0; i < len;) {
+		if (i + ml <= len && memcmp(text + i, mark, ml) == 0) {
+			memcpy(out + n, tmp, tl);
+			n += tl;
+			i += ml;
+		} else {
+			out[n++] = text[i++];
+		}
+	}
+	out[n] = '\0';
+	*out_len = n;
+	return out;
+}
+
+/* The fixture's substituted copy in the temp dir; returns its path (static). */
+static const char *stage_fixture(const char *name)
+{
+	static char dst[PATH_MAX];
+	char src[PATH_MAX];
+	size_t len, sub_len;
+	snprintf(src, sizeof(src), "%s/%s", CONFIG_FIXTURES, name);
+	char *text = read_all(src, &len);
+	char *sub = substitute(text, len, &sub_len);
+	snprintf(dst, sizeof(dst), "%s/%s", tmp, name);
+	put_file(dst, sub, sub_len);
+	free(text);
+	free(sub);
+	return dst;
+}
+
+static void load_ok(const char *name, struct config *c)
+{
+	char err[CONFIG_ERR_MAX] = "";
+	int rc = config_load(stage_fixture(name), c, err, sizeof(err));
+	cr_assert_eq(rc, 0, "%s: %s", name, err);
+}
+
+static void load_text_ok(const char *text, struct config *c)
+{
+	char path[PATH_MAX], err[CONFIG_ERR_MAX] = "";
+	size_t len;
+	char *sub = substitute(text, strlen(text), &len);
+	snprintf(path, sizeof(path), "%s/inline.json", tmp);
+	put_file(path, sub, len);
+	free(sub);
+	cr_assert_eq(config_load(path, c, err, sizeof(err)), 0, "%s", err);
+}
+
+/* Loads a file expected to fail; checks *out is untouched and the message is one line. */
+static const char *load_error(const char *path)
+{
+	static char err[CONFIG_ERR_MAX];
+	struct config c, before;
+	memset(&c, 0x5a, sizeof(c));
+	before = c;
+	err[0] = '\0';
+	cr_assert_eq(config_load(path, &c, err, sizeof(err)), -1, "%s loaded", path);
+	cr_assert_eq(memcmp(&c, &before, sizeof(c)), 0, "%s: a failed load touched *out", path);
+	cr_assert_neq(err[0], '\0', "%s: no message", path);
+	cr_assert_null(strchr(err, '\n'), "%s: not one line: %s", path, err);
+	return err;
+}
+
+/*
+ * A file holding `members` first, then a valid remote and uploader, so that the members' own
+ * problem is the first one found; returns its path (static).
+ */
+static const char *with_uploader(const char *members)
+{
+	static char path[PATH_MAX];
+	char *text;
+	cr_assert_geq(asprintf(&text,
+			       "{%s, \"remotes\": {\"media\": {\"upload_folder\": \"%s/media\", "
+			       "\"upload_remote\": \"gd:\"}}%s}",
+			       members, tmp,
+			       strstr(members, "\"uploader\"") ? "" : ", \"uploader\": {\"media\": {}}"),
+		      0);
+	snprintf(path, sizeof(path), "%s/members.json", tmp);
+	put_file(path, text, strlen(text));
+	free(text);
+	return path;
+}
+
+static char *expand(const char *expected)
+{
+	size_t len;
+	return substitute(expected, strlen(expected), &len);
+}
+
+static bool has_warning(const struct config *c, const char *w)
+{
+	for (size_t i = 0; i < c->warning_count; i++)
+		if (strcmp(c->warnings[i], w) == 0)
+			return true;
+	return false;
+}
+
+static const char *extra(const struct config_remote *r, const char *name, bool *found)
+{
+	*found = false;
+	for (size_t i = 0; i < r->rclone_extra_count; i++)
+		if (strcmp(r->rclone_extras[i].name, name) == 0) {
+			*found = true;
+			return r->rclone_extras[i].value;
+		}
+	return NULL;
+}
+
+TestSuite(config, .init = make_tmp, .fini = remove_tmp);
+
+Test(config, full_cloudplow_config_loads_with_every_field_as_written)
+{
+	struct config c;
+	char p[PATH_MAX];
+	bool found;
+	load_ok("good_full.json", &c);
+
+	cr_assert_eq(c.core.dry_run, false);
+	cr_assert_str_eq(c.core.rclone_binary_path, "/usr/bin/rclone");
+	snprintf(p, sizeof(p), "%s/rclone.conf", tmp);
+	cr_assert_str_eq(c.core.rclone_config_path, p);
+	char *real = realpath(tmp, NULL);
+	cr_assert_str_eq(c.dir, real);
+
+	cr_assert_eq(c.remote_count, 3);
+	const struct config_remote *g = config_find_remote(&c, "google");
+	cr_assert_not_null(g);
+	snprintf(p, sizeof(p), "%s/media", tmp);
+	cr_assert_str_eq(g->upload_folder, p);
+	cr_assert_str_eq(g->upload_remote, "google:/Media");
+	cr_assert_eq(g->rclone_command, CONFIG_COMMAND_MOVE);
+	cr_assert_eq(g->rclone_exclude_count, 5);
+	cr_assert_str_eq(g->rclone_excludes[0], "**partial~");
+	cr_assert_str_eq(g->rclone_excludes[4], "**.fuse_hidden**");
+	cr_assert_eq(g->remove_empty_dir_depth, 2);
+	/* 10 extras minus --verbose, which cplow sets itself. */
+	cr_assert_eq(g->rclone_extra_count, 9);
+	cr_assert_str_eq(g->rclone_extras[0].name, "--checkers");
+	cr_assert_str_eq(g->rclone_extras[0].value, "16");
+	cr_assert_str_eq(extra(g, "--drive-chunk-size", &found), "64M");
+	cr_assert_null(extra(g, "--verbose", &found));
+	cr_assert_not(found);
+	cr_assert_eq(g->rclone_sleep_count, 2);
+	cr_assert_str_eq(g->rclone_sleeps[0].pattern,
+			 "Failed to copy: googleapi: Error 403: User rate limit exceeded");
+	cr_assert_eq(g->rclone_sleeps[0].count, 5);
+	cr_assert_float_eq(g->rclone_sleeps[0].sleep_hours, 25.0, 1e-12);
+	cr_assert_eq(g->rclone_sleeps[0].timeout_s, 3600);
+	cr_assert_str_eq(g->rclone_sleeps[1].pattern, " 0/s,");
+	cr_assert_float_eq(g->rclone_sleeps[1].sleep_hours, 0.5, 1e-12);
+
+	const struct config_remote *box = config_find_remote(&c, "box");
+	cr_assert_eq(box->rclone_command, CONFIG_COMMAND_COPY);
+	snprintf(p, sizeof(p), "%s/tv", real);
+	cr_assert_str_eq(box->upload_folder, p, "relative to the config's directory");
+	cr_assert_eq(box->rclone_exclude_count, 0);
+	cr_assert_eq(box->remove_empty_dir_depth, -1);
+	const struct config_remote *backup = config_find_remote(&c, "backup");
+	cr_assert_null(backup->upload_folder, "a remote no uploader uses needs no folder");
+
+	cr_assert_eq(c.uploader_count, 2);
+	const struct config_uploader *u = config_find_uploader(&c, "google");
+	cr_assert_eq(u, &c.uploaders[0]);
+	cr_assert_eq(u->remote, g);
+	cr_assert_eq(u->check_interval_min, 30);
+	cr_assert_float_eq(u->max_size_gb, 200.0, 1e-12);
+	cr_assert_eq(u->max_size_bytes, 200LL << 30);
+	cr_assert(u->exclude_open_files);
+	cr_assert_eq(u->opened_exclude_count, 1);
+	cr_assert_str_eq(u->opened_excludes[0], "/downloads/");
+	cr_assert_eq(u->size_exclude_count, 1);
+	cr_assert_str_eq(u->size_excludes[0], "downloads/*");
+	cr_assert(u->schedule.enabled);
+	cr_assert_eq(u->schedule.allowed_from_min, 22 * 60 + 30);
+	cr_assert_eq(u->schedule.allowed_until_min, 6 * 60 + 15);
+	snprintf(p, sizeof(p), "%s/sa/", tmp);
+	cr_assert_str_eq(u->service_account_path, p, "an absolute path keeps its spelling");
+	cr_assert_eq(u->rotate_remote_count, 0);
+	cr_assert_eq(u->check_type, CONFIG_CHECK_SIZE);
+
+	const struct config_uploader *b = config_find_uploader(&c, "box");
+	cr_assert_eq(b->remote, box);
+	cr_assert_eq(b->check_interval_min, 15);
+	cr_assert_eq(b->max_size_bytes, 3LL << 29);
+	cr_assert_eq(b->rotate_remote_count, 3);
+	cr_assert_str_eq(b->rotate_remotes[2], "box 3");
+	cr_assert_null(b->service_account_path);
+	cr_assert_eq(b->check_type, CONFIG_CHECK_AGE);
+	cr_assert_eq(b->check_limit_minutes, 45);
+	cr_assert_null(config_find_uploader(&c, "backup"));
+
+	cr_assert_eq(c.quota.daily_bytes, 805306368000LL);
+	cr_assert_eq(c.quota.window, LEDGER_WINDOW_ROLLING);
+	cr_assert_eq(c.quota.min_free_bytes, 2147483648LL);
+	cr_assert_eq(c.quota.continue_min_bytes, 5368709120LL);
+	cr_assert_eq(c.quota.flush_interval_ms, 250);
+	snprintf(p, sizeof(p), "%s/state/quota.json", real);
+	cr_assert_str_eq(c.quota.cache_path, p);
+	cr_assert_eq(c.quota.capacity, 4096);
+	snprintf(p, sizeof(p), "%s/run/cplow.lock", tmp);
+	cr_assert_str_eq(c.quota.lock_path, p);
+
+	cr_assert_eq(c.stage_count, 2);
+	cr_assert_str_eq(c.stages[0].name, "big_first");
+	cr_assert_float_eq(c.stages[0].min_share, 0.6, 1e-12);
+	cr_assert_float_eq(c.stages[0].max_transfer_share, 0.5, 1e-12);
+	cr_assert_float_eq(c.stages[0].max_size_share, 0.8, 1e-12);
+	cr_assert_eq(c.stages[0].transfers, 8);
+	cr_assert_str_eq(c.stages[0].order_by, "size,desc");
+	cr_assert_eq(c.stages[0].max_backlog, 2000);
+	cr_assert_str_eq(c.stages[1].name, "rest");
+	cr_assert_float_eq(c.stages[1].min_share, 0.0, 0);
+	cr_assert_null(c.stages[1].order_by);
+	cr_assert_eq(c.stages[1].max_backlog, 0);
+
+	cr_assert(c.dashboard.enabled);
+	cr_assert_str_eq(c.dashboard.host, "0.0.0.0");
+	cr_assert_eq(c.dashboard.port, 8080);
+	cr_assert_str_eq(c.dashboard.token, "s3cr3t-dashboard-token");
+	cr_assert_eq(c.dashboard.refresh_seconds, 5);
+
+	static const char *const ignored[] = { "hidden", "notifications", "nzbget", "sabnzbd",
+					       "plex", "syncer" };
+	cr_assert_eq(c.ignored_section_count, 6);
+	for (size_t i = 0; i < 6; i++)
+		cr_assert_str_eq(c.ignored_sections[i], ignored[i]);
+	free(real);
+	config_free(&c);
+}
+
+Test(config, full_config_warns_once_for_each_key_it_ignores)
+{
+	struct config c;
+	load_ok("good_full.json", &c);
+	static const char *const expected[] = {
+		"remotes.google.hidden_remote: a cloudplow setting cplow does not use, ignored",
+		"remotes.google.sync_remote: a cloudplow setting cplow does not use, ignored",
+		"remotes.google.rclone_extras.--verbose: --verbose is set by cplow itself, ignored",
+		"remotes.backup.sync_remote: a cloudplow setting cplow does not use, ignored",
+		"uploader.google.mover: a cloudplow setting cplow does not use, ignored",
+	};
+	for (size_t i = 0; i < sizeof(expected) / sizeof(expected[0]); i++)
+		cr_expect(has_warning(&c, expected[i]), "missing warning: %s", expected[i]);
+	cr_assert_eq(c.warning_count, sizeof(expected) / sizeof(expected[0]));
+	config_free(&c);
+}
+
+Test(config, minimal_config_gets_every_default)
+{
+	struct config c;
+	char p[PATH_MAX];
+	load_ok("good_minimal.json", &c);
+	char *real = realpath(tmp, NULL);
+
+	cr_assert_eq(c.core.dry_run, false);
+	cr_assert_str_eq(c.core.rclone_binary_path, "/usr/bin/rclone");
+	cr_assert_null(c.core.rclone_config_path);
+
+	const struct config_uploader *u = config_find_uploader(&c, "media");
+	cr_assert_not_null(u);
+	const struct config_remote *r = u->remote;
+	cr_assert_str_eq(r->name, "media");
+	cr_assert_eq(r->rclone_command, CONFIG_COMMAND_MOVE);
+	cr_assert_eq(r->rclone_exclude_count, 0);
+	cr_assert_eq(r->rclone_extra_count, 0);
+	cr_assert_eq(r->rclone_sleep_count, 0);
+	cr_assert_eq(r->remove_empty_dir_depth, -1);
+	cr_assert_eq(u->check_interval_min, 30);
+	cr_assert_float_eq(u->max_size_gb, 200.0, 0);
+	cr_assert_eq(u->size_exclude_count, 0);
+	cr_assert_eq(u->exclude_open_files, false);
+	cr_assert_eq(u->opened_exclude_count, 0);
+	cr_assert_eq(u->schedule.enabled, false);
+	cr_assert_eq(u->schedule.allowed_from_min, -1);
+	cr_assert_eq(u->schedule.allowed_until_min, -1);
+	cr_assert_null(u->service_account_path);
+	cr_assert_eq(u->rotate_remote_count, 0);
+	cr_assert_eq(u->check_type, CONFIG_CHECK_SIZE);
+
+	cr_assert_eq(c.quota.daily_bytes, 805306368000LL);
+	cr_assert_eq(c.quota.window, LEDGER_WINDOW_FIXED);
+	cr_assert_eq(c.quota.min_free_bytes, 1073741824LL);
+	cr_assert_eq(c.quota.continue_min_bytes, 10737418240LL);
+	cr_assert_eq(c.quota.flush_interval_ms, 100);
+	cr_assert_eq(c.quota.capacity, 1024);
+	snprintf(p, sizeof(p), "%s/sa_quota_cache.json", real);
+	cr_assert_str_eq(c.quota.cache_path, p);
+	snprintf(p, sizeof(p), "%s/cplow.lock", real);
+	cr_assert_str_eq(c.quota.lock_path, p);
+
+	/* REFERENCE.md §2, row by row. */
+	static const struct {
+		const char *name;
+		double min, transfer, size;
+		int transfers;
+		const char *order_by;
+		int backlog;
+	} want[] = {
+		{ "aggressive_fresh_sa", 0.80, 0.5, 0.8, 8, "size,desc", 2000 },
+		{ "moderate_mid_sa", 0.50, 0.6, 0.5, 4, "size,desc", 1000 },
+		{ "cautious_low_quota", 0.25, 0.7, 0.3, 6, NULL, 0 },
+		{ "conservative_cleanup", 0.0, 0.8, 0.2, 8, NULL, 0 },
+	};
+	cr_assert_eq(c.stage_count, 4);
+	for (size_t i = 0; i < 4; i++) {
+		const struct config_stage *s = &c.stages[i];
+		cr_assert_str_eq(s->name, want[i].name);
+		cr_assert_float_eq(s->min_share, want[i].min, 0);
+		cr_assert_float_eq(s->max_transfer_share, want[i].transfer, 0);
+		cr_assert_float_eq(s->max_size_share, want[i].size, 0);
+		cr_assert_eq(s->transfers, want[i].transfers);
+		if (want[i].order_by)
+			cr_assert_str_eq(s->order_by, want[i].order_by);
+		else
+			cr_assert_null(s->order_by);
+		cr_assert_eq(s->max_backlog, want[i].backlog);
+	}
+
+	cr_assert_eq(c.dashboard.enabled, false);
+	cr_assert_str_eq(c.dashboard.host, "127.0.0.1");
+	cr_assert_eq(c.dashboard.port, 47949);
+	cr_assert_null(c.dashboard.token);
+	cr_assert_eq(c.dashboard.refresh_seconds, 3);
+
+	cr_assert_eq(c.ignored_section_count, 0);
+	cr_assert_eq(c.warning_count, 0);
+	free(real);
+	config_free(&c);
+}
+
+Test(config, missing_rclone_excludes_is_an_empty_list)
+{
+	struct config c;
+	load_ok("good_minimal.json", &c);
+	const struct config_remote *r = config_find_remote(&c, "media");
+	cr_assert_eq(r->rclone_exclude_count, 0);
+	cr_assert_null(r->rclone_excludes);
+	config_free(&c);
+
+	load_text_ok("{\"remotes\": {\"media\": {\"upload_folder\": \"@TMP@/media\","
+		     " \"upload_remote\": \"gd:\", \"rclone_excludes\": null}},"
+		     " \"uploader\": {\"media\": {}}}",
+		     &c);
+	cr_assert_eq(c.remotes[0].rclone_exclude_count, 0);
+	config_free(&c);
+}
+
+/* fixture → its one line; @TMP@ is the temp dir. */
+static const struct {
+	const char *fixture;
+	const char *message;
+} bad[] = {
+	{ "bad_empty.json", "@TMP@/bad_empty.json: empty file" },
+	{ "bad_not_utf8.json", "@TMP@/bad_not_utf8.json: not UTF-8 at byte 29" },
+	{ "bad_json_missing_comma.json",
+	  "@TMP@/bad_json_missing_comma.json: not valid JSON at line 4, column 7: expected ',' or "
+	  "'}'" },
+	{ "bad_json_trailing_comma.json",
+	  "@TMP@/bad_json_trailing_comma.json: not valid JSON at line 6, column 9: expected a key "
+	  "in double quotes" },
+	{ "bad_json_python_literals.json",
+	  "@TMP@/bad_json_python_literals.json: not valid JSON at line 2, column 25: expected a "
+	  "value (JSON writes true, false and null in lower case)" },
+	{ "bad_json_leading_zero.json",
+	  "@TMP@/bad_json_leading_zero.json: not valid JSON at line 1, column 43: invalid number: "
+	  "leading zeros are not allowed" },
+	{ "bad_json_nul_escape.json",
+	  "@TMP@/bad_json_nul_escape.json: not valid JSON at line 1, column 52: \\u0000 in a string "
+	  "is not supported" },
+	{ "bad_top_level_list.json",
+	  "@TMP@/bad_top_level_list.json: the top level must be a JSON object, got a list" },
+	{ "bad_duplicate_uploader.json", "uploader: \"media\" appears twice" },
+	{ "bad_duplicate_extras_flag.json",
+	  "remotes.media.rclone_extras: \"--checkers\" appears twice" },
+	{ "bad_unknown_key_near_miss.json",
+	  "remotes.media.upload_fodler: unknown key (did you mean upload_folder?)" },
+	{ "bad_unknown_key_case.json",
+	  "uploader.media.Max_Size_GB: unknown key (did you mean max_size_gb?)" },
+	{ "bad_unknown_section_near_miss.json", "uploaders: unknown section (did you mean uploader?)" },
+	{ "bad_no_uploader_section.json", "uploader: missing: configure at least one uploader" },
+	{ "bad_core_dry_run_type.json", "core.dry_run: must be true or false, got \"no\"" },
+	{ "bad_upload_folder_not_dir.json",
+	  "remotes.media.upload_folder: not a directory: @TMP@/file.txt" },
+	{ "bad_upload_folder_missing.json",
+	  "remotes.media.upload_folder: no such directory: @TMP@/missing" },
+	{ "bad_remote_missing_upload_remote.json",
+	  "remotes.media.upload_remote: missing: uploader.media needs it" },
+	{ "bad_rclone_command_sync.json",
+	  "remotes.media.rclone_command: must be \"move\" or \"copy\", got \"sync\" (cloudplow ran "
+	  "move for it)" },
+	{ "bad_rclone_excludes_not_list.json",
+	  "remotes.media.rclone_excludes: must be a list of strings, got \"**partial~\"" },
+	{ "bad_rclone_extras_list_value.json",
+	  "remotes.media.rclone_extras.--exclude: must be a string, a number, true, false or null, "
+	  "got a list" },
+	{ "bad_rclone_sleeps_count_zero.json",
+	  "remotes.media.rclone_sleeps[\"User rate limit exceeded\"].count: must be an integer "
+	  "from 1 to 1000000, got 0" },
+	{ "bad_rclone_sleeps_missing_sleep.json",
+	  "remotes.media.rclone_sleeps[\"User rate limit exceeded\"].sleep: missing" },
+	{ "bad_rclone_sleeps_bad_regex.json", NULL /* triggers_init's wording: prefix only */ },
+	{ "bad_remove_empty_dir_depth.json",
+	  "remotes.media.remove_empty_dir_depth: must be an integer from 0 to 1000, got -2" },
+	{ "bad_max_size_gb_string.json",
+	  "uploader.media.max_size_gb: must be a number >= 0, got \"abc\"" },
+	{ "bad_max_size_gb_negative.json", "uploader.media.max_size_gb: must be a number >= 0, got -1" },
+	{ "bad_check_interval_fraction.json",
+	  "uploader.media.check_interval: must be a whole number of minutes from 1 to 525600, got "
+	  "2.5" },
+	{ "bad_uploader_without_remote.json", "uploader.tv: no remotes.tv section for this uploader" },
+	{ "bad_uploader_reserved_name.json",
+	  "uploader._cplow: reserved name: the ledger file keeps cplow's own data under "
+	  "\"_cplow\"" },
+	{ "bad_uploader_name_too_long.json",
+	  "uploader.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa: name longer "
+	  "than 63 bytes" },
+	{ "bad_uploader_name_empty.json", "uploader[\"\"]: empty uploader name" },
+	{ "bad_rotate_remotes_empty.json",
+	  "uploader.media.rotate_remotes: empty list: give at least one remote, or remove the key" },
+	{ "bad_rotate_remotes_and_service_accounts.json",
+	  "uploader.media.rotate_remotes: cannot be combined with service_account_path: choose one "
+	  "kind of account" },
+	{ "bad_rotate_remotes_bad_name.json",
+	  "uploader.media.rotate_remotes[1]: not an rclone remote name (letters, digits, '_', '-', "
+	  "'.' and spaces, without a ':'): \"gd2:\"" },
+	{ "bad_rotate_remotes_duplicate.json",
+	  "uploader.media.rotate_remotes[2]: \"gd1\" appears twice" },
+	{ "bad_rotate_remotes_local_destination.json",
+	  "remotes.media.upload_remote: must be an rclone remote (\"name:path\") for rotate_remotes, "
+	  "got \"/mnt/remote/Media\"" },
+	{ "bad_service_account_path_missing.json",
+	  "uploader.media.service_account_path: no such directory: @TMP@/no-such-dir" },
+	{ "bad_schedule_time.json",
+	  "uploader.media.schedule.allowed_from: must be a time \"HH:MM\" from 00:00 to 23:59, got "
+	  "\"25:00\"" },
+	{ "bad_schedule_same_times.json",
+	  "uploader.media.schedule.allowed_until: equals allowed_from: the window would be empty, "
+	  "or the whole day; to upload at any time, set enabled to false" },
+	{ "bad_check_type.json",
+	  "uploader.media.check.type: must be \"age\" or \"size\", got \"time\"" },
+	{ "bad_check_age_without_limit.json",
+	  "uploader.media.check.limit_minutes: missing: an age check needs it" },
+	{ "bad_quota_window.json", "quota.window: must be \"fixed\" or \"rolling\", got \"daily\"" },
+	{ "bad_quota_daily_bytes_fraction.json",
+	  "quota.daily_bytes: must be a whole number of bytes from 1 to 9007199254740992, got 1.5" },
+	{ "bad_quota_min_free_above_daily.json",
+	  "quota.min_free_bytes: must be less than quota.daily_bytes (1048576), got 1073741824" },
+	{ "bad_stages_out_of_order.json",
+	  "stages[2].min_share: rows must go from the highest min_share to the lowest: 0.9 follows "
+	  "0.5" },
+	{ "bad_stages_share_above_one.json",
+	  "stages[0].max_transfer_share: must be a number > 0 and <= 1, got 1.5" },
+	{ "bad_stages_last_not_zero.json",
+	  "stages[1].min_share: the last row's must be 0, so that every remaining quota has a "
+	  "strategy, got 0.1" },
+	{ "bad_stages_order_by.json",
+	  "stages[0].order_by: must be like \"size,desc\" (size|name|modtime[,asc|desc|mixed[,N]]) "
+	  "or null, got \"biggest\"" },
+	{ "bad_dashboard_port.json", "dashboard.port: must be an integer from 1 to 65535, got 70000" },
+	{ "bad_dashboard_public_without_token.json",
+	  "dashboard.token: missing: required when dashboard.host is not a loopback address "
+	  "(\"0.0.0.0\")" },
+};
+
+Test(config, every_bad_fixture_gives_its_exact_one_line_message)
+{
+	size_t n = sizeof(bad) / sizeof(bad[0]);
+	cr_assert_geq(n, 20);
+	for (size_t i = 0; i < n; i++) {
+		const char *err = load_error(stage_fixture(bad[i].fixture));
+		if (!bad[i].message) {
+			cr_expect_eq(strncmp(err, "remotes.media.rclone_sleeps: ", 29), 0, "%s: %s",
+				     bad[i].fixture, err);
+			cr_expect_not_null(strstr(err, "regex:User (rate"), "%s: %s", bad[i].fixture,
+					   err);
+			continue;
+		}
+		char *want = expand(bad[i].message);
+		cr_expect_str_eq(err, want, "%s:\n got  %s\n want %s", bad[i].fixture, err, want);
+		free(want);
+	}
+}
+
+/* A fixture nobody checks is a claim nobody makes. */
+Test(config, every_bad_fixture_file_is_in_the_table)
+{
+	DIR *d = opendir(CONFIG_FIXTURES);
+	cr_assert_not_null(d);
+	struct dirent *e;
+	size_t files = 0;
+	while ((e = readdir(d))) {
+		if (strncmp(e->d_name, "bad_", 4) != 0)
+			continue;
+		files++;
+		bool listed = false;
+		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+			listed = listed || strcmp(bad[i].fixture, e->d_name) == 0;
+		cr_expect(listed, "%s has no expected message", e->d_name);
+	}
+	closedir(d);
+	cr_assert_eq(files, sizeof(bad) / sizeof(bad[0]));
+}
+
+Test(config, an_11_mb_file_is_refused_before_it_is_read)
+{
+	char path[PATH_MAX], want[PATH_MAX + 64];
+	snprintf(path, sizeof(path), "%s/huge.json", tmp);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	cr_assert_geq(fd, 0);
+	/* Sparse: every byte reads as NUL, which the UTF-8 and JSON checks would also refuse,
+	 * so only the size check can give this message. */
+	cr_assert_eq(ftruncate(fd, 11 * 1000 * 1000), 0);
+	close(fd);
+	snprintf(want, sizeof(want), "%s: larger than 1 MiB", path);
+	cr_assert_str_eq(load_error(path), want);
+}
+
+Test(config, one_byte_over_1_mib_is_refused_and_1_mib_exactly_loads)
+{
+	char path[PATH_MAX], want[PATH_MAX + 64];
+	const char *json = "{\"remotes\": {\"media\": {\"upload_folder\": \"@TMP@/media\", "
+			   "\"upload_remote\": \"gd:\"}}, \"uploader\": {\"media\": {}}}";
+	size_t len;
+	char *sub = substitute(json, strlen(json), &len);
+	char *big = malloc(CONFIG_FILE_MAX + 1);
+	cr_assert_not_null(big);
+	memset(big, ' ', CONFIG_FILE_MAX + 1);
+	memcpy(big, sub, len);
+	snprintf(path, sizeof(path), "%s/big.json", tmp);
+
+	put_file(path, big, CONFIG_FILE_MAX + 1);
+	snprintf(want, sizeof(want), "%s: larger than 1 MiB", path);
+	cr_assert_str_eq(load_error(path), want);
+
+	put_file(path, big, CONFIG_FILE_MAX);
+	struct config c;
+	char err[CONFIG_ERR_MAX] = "";
+	cr_assert_eq(config_load(path, &c, err, sizeof(err)), 0, "%s", err);
+	config_free(&c);
+	free(big);
+	free(sub);
+}
+
+Test(config, bad_utf8_is_refused_at_its_first_byte)
+{
+	static const struct {
+		const char *bytes;
+		size_t offset;
+	} cases[] = {
+		{ "{\"a\": \"\xc0\xaf\"}", 7 },          /* overlong '/' */
+		{ "{\"a\": \"\xed\xa0\x80\"}", 7 },      /* a UTF-16 surrogate */
+		{ "{\"a\": \"\xf4\x90\x80\x80\"}", 7 },  /* above U+10FFFF */
+		{ "{\"a\": \"ok \xe2\x82\"}", 10 },      /* cut short */
+		{ "{\"a\": \"\xe2\x82\xac\xff\"}", 10 }, /* after a valid euro sign */
+		{ "{\"a\": 1}\x80", 8 },                 /* a stray continuation byte */
+	};
+	char path[PATH_MAX], want[PATH_MAX + 64];
+	snprintf(path, sizeof(path), "%s/utf8.json", tmp);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		put_file(path, cases[i].bytes, strlen(cases[i].bytes));
+		snprintf(want, sizeof(want), "%s: not UTF-8 at byte %zu", path, cases[i].offset);
+		cr_expect_str_eq(load_error(path), want, "case %zu", i);
+	}
+}
+
+Test(config, json_errors_count_columns_in_characters_and_skip_a_bom)
+{
+	char path[PATH_MAX], want[PATH_MAX + 128];
+	snprintf(path, sizeof(path), "%s/col.json", tmp);
+	/* "é" is two bytes and one column; the error is at the '}' after the comma. */
+	const char *text = "\xef\xbb\xbf{\"caf\xc3\xa9\": 1,}";
+	put_file(path, text, strlen(text));
+	snprintf(want, sizeof(want),
+		 "%s: not valid JSON at line 1, column 12: expected a key in double quotes", path);
+	cr_assert_str_eq(load_error(path), want);
+}
+
+Test(config, rclone_extras_render_as_rclone_flags)
+{
+	struct config c;
+	bool found;
+	load_text_ok("{\"remotes\": {\"media\": {\"upload_folder\": \"@TMP@/media\", "
+		     "\"upload_remote\": \"gd:\", \"rclone_extras\": {"
+		     "\"--transfers\": 8, \"--bwlimit-file\": 0.5, \"--tpslimit\": 12.0,"
+		     " \"--skip-links\": null, \"--drive-use-trash\": false, \"--fast-list\": true,"
+		     " \"checkers\": 16, \"--user-agent\": \"a b\", \"--drive-chunk-size\": \"64M\","
+		     " \"-v\": null, \"--max-transfer\": \"1G\", \"--size-only\": \"\","
+		     " \"--max-age\": 1e3, \"--min-size\": -0.25}}}, \"uploader\": {\"media\": {}}}",
+		     &c);
+	const struct config_remote *r = &c.remotes[0];
+	cr_assert_str_eq(extra(r, "--transfers", &found), "8");
+	cr_assert_str_eq(extra(r, "--bwlimit-file", &found), "0.5");
+	cr_assert_str_eq(extra(r, "--tpslimit", &found), "12");
+	cr_assert_null(extra(r, "--skip-links", &found));
+	cr_assert(found, "null is a bare flag, not a missing one");
+	cr_assert_str_eq(extra(r, "--drive-use-trash", &found), "false");
+	cr_assert_str_eq(extra(r, "--fast-list", &found), "true");
+	cr_assert_str_eq(extra(r, "--checkers", &found), "16", "dashes prepended");
+	cr_assert_str_eq(extra(r, "--user-agent", &found), "a b");
+	cr_assert_str_eq(extra(r, "--drive-chunk-size", &found), "64M");
+	cr_assert_str_eq(extra(r, "--size-only", &found), "");
+	cr_assert_str_eq(extra(r, "--max-age", &found), "1000");
+	cr_assert_str_eq(extra(r, "--min-size", &found), "-0.25");
+	extra(r, "-v", &found);
+	cr_assert_not(found, "cplow's own flags are dropped");
+	extra(r, "--max-transfer", &found);
+	cr_assert_not(found);
+	cr_assert_eq(r->rclone_extra_count, 12);
+	/* File order is kept: rclone sees the flags as the user wrote them. */
+	cr_assert_str_eq(r->rclone_extras[0].name, "--transfers");
+	cr_assert_str_eq(r->rclone_extras[6].name, "--checkers");
+	cr_assert(has_warning(&c, "remotes.media.rclone_extras.checkers: no leading dashes: "
+				  "passed as --checkers"));
+	cr_assert(has_warning(&c, "remotes.media.rclone_extras.-v: -v is set by cplow itself, "
+				  "ignored"));
+	cr_assert(has_warning(&c, "remotes.media.rclone_extras.--max-transfer: --max-transfer is "
+				  "set by cplow itself, ignored"));
+	cr_assert_eq(c.warning_count, 3);
+	config_free(&c);
+}
+
+Test(config, a_flag_written_with_and_without_dashes_is_refused)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/twice.json", tmp);
+	const char *text = "{\"remotes\": {\"media\": {\"rclone_extras\": {\"--checkers\": 1, "
+			   "\"checkers\": 2}}}, \"uploader\": {}}";
+	put_file(path, text, strlen(text));
+	cr_assert_str_eq(load_error(path), "remotes.media.rclone_extras.checkers: the same flag "
+					   "as an earlier key (--checkers)");
+}
+
+Test(config, unknown_keys_far_from_known_ones_are_warnings)
+{
+	struct config c;
+	load_text_ok("{\"_comment\": \"mine\", \"remotes\": {\"media\": {\"upload_folder\": "
+		     "\"@TMP@/media\", \"upload_remote\": \"gd:\", \"my_note\": 1}},"
+		     " \"uploader\": {\"media\": {\"notes\": \"x\", \"schedule\": {\"enabled\": "
+		     "false, \"weekdays\": []}}}, \"quota\": {\"colour\": \"blue\"}}",
+		     &c);
+	cr_assert(has_warning(&c, "remotes.media.my_note: unknown key, ignored"));
+	cr_assert(has_warning(&c, "uploader.media.notes: unknown key, ignored"));
+	cr_assert(has_warning(&c, "uploader.media.schedule.weekdays: unknown key, ignored"));
+	cr_assert(has_warning(&c, "quota.colour: unknown key, ignored"));
+	cr_assert_eq(c.warning_count, 4);
+	cr_assert_eq(c.ignored_section_count, 1);
+	cr_assert_str_eq(c.ignored_sections[0], "_comment");
+	config_free(&c);
+}
+
+Test(config, near_misses_of_known_keys_are_errors)
+{
+	static const struct {
+		const char *json;
+		const char *message;
+	} cases[] = {
+		{ "\"core\": {\"dryrun\": true}", "core.dryrun: unknown key (did you mean dry_run?)" },
+		{ "\"core\": {\"dry-run\": true}", "core.dry-run: unknown key (did you mean dry_run?)" },
+		{ "\"quota\": {\"daily_byte\": 1}",
+		  "quota.daily_byte: unknown key (did you mean daily_bytes?)" },
+		{ "\"dashboard\": {\"prot\": 1}", "dashboard.prot: unknown key (did you mean port?)" },
+		{ "\"remote\": {}", "remote: unknown section (did you mean remotes?)" },
+		{ "\"stages\": [{\"nam\": \"x\"}]", "stages[0].nam: unknown key (did you mean name?)" },
+		{ "\"uploader\": {\"media\": {\"schedule\": {\"enable\": true}}}",
+		  "uploader.media.schedule.enable: unknown key (did you mean enabled?)" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		cr_expect_str_eq(load_error(with_uploader(cases[i].json)), cases[i].message,
+				 "case %zu", i);
+}
+
+Test(config, quota_defaults_keep_their_share_of_a_small_daily_quota)
+{
+	struct config c;
+	load_text_ok("{\"remotes\": {\"media\": {\"upload_folder\": \"@TMP@/media\", "
+		     "\"upload_remote\": \"gd:\"}}, \"uploader\": {\"media\": {}},"
+		     " \"quota\": {\"daily_bytes\": 75000000}}",
+		     &c);
+	cr_assert_eq(c.quota.daily_bytes, 75000000);
+	cr_assert_eq(c.quota.min_free_bytes, 100000);
+	cr_assert_eq(c.quota.continue_min_bytes, 1000000);
+	config_free(&c);
+}
+
+static char *print_to_string(const struct config *c)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	cr_assert_not_null(f);
+	cr_assert_eq(config_print(c, f), 0);
+	fclose(f);
+	return text;
+}
+
+Test(config, effective_config_is_valid_json_with_secrets_masked)
+{
+	struct config c;
+	load_ok("good_full.json", &c);
+	char *text = print_to_string(&c);
+	static const char *const secrets[] = {
+		"s3cr3t-dashboard-token", "GOCSPX-notarealsecret", "pLeXt0kEn",
+		"aqxvnvfq42adpfpwk8xmcjxn9myx8", "uQiRzpo4DXghDmr9QzzfQu27cmVRsG",
+		"hooks.slack.com", "discord://", "nzbsecret", "0123456789abcdef0123456789abcdef",
+	};
+	for (size_t i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++)
+		cr_expect_null(strstr(text, secrets[i]), "%s is in the output", secrets[i]);
+
+	cJSON *root = cJSON_Parse(text);
+	cr_assert_not_null(root, "not JSON:\n%s", text);
+	cr_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(
+				 cJSON_GetObjectItem(root, "dashboard"), "token")),
+			 "***");
+	cJSON *extras = cJSON_GetObjectItem(
+		cJSON_GetObjectItem(cJSON_GetObjectItem(root, "remotes"), "google"), "rclone_extras");
+	cr_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(extras,
+								    "--drive-client-secret")),
+			 "***");
+	cr_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(extras, "--drive-chunk-size")),
+			 "64M");
+	cr_assert(cJSON_IsNull(cJSON_GetObjectItem(extras, "--skip-links")));
+	cJSON *plex = cJSON_GetObjectItem(root, "plex");
+	cr_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(plex, "token")), "***");
+	cr_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(plex, "url")),
+			 "http://localhost:32400", "a URL without credentials is no secret");
+	cJSON *notifications = cJSON_GetObjectItem(root, "notifications");
+	cr_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(
+				 cJSON_GetObjectItem(notifications, "apprise"), "url")),
+			 "***");
+	cr_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(
+				 cJSON_GetObjectItem(notifications, "slack"), "webhook_url")),
+			 "***");
+	cr_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(
+				 cJSON_GetObjectItem(notifications, "slack"), "sender_name")),
+			 "cloudplow");
+	cr_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(
+				 cJSON_GetObjectItem(root, "nzbget"), "url")),
+			 "***");
+	/* Defaults and resolved values appear too: it is the effective config. */
+	cJSON *quota = cJSON_GetObjectItem(root, "quota");
+	cr_assert_eq(cJSON_GetNumberValue(cJSON_GetObjectItem(quota, "daily_bytes")),
+		     805306368000.0);
+	cr_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(quota, "window")), "rolling");
+	cJSON *box = cJSON_GetObjectItem(cJSON_GetObjectItem(root, "uploader"), "box");
+	cr_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(
+				 cJSON_GetObjectItem(box, "check"), "type")),
+			 "age");
+	cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(box, "rotate_remotes")), 3);
+	cJSON *google = cJSON_GetObjectItem(cJSON_GetObjectItem(root, "uploader"), "google");
+	cr_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(
+				 cJSON_GetObjectItem(google, "schedule"), "allowed_from")),
+			 "22:30");
+	cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(root, "stages")), 2);
+	cJSON_Delete(root);
+	free(text);
+	config_free(&c);
+}
+
+Test(config, effective_config_of_a_minimal_file_shows_the_defaults)
+{
+	struct config c;
+	load_ok("good_minimal.json", &c);
+	char *text = print_to_string(&c);
+	cJSON *root = cJSON_Parse(text);
+	cr_assert_not_null(root);
+	cJSON *d = cJSON_GetObjectItem(root, "dashboard");
+	cr_assert(cJSON_IsNull(cJSON_GetObjectItem(d, "token")));
+	cr_assert_eq(cJSON_GetNumberValue(cJSON_GetObjectItem(d, "port")), 47949);
+	cJSON *stages = cJSON_GetObjectItem(root, "stages");
+	cr_assert_eq(cJSON_GetArraySize(stages), 4);
+	cr_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetArrayItem(stages, 0),
+								   "name")),
+			 "aggressive_fresh_sa");
+	cJSON *r = cJSON_GetObjectItem(cJSON_GetObjectItem(root, "remotes"), "media");
+	cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(r, "rclone_excludes")), 0);
+	cr_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(r, "rclone_command")), "move");
+	cJSON_Delete(root);
+	free(text);
+	config_free(&c);
+}
+
+Test(config, config_free_twice_is_harmless)
+{
+	struct config c;
+	load_ok("good_full.json", &c);
+	config_free(&c);
+	config_free(&c);
+	cr_assert_eq(c.uploader_count, 0);
+	cr_assert_null(c.uploaders);
+}
+
+Test(config, a_missing_file_or_a_directory_names_the_path)
+{
+	char path[PATH_MAX], want[PATH_MAX + 64];
+	snprintf(path, sizeof(path), "%s/nope.json", tmp);
+	snprintf(want, sizeof(want), "%s: cannot open: No such file or directory", path);
+	cr_assert_str_eq(load_error(path), want);
+	snprintf(want, sizeof(want), "%s: is a directory", tmp);
+	cr_assert_str_eq(load_error(tmp), want);
+}
+
+Test(config, keys_and_values_with_control_characters_stay_on_one_line)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/ctl.json", tmp);
+	const char *text = "{\"core\": {\"dry_run\": \"a\\nb\\u001b\"}}";
+	put_file(path, text, strlen(text));
+	cr_assert_str_eq(load_error(path), "core.dry_run: must be true or false, got "
+					   "\"a\\nb\\u001b\"");
+	text = "{\"remotes\": {\"media\": {\"rclone_sleeps\": {\"line\\nbreak\": {\"count\": 0}}}}}";
+	put_file(path, text, strlen(text));
+	cr_assert_str_eq(load_error(path), "remotes.media.rclone_sleeps[\"line\\nbreak\"].count: "
+					   "must be an integer from 1 to 1000000, got 0");
+}
+
+Test(config, numbers_cjson_would_accept_are_refused)
+{
+	static const struct {
+		const char *json;
+		const char *why;
+	} cases[] = {
+		{ "\"quota\": {\"capacity\": 1.}",
+		  "not valid JSON at line 1, column 26: invalid number: a digit must follow '.'" },
+		{ "\"quota\": {\"capacity\": 1e999}", NULL },
+		{ "\"quota\": {\"capacity\": NaN}",
+		  "not valid JSON at line 1, column 24: expected a value (JSON writes true, false "
+		  "and null in lower case)" },
+		{ "\"quota\": {\"capacity\": -Infinity}",
+		  "not valid JSON at line 1, column 25: invalid number" },
+	};
+	char want[PATH_MAX + 256];
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *path = with_uploader(cases[i].json);
+		if (cases[i].why)
+			snprintf(want, sizeof(want), "%s: %s", path, cases[i].why);
+		else
+			snprintf(want, sizeof(want), "quota.capacity: must be an integer from 1 to "
+						     "1048576, got a number too large to hold");
+		cr_expect_str_eq(load_error(path), want, "case %zu", i);
+	}
+}
