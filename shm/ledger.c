@@ -139,9 +139,16 @@ int ledger_create(const char *name, const struct ledger_options *opt, struct led
 	struct ledger l = { 0 };
 	if (copy_name(l.name, sizeof(l.name), name) < 0)
 		return LEDGER_ERR_NAME;
-	int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
+	/* Built under a private name and published with link(), which fails if the name is
+	 * taken: nobody can attach to a half-made ledger (too small, or without its magic). */
+	char tmp_name[96], tmp_path[128], path[128];
+	snprintf(tmp_name, sizeof(tmp_name), "%s.new-%d", name, (int)getpid());
+	snprintf(tmp_path, sizeof(tmp_path), "/dev/shm%s", tmp_name);
+	snprintf(path, sizeof(path), "/dev/shm%s", name);
+	shm_unlink(tmp_name);
+	int fd = shm_open(tmp_name, O_RDWR | O_CREAT | O_EXCL, 0600);
 	if (fd < 0)
-		return errno == EEXIST ? LEDGER_ERR_EXISTS : LEDGER_ERR_SYS;
+		return LEDGER_ERR_SYS;
 	int rc = LEDGER_ERR_SYS, saved = 0;
 	pthread_mutexattr_t ma;
 	int ma_ready = 0;
@@ -187,16 +194,20 @@ int ledger_create(const char *name, const struct ledger_options *opt, struct led
 	 * header. */
 	atomic_thread_fence(memory_order_release);
 	h->magic = LEDGER_MAGIC;
+	if (link(tmp_path, path) < 0) {
+		rc = errno == EEXIST ? LEDGER_ERR_EXISTS : LEDGER_ERR_SYS;
+		goto out;
+	}
 	rc = LEDGER_OK;
 out:
 	saved = errno;
 	if (ma_ready)
 		pthread_mutexattr_destroy(&ma);
 	close(fd);
+	shm_unlink(tmp_name);
 	if (rc != LEDGER_OK) {
 		if (map != MAP_FAILED)
 			munmap(map, lo.total);
-		shm_unlink(name);
 		errno = saved;
 		return rc;
 	}

@@ -383,8 +383,10 @@ static int scan_number(struct scan *sc)
 		return scan_fail(sc, "invalid number");
 	if (sc->s[sc->pos] == '0') {
 		sc->pos++;
-		if (is_digit(sc))
+		if (is_digit(sc)) {
+			sc->pos--; /* point at the zero, where the number goes wrong */
 			return scan_fail(sc, "invalid number: leading zeros are not allowed");
+		}
 	} else {
 		while (is_digit(sc))
 			sc->pos++;
@@ -1088,13 +1090,39 @@ static int parse_sleeps(struct ctx *x, struct config_remote *r, const cJSON *o,
 		t->sleep_hours = sleep;
 		t->timeout_s = (int)timeout;
 	}
-	/* The worker compiles them again; doing it here puts a bad regex in check-config's
-	 * output instead of in the middle of an upload. */
-	struct triggers t;
-	char terr[TRIGGERS_ERR_MAX];
-	if (triggers_init(&t, r->rclone_sleeps, r->rclone_sleep_count, terr, sizeof(terr)) < 0)
-		return fail(x, p, "%s", terr);
-	triggers_free(&t);
+	return 0;
+}
+
+/* triggers_init()'s message without its own `rclone_sleeps "<pattern>": `, which the key path
+ * already says; the whole message when it does not start that way. */
+static const char *trigger_reason(const char *msg)
+{
+	static const char head[] = "rclone_sleeps \"";
+	if (strncmp(msg, head, sizeof(head) - 1) != 0)
+		return msg;
+	for (const char *p = msg + sizeof(head) - 1; *p; p++) {
+		if (*p == '\\' && p[1]) {
+			p++;
+		} else if (*p == '"') {
+			return strncmp(p, "\": ", 3) == 0 ? p + 3 : msg;
+		}
+	}
+	return msg;
+}
+
+/* The worker compiles them again; doing it here puts a bad regex in check-config's output
+ * instead of in the middle of an upload. One at a time, so the message names its key. */
+static int compile_sleeps(struct ctx *x, const struct config_remote *r, const char *parent)
+{
+	char p[PATH_LEN], pk[PATH_LEN], terr[TRIGGERS_ERR_MAX];
+	kp(p, parent, "rclone_sleeps");
+	for (size_t i = 0; i < r->rclone_sleep_count; i++) {
+		struct triggers t;
+		if (triggers_init(&t, &r->rclone_sleeps[i], 1, terr, sizeof(terr)) < 0)
+			return fail(x, kp(pk, p, r->rclone_sleeps[i].pattern), "%s",
+				    trigger_reason(terr));
+		triggers_free(&t);
+	}
 	return 0;
 }
 
@@ -1131,7 +1159,7 @@ static int parse_remote(struct ctx *x, struct config_remote *r, const cJSON *o,
 	if (extras && parse_extras(x, r, extras, path) < 0)
 		return -1;
 	const cJSON *sleeps = get(o, "rclone_sleeps");
-	if (sleeps && parse_sleeps(x, r, sleeps, path) < 0)
+	if (sleeps && (parse_sleeps(x, r, sleeps, path) < 0 || compile_sleeps(x, r, path) < 0))
 		return -1;
 	long long depth;
 	bool set;
@@ -1444,11 +1472,6 @@ static const char *const quota_keys[] = { "daily_bytes", "window", "min_free_byt
 					  "continue_min_bytes", "flush_interval_ms", "cache_path",
 					  "capacity", "lock_path", NULL };
 
-static char *default_path(struct ctx *x, const char *name)
-{
-	return resolve(x, name);
-}
-
 static int parse_quota(struct ctx *x, const cJSON *root)
 {
 	struct config_quota *q = &x->c->quota;
@@ -1506,9 +1529,9 @@ static int parse_quota(struct ctx *x, const cJSON *root)
 	q->continue_min_bytes = cont;
 	q->flush_interval_ms = (int)flush;
 	q->capacity = (uint32_t)capacity;
-	if (!q->cache_path && !(q->cache_path = default_path(x, CONFIG_CACHE_FILE_NAME)))
+	if (!q->cache_path && !(q->cache_path = resolve(x, CONFIG_CACHE_FILE_NAME)))
 		return -1;
-	if (!q->lock_path && !(q->lock_path = default_path(x, CONFIG_LOCK_FILE_NAME)))
+	if (!q->lock_path && !(q->lock_path = resolve(x, CONFIG_LOCK_FILE_NAME)))
 		return -1;
 	return 0;
 }

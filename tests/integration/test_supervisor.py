@@ -1,0 +1,252 @@
+"""cplow upload end to end: config, planning, rotation, restarts and kills, against the real
+rclone and the fake quota remote. The fake's accepted bytes per user are the truth."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import unittest
+
+from harness import BUILD, FakeRemote, make_tree, unlink_shm, wait_for
+
+CPLOW = os.path.join(BUILD, "supervisor/cplow")
+STRATEGIES = [(0.8, "aggressive_fresh_sa"), (0.5, "moderate_mid_sa"),
+              (0.25, "cautious_low_quota"), (0.0, "conservative_cleanup")]
+
+
+def strategy_for(share):
+    return next(name for low, name in STRATEGIES if share >= low)
+
+
+class SupervisorTest(unittest.TestCase):
+    def setUp(self):
+        self.work = tempfile.mkdtemp(prefix="cplow-sup-")
+        self.config = os.path.join(self.work, "config.json")
+        self.fake = None
+        self.procs = []
+
+    def tearDown(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        if self.fake:
+            self.fake.stop()
+        state = subprocess.run([os.path.join(BUILD, "shm/cplow-inspect"), "--config",
+                                self.config, "--json"], capture_output=True, text=True)
+        if state.returncode == 0:
+            unlink_shm(json.loads(state.stdout)["ledger"])
+        shutil.rmtree(self.work, ignore_errors=True)
+
+    def setup_upload(self, accounts, quota, count, seed, **tree):
+        self.fake = FakeRemote({"a%d" % i: ("pw%d" % i, quota) for i in range(1, accounts + 1)},
+                               self.work)
+        self.src = os.path.join(self.work, "media")
+        os.makedirs(self.src)
+        self.files = make_tree(self.src, count, seed, **tree)
+        self.env = dict(os.environ)
+        for i in range(1, accounts + 1):
+            self.env.update(self.fake.remote_env("fake%d" % i, "a%d" % i))
+        self.write_config(accounts, quota)
+
+    def write_config(self, accounts, quota, **quota_keys):
+        cfg = {
+            "core": {"dry_run": False},
+            "remotes": {"media": {
+                "upload_folder": self.src, "upload_remote": "fake1:/Media",
+                "rclone_command": "move", "remove_empty_dir_depth": 1,
+                "rclone_extras": {"--retries": 1, "--low-level-retries": 1},
+                "rclone_sleeps": {"User rate limit exceeded": {"count": 2, "sleep": 25,
+                                                               "timeout": 600}}}},
+            "uploader": {"media": {"check_interval": 1, "max_size_gb": 0,
+                                   "rotate_remotes": ["fake%d" % i
+                                                      for i in range(1, accounts + 1)]}},
+            "quota": dict({"daily_bytes": quota, "min_free_bytes": 1,
+                           "continue_min_bytes": 256 << 10}, **quota_keys),
+        }
+        with open(self.config, "w") as f:
+            json.dump(cfg, f)
+
+    def cplow(self, *args, timeout=300):
+        return subprocess.run([CPLOW, "--config", self.config] + list(args), env=self.env,
+                              capture_output=True, text=True, timeout=timeout)
+
+    def start(self, *args):
+        p = subprocess.Popen([CPLOW, "--config", self.config] + list(args), env=self.env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.procs.append(p)
+        return p
+
+    def ledger(self):
+        state = ledger_state_of(self.config)
+        return {r["account"]: r["used_bytes"] for r in state["uploaders"].get("media", [])}
+
+    def assert_ledger_is_truth(self):
+        truth = self.fake.truth()["users"]
+        ledger = self.ledger()
+        for user, t in truth.items():
+            account = "fake" + user[1:]
+            self.assertEqual(ledger.get(account, 0), t["accepted_bytes"],
+                             "%s: ledger %s != truth %s" % (account, ledger, truth))
+        return {("fake" + u[1:]): t["accepted_bytes"] for u, t in truth.items()}
+
+    def assert_everything_moved(self):
+        left = [f for _, _, fs in os.walk(self.src) for f in fs]
+        self.assertEqual(left, [], "files left in the source")
+        self.assertEqual(sum(self.assert_ledger_is_truth().values()), sum(self.files.values()))
+
+    def test_rotates_through_accounts_and_leaves_the_third_untouched(self):
+        self.setup_upload(3, 4 << 20, 30, seed=11, min_size=64 << 10, max_size=400 << 10)
+        r = self.cplow("upload")
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        self.assert_everything_moved()
+        truth = self.assert_ledger_is_truth()
+        self.assertGreater(truth["fake1"], 0)
+        self.assertGreater(truth["fake2"], 0)
+        self.assertEqual(truth["fake3"], 0)
+        self.assertNotIn("fake3", self.ledger(), "the third account was touched")
+        self.assertEqual(self.fake.truth()["users"]["a1"]["rejected_403"], 0)
+        # The ledger file next to the config holds the same, in the quota fork's shape.
+        with open(os.path.join(self.work, "sa_quota_cache.json")) as f:
+            on_disk = json.load(f)
+        self.assertEqual(on_disk["media"]["fake1"]["bytes"], truth["fake1"])
+        self.assertEqual(on_disk["media"]["fake2"]["bytes"], truth["fake2"])
+
+    def test_interrupted_upload_resumes_with_the_strategy_of_what_is_left(self):
+        quota = 16 << 20
+        self.setup_upload(1, quota, 40, seed=12, min_size=100 << 10, max_size=300 << 10)
+        self.fake.set_delay(20)
+        p = self.start("upload")
+        wait_for("a quarter of the quota used",
+                 lambda: self.ledger().get("fake1", 0) >= quota // 4 or p.poll() is not None,
+                 timeout=120)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=120)
+        self.assertEqual(p.returncode, 130, err[-3000:])
+        self.fake.set_delay(0)
+        wait_for("uploads in flight to end", lambda: self.fake.truth()["in_progress"] == 0)
+        used = self.assert_ledger_is_truth()["fake1"]
+        self.assertGreaterEqual(used, quota // 4)
+        expected = strategy_for((quota - used) / quota)
+        self.assertNotEqual(expected, "aggressive_fresh_sa")
+        plan = self.cplow("upload", "--dry-run")
+        self.assertEqual(plan.returncode, 0, plan.stderr)
+        self.assertIn("stage 1 on fake1: %s, %d bytes left" % (expected, quota - used), plan.stdout)
+        r = self.cplow("upload")
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        self.assertIn("stage 1 on fake1 (1 of 1): %s" % expected, r.stderr)
+        self.assert_everything_moved()
+
+    def kill_mid_upload(self, pick_victim):
+        self.setup_upload(2, 8 << 20, 40, seed=13, min_size=100 << 10, max_size=300 << 10)
+        self.fake.set_delay(10)
+        p = self.start("upload")
+        wait_for("some files counted", lambda: sum(self.ledger().values()) > 0 or
+                 p.poll() is not None, timeout=120)
+        victim = wait_for("the process to kill", lambda: pick_victim(p.pid))
+        os.kill(victim, signal.SIGKILL)
+        self.fake.set_delay(0)
+        out, err = p.communicate(timeout=240)
+        self.assertEqual(p.returncode, 0, err[-3000:])
+        wait_for("uploads in flight to end", lambda: self.fake.truth()["in_progress"] == 0)
+        self.assert_everything_moved()
+        return err
+
+    def test_kill_9_of_the_worker_is_survived_and_counted_exactly(self):
+        err = self.kill_mid_upload(lambda cplow: worker_of(cplow))
+        self.assertIn("was killed by signal 9", err)
+
+    def test_kill_9_of_rclone_is_survived_and_counted_exactly(self):
+        err = self.kill_mid_upload(lambda cplow: (w := worker_of(cplow)) and child_named(w, "rclone"))
+        self.assertIn("rclone exit 137", err)
+
+    def test_kill_9_of_the_flusher_restarts_it(self):
+        err = self.kill_mid_upload(lambda cplow: flusher_of(cplow))
+        self.assertIn("the flusher died", err)
+        with open(os.path.join(self.work, "sa_quota_cache.json")) as f:
+            on_disk = json.load(f)
+        truth = self.assert_ledger_is_truth()
+        for account, used in truth.items():
+            if used:
+                self.assertEqual(on_disk["media"][account]["bytes"], used)
+
+    def test_reset_quota_forgets_one_account(self):
+        self.setup_upload(2, 4 << 20, 20, seed=14, min_size=64 << 10, max_size=300 << 10)
+        r = self.cplow("upload")
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        before = self.ledger()
+        self.assertGreater(before["fake1"], 0)
+        r = self.cplow("reset-quota", "--account", "fake1")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("reset media / fake1 (was %d bytes)" % before["fake1"], r.stdout)
+        after = self.ledger()
+        self.assertEqual(after["fake1"], 0)
+        self.assertEqual(after.get("fake2", 0), before.get("fake2", 0))
+        with open(os.path.join(self.work, "sa_quota_cache.json")) as f:
+            self.assertEqual(json.load(f)["media"]["fake1"]["bytes"], 0)
+
+    def test_check_config_prints_the_effective_config(self):
+        self.setup_upload(1, 4 << 20, 1, seed=15)
+        r = self.cplow("check-config")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        effective = json.loads(r.stdout)
+        self.assertEqual(effective["quota"]["daily_bytes"], 4 << 20)
+        self.assertEqual(effective["quota"]["flush_interval_ms"], 100)
+
+    def test_status_is_cplow_inspects_output(self):
+        self.setup_upload(1, 4 << 20, 5, seed=16, max_size=100 << 10)
+        self.assertEqual(self.cplow("upload").returncode, 0)
+        status = self.cplow("status", "--json")
+        inspect = subprocess.run([os.path.join(BUILD, "shm/cplow-inspect"), "--config",
+                                  self.config, "--json"], capture_output=True, text=True)
+        a, b = json.loads(status.stdout), json.loads(inspect.stdout)
+        for d in (a, b):
+            d.pop("last_flush", None)
+        self.assertEqual(a, b)
+
+
+def ledger_state_of(config):
+    out = subprocess.run([os.path.join(BUILD, "shm/cplow-inspect"), "--config", config, "--json"],
+                         capture_output=True, text=True, timeout=30)
+    if out.returncode == 1 and "no ledger" in out.stderr:
+        return {"uploaders": {}, "stages": []}
+    if out.returncode != 0:
+        raise AssertionError(out.stderr)
+    return json.loads(out.stdout)
+
+
+def children(pid):
+    kids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open("/proc/%s/comm" % entry) as f:
+                comm = f.read().strip()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append((int(entry), comm))
+    return kids
+
+
+def child_named(pid, name):
+    return next((k for k, comm in children(pid) if comm == name), None)
+
+
+def worker_of(cplow):
+    """The cplow child that has an rclone child of its own."""
+    return next((k for k, comm in children(cplow) if comm == "cplow" and
+                 child_named(k, "rclone")), None)
+
+
+def flusher_of(cplow):
+    """The cplow child with no children: the flusher (workers fork rclone and lsjson waiters)."""
+    return next((k for k, comm in children(cplow) if comm == "cplow" and not children(k)), None)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
