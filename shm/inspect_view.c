@@ -66,6 +66,19 @@ static const char *short_account(const char *account, char *buf, size_t len, siz
 	return buf;
 }
 
+/* "[#####.....]": ten steps, rounded up so any use shows. */
+static void quota_bar(double percent, char *out, size_t len)
+{
+	int filled = percent <= 0 ? 0 : percent >= 100 ? 10 : (int)(percent / 10.0) + 1;
+	if (filled > 10)
+		filled = 10;
+	char cells[11];
+	for (int i = 0; i < 10; i++)
+		cells[i] = i < filled ? '#' : '.';
+	cells[10] = '\0';
+	snprintf(out, len, "[%s]", cells);
+}
+
 static int running(const struct ledger_copy *c)
 {
 	return c->supervisor_pid > 0 &&
@@ -116,8 +129,8 @@ void inspect_print_human(const char *name, const struct ledger_copy *c, int64_t 
 		if (!current || strcmp(current, r->uploader) != 0) {
 			/* Rows of one uploader are usually adjacent; a repeat heading is harmless. */
 			current = r->uploader;
-			printf("\nuploader %s\n  %-34s %10s %6s %7s %-12s %s\n", current, "ACCOUNT",
-			       "USED", "QUOTA%", "FILES", "RESETS", "BAN");
+			printf("\nuploader %s\n  %-28s %-12s %10s %6s %6s %-12s %s\n", current,
+			       "ACCOUNT", "QUOTA", "USED", "%", "FILES", "RESETS", "BAN");
 		}
 		const struct ledger_usage *u = &r->usage;
 		int64_t used = ledger_usage_used(u, (enum ledger_window)c->window, now);
@@ -133,9 +146,11 @@ void inspect_print_human(const char *name, const struct ledger_copy *c, int64_t 
 		} else {
 			snprintf(ban, sizeof(ban), "-");
 		}
-		printf("  %-34s %10s %5.1f%% %7lld %-12s %s\n",
-		       short_account(r->account, acc, sizeof(acc), 34), a,
-		       share(used, c->daily_bytes), (long long)u->files, resets, ban);
+		char bar[16];
+		quota_bar(share(used, c->daily_bytes), bar, sizeof(bar));
+		printf("  %-28s %-12s %10s %5.1f%% %6lld %-12s %s\n",
+		       short_account(r->account, acc, sizeof(acc), 28), bar, a,
+		       share(used, c->daily_bytes), (long long)(used ? u->files : 0), resets, ban);
 	}
 	int heading = 0;
 	for (uint32_t i = 0; i < c->slot_capacity; i++) {

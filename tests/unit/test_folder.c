@@ -303,6 +303,9 @@ static struct holder hold_open(const char *const *paths, size_t n, unsigned copi
     pid_t pid = test_fork();
     cr_assert_geq(pid, 0);
     if (pid == 0) {
+        /* Our copy of the parent's ends would keep the pipes from ever reaching EOF. */
+        close(up[0]);
+        close(down[1]);
         int fds[64];
         size_t count = 0;
         for (size_t i = 0; i < n; i++)
