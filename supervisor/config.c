@@ -190,8 +190,8 @@ static bool plain_key(const char *k)
 		return false;
 	for (; *k; k++) {
 		unsigned char ch = (unsigned char)*k;
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-		      ch == '_' || ch == '-'))
+		bool letter = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z');
+		if (!letter && !(ch >= '0' && ch <= '9') && ch != '_' && ch != '-')
 			return false;
 	}
 	return true;
@@ -337,7 +337,7 @@ static int scan_string(struct scan *sc)
 			return 0;
 		}
 		if (c < 0x20)
-			return scan_fail(sc, "control character in a string (write it as an escape)");
+			return scan_fail(sc, "control character in a string (write it escaped)");
 		if (c != '\\') {
 			sc->pos++;
 			continue;
@@ -358,8 +358,9 @@ static int scan_string(struct scan *sc)
 			return scan_fail(sc, "unpaired UTF-16 surrogate in a string");
 		if (u >= 0xD800 && u <= 0xDBFF) {
 			const unsigned char *n = sc->s + sc->pos + 6;
-			if (sc->pos + 12 > sc->len || n[0] != '\\' || n[1] != 'u' || hex4(n + 2, &u2) < 0 ||
-			    u2 < 0xDC00 || u2 > 0xDFFF)
+			bool paired = sc->pos + 12 <= sc->len && n[0] == '\\' && n[1] == 'u' &&
+				      hex4(n + 2, &u2) == 0 && u2 >= 0xDC00 && u2 <= 0xDFFF;
+			if (!paired)
 				return scan_fail(sc, "unpaired UTF-16 surrogate in a string");
 			sc->pos += 6;
 		}
@@ -504,26 +505,26 @@ static int read_file(struct ctx *x, const char *path, char **text, size_t *len)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
-		return fail(x, path, "cannot open: %s", strerror(errno));
+		return fail(x, x->file, "cannot open: %s", strerror(errno));
 	int rc = -1;
 	char *buf = NULL;
 	struct stat st;
 	if (fstat(fd, &st) < 0) {
-		fail(x, path, "cannot stat: %s", strerror(errno));
+		fail(x, x->file, "cannot stat: %s", strerror(errno));
 		goto out;
 	}
 	if (S_ISDIR(st.st_mode)) {
-		fail(x, path, "is a directory");
+		fail(x, x->file, "is a directory");
 		goto out;
 	}
 	if (S_ISREG(st.st_mode) && (uint64_t)st.st_size > CONFIG_FILE_MAX) {
-		fail(x, path, "larger than 1 MiB");
+		fail(x, x->file, "larger than 1 MiB");
 		goto out;
 	}
 	/* The size can change under us (or is unknown for a pipe): read at most one byte more
 	 * than the limit, so that a file growing past it is still refused. */
 	if (!(buf = malloc(CONFIG_FILE_MAX + 2))) {
-		fail(x, path, "out of memory");
+		fail(x, x->file, "out of memory");
 		goto out;
 	}
 	size_t got = 0;
@@ -532,7 +533,7 @@ static int read_file(struct ctx *x, const char *path, char **text, size_t *len)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			fail(x, path, "cannot read: %s", strerror(errno));
+			fail(x, x->file, "cannot read: %s", strerror(errno));
 			goto out;
 		}
 		if (n == 0)
@@ -540,7 +541,7 @@ static int read_file(struct ctx *x, const char *path, char **text, size_t *len)
 		got += (size_t)n;
 	}
 	if (got > CONFIG_FILE_MAX) {
-		fail(x, path, "larger than 1 MiB");
+		fail(x, x->file, "larger than 1 MiB");
 		goto out;
 	}
 	buf[got] = '\0';
@@ -579,7 +580,7 @@ static int parse_file(struct ctx *x, const char *path, cJSON **root)
 	const unsigned char *s = (const unsigned char *)text;
 	size_t bad = utf8_invalid_at(s, len), skip = 0;
 	if (bad < len) {
-		fail(x, path, "not UTF-8 at byte %zu", bad);
+		fail(x, x->file, "not UTF-8 at byte %zu", bad);
 		goto out;
 	}
 	/* Windows editors add a byte-order mark; it carries no meaning in UTF-8. */
@@ -588,19 +589,19 @@ static int parse_file(struct ctx *x, const char *path, cJSON **root)
 	struct scan sc = { .s = s + skip, .len = len - skip };
 	skip_ws(&sc);
 	if (sc.pos == sc.len) {
-		fail(x, path, "empty file");
+		fail(x, x->file, "empty file");
 		goto out;
 	}
 	sc.pos = 0;
 	if (scan_json(&sc) < 0) {
 		size_t line, col;
 		line_column(s + skip, sc.pos, &line, &col);
-		fail(x, path, "not valid JSON at line %zu, column %zu: %s", line, col, sc.why);
+		fail(x, x->file, "not valid JSON at line %zu, column %zu: %s", line, col, sc.why);
 		goto out;
 	}
 	/* Valid JSON that cJSON cannot take can only be a failed allocation. */
 	if (!(*root = cJSON_ParseWithLength(text + skip, len - skip))) {
-		fail(x, path, "out of memory while parsing");
+		fail(x, x->file, "out of memory while parsing");
 		goto out;
 	}
 	rc = 0;
@@ -1029,8 +1030,8 @@ static int parse_extras(struct ctx *x, struct config_remote *r, const cJSON *o,
 			rendered = cJSON_IsTrue(i) ? "true" : "false";
 		} else if (!cJSON_IsNull(i)) {
 			describe(got, sizeof(got), i);
-			return fail(x, pk, "must be a string, a number, true, false or null, got %s",
-				    got);
+			return fail(x, pk,
+				    "must be a string, a number, true, false or null, got %s", got);
 		}
 		struct stage_flag *f = &r->rclone_extras[r->rclone_extra_count];
 		if (!(f->name = dup_or_fail(x, name)))
@@ -1429,13 +1430,17 @@ static int warn_shared_accounts(struct ctx *x)
 				 "daily quota on its own", pe) < 0)
 				return -1;
 			kp(pl, pu, "rotate_remotes");
-			for (size_t a = 0; a < u->rotate_remote_count; a++)
-				for (size_t b = 0; b < e->rotate_remote_count; b++)
-					if (strcmp(u->rotate_remotes[a], e->rotate_remotes[b]) == 0 &&
-					    warn(x, kpi(p, pl, a),
-						 "also in %s's rotate_remotes: each uploader counts the "
-						 "account's daily quota on its own", pe) < 0)
+			for (size_t a = 0; a < u->rotate_remote_count; a++) {
+				for (size_t b = 0; b < e->rotate_remote_count; b++) {
+					if (strcmp(u->rotate_remotes[a], e->rotate_remotes[b]) != 0)
+						continue;
+					if (warn(x, kpi(p, pl, a),
+						 "also in %s's rotate_remotes: each uploader "
+						 "counts the account's daily quota on its own",
+						 pe) < 0)
 						return -1;
+				}
+			}
 		}
 	}
 	return 0;
@@ -1515,7 +1520,8 @@ static int parse_quota(struct ctx *x, const cJSON *root)
 	}
 	if (min_free_set && min_free >= daily)
 		return fail(x, kp(p, "quota", "min_free_bytes"),
-			    "must be less than quota.daily_bytes (%lld), got %lld", daily, min_free);
+			    "must be less than quota.daily_bytes (%lld), got %lld", daily,
+			    min_free);
 	if (cont_set && cont >= daily)
 		return fail(x, kp(p, "quota", "continue_min_bytes"),
 			    "must be less than quota.daily_bytes (%lld), got %lld", daily, cont);
@@ -1595,8 +1601,8 @@ static int parse_stage(struct ctx *x, struct config_stage *s, const cJSON *o, co
 	if (!cJSON_IsString(name) || !*name->valuestring ||
 	    strlen(name->valuestring) > LEDGER_STRATEGY_MAX - 1) {
 		describe(got, sizeof(got), name);
-		return fail(x, p, "must be a name of 1 to %d bytes, got %s", LEDGER_STRATEGY_MAX - 1,
-			    got);
+		return fail(x, p, "must be a name of 1 to %d bytes, got %s",
+			    LEDGER_STRATEGY_MAX - 1, got);
 	}
 	if (!(s->name = dup_or_fail(x, name->valuestring)))
 		return -1;
@@ -1619,8 +1625,9 @@ static int parse_stage(struct ctx *x, struct config_stage *s, const cJSON *o, co
 		kp(p, path, "order_by");
 		if (!cJSON_IsString(order) || !valid_order_by(order->valuestring)) {
 			describe(got, sizeof(got), order);
-			return fail(x, p, "must be like \"size,desc\" "
-					  "(size|name|modtime[,asc|desc|mixed[,N]]) or null, got %s",
+			return fail(x, p,
+				    "must be like \"size,desc\" "
+				    "(size|name|modtime[,asc|desc|mixed[,N]]) or null, got %s",
 				    got);
 		}
 		if (!(s->order_by = dup_or_fail(x, order->valuestring)))
@@ -1886,7 +1893,7 @@ static int locate(struct ctx *x, const char *path)
 	struct config *c = x->c;
 	char *real = realpath(path, NULL);
 	if (!real)
-		return fail(x, path, "cannot resolve: %s", strerror(errno));
+		return fail(x, x->file, "cannot resolve: %s", strerror(errno));
 	c->path = real;
 	if (!(c->dir = dup_or_fail(x, real)))
 		return -1;
@@ -1901,13 +1908,16 @@ static int locate(struct ctx *x, const char *path)
 int config_load(const char *path, struct config *out, char *err, size_t err_len)
 {
 	struct config c;
+	char shown[PATH_MAX * 2];
 	memset(&c, 0, sizeof(c));
-	struct ctx x = { .err = err, .err_len = err_len, .file = path, .c = &c };
+	struct ctx x = { .err = err, .err_len = err_len, .file = shown, .c = &c };
 	cJSON *root = NULL;
 	if (err && err_len)
 		err[0] = '\0';
 	if (!path || !out)
 		return fail(&x, "config", "no path given");
+	/* The path leads every file-level message, which must stay one line too. */
+	show(shown, sizeof(shown), path, PATH_MAX, false);
 	int rc = -1;
 	if (parse_file(&x, path, &root) < 0 || locate(&x, path) < 0 || parse_top(&x, root) < 0 ||
 	    parse_core(&x, root) < 0 || parse_remotes(&x, root) < 0 ||

@@ -6,10 +6,10 @@
  * Errors: config_load() fails on the first problem with ONE line "<key path>: <what is wrong>",
  *   remotes.media.upload_folder: not a directory: /srv/media.txt
  *   uploader.media.max_size_gb: must be a number >= 0, got "abc"
- *   remotes.media.rclone_sleeps["User rate limit exceeded"].count: must be an integer >= 1, got 0
+ *   remotes.media.rclone_sleeps["User rate limit exceeded"].sleep: missing
  * Keys that are not plain names ([A-Za-z0-9_-]) are written ["like this"], list items [i]
  * (from 0), and values are quoted and escaped, so the line never breaks. Problems with the
- * file itself are reported against the path as given:
+ * file itself are reported against the path as given (escaped the same way):
  *   config.json: larger than 1 MiB             (checked before anything is read or parsed)
  *   config.json: not UTF-8 at byte 1234        (byte offset from 0, as hex editors count)
  *   config.json: not valid JSON at line 3, column 7: expected ',' or '}'
@@ -229,9 +229,10 @@ const char *config_command_name(enum config_command command);
 /*
  * The effective config (defaults filled in, paths resolved) as indented JSON, for
  * `cplow check-config`. Secrets are printed as "***": dashboard.token, rclone_extras values
- * whose flag names contain pass, token, secret, key or credential, and in the ignored
- * sections every value under such a key, every URL under notifications, and any URL that
- * carries a user name or password. Returns 0, or -1 (out of memory, or the write failed).
+ * whose flag names contain pass, token, secret, key, credential, auth or webhook (any case),
+ * and in the ignored sections every value under such a key, every URL under notifications,
+ * and any URL that carries a user name or password. The ignored sections are masked when
+ * loaded, so their secrets are not even kept in memory. Returns 0, or -1 (out of memory, or the write failed).
  */
 int config_print(const struct config *c, FILE *out);
 

@@ -212,9 +212,10 @@ static int size_dir(struct size_walk *w, int dfd)
             continue;
         }
 
-        unsigned char type = ent->d_type;
+        enum { KIND_FILE, KIND_DIR, KIND_OTHER } kind =
+            ent->d_type == DT_DIR ? KIND_DIR : ent->d_type == DT_REG ? KIND_FILE : KIND_OTHER;
         struct stat st;
-        if (type == DT_REG || type == DT_UNKNOWN) {
+        if (ent->d_type == DT_REG || ent->d_type == DT_UNKNOWN) {
             if (fstatat(dirfd(dir), ent->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
                 if (errno == ENOENT)
                     w->usage.vanished_count++;
@@ -223,14 +224,12 @@ static int size_dir(struct size_walk *w, int dfd)
                 pathbuf_cut(&w->path, dir_len);
                 continue;
             }
-            type = S_ISDIR(st.st_mode) ? DT_DIR : S_ISREG(st.st_mode) ? DT_REG : DT_LNK;
-        } else if (type != DT_DIR) {
-            type = DT_LNK; /* any other kind: not counted */
+            kind = S_ISDIR(st.st_mode) ? KIND_DIR : S_ISREG(st.st_mode) ? KIND_FILE : KIND_OTHER;
         }
 
-        if (type == DT_REG) {
+        if (kind == KIND_FILE) {
             size_count_file(w, &st);
-        } else if (type == DT_DIR) {
+        } else if (kind == KIND_DIR) {
             int fd = openat(dirfd(dir), ent->d_name,
                             O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
             if (fd < 0) {

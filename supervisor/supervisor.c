@@ -150,7 +150,8 @@ static void release_dead_slots(struct ledger *l)
 			continue;
 		if (s->pid > 0 && (kill(s->pid, 0) == 0 || errno == EPERM))
 			continue;
-		log_warn("stage slot %u of dead worker %d released", i, s->pid);
+		if (s->state == LEDGER_STAGE_RUNNING)
+			log_warn("stage slot %u of dead worker %d released", i, s->pid);
 		ledger_stage_release(l, (int32_t)i);
 	}
 }
@@ -173,7 +174,9 @@ static void heartbeat(struct sup *s)
 
 static void start_flusher(struct sup *s)
 {
-	pid_t pid = procs_fork(s->lock_fd, 0);
+	/* SIGTERM on the supervisor's death: a final flush, and no orphan flusher racing the
+	 * next cplow's. */
+	pid_t pid = procs_fork(s->lock_fd, SIGTERM);
 	if (pid < 0) {
 		log_error("cannot fork the flusher: %s", strerror(errno));
 		procs_backoff_died(&s->flusher_backoff, ledger_now_ms());
@@ -859,8 +862,12 @@ static void loop(struct sup *s)
 				s->stopping = 1;
 			}
 		}
-		if (!s->stopping && !s->reload_pending)
+		if (!s->stopping && !s->reload_pending) {
+			/* Workers of a cplow that died before us finish on their own; their slots
+			 * are freed once they are gone. */
+			release_dead_slots(&s->ledger);
 			schedule_uploads(s);
+		}
 		if (running_workers(s) == 0 &&
 		    (s->stopping || (s->opt->mode == SUPERVISOR_UPLOAD && all_finished(s))))
 			return;

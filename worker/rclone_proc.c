@@ -36,6 +36,9 @@ static void close_all_but(int a, int b)
 
 static void child_exec(const struct rclone_cmd *cmd)
 {
+	/* rclone needs stdin, stdout and stderr only; libraries (libcurl's wake-up pair) leave
+	 * descriptors without close-on-exec. */
+	close_range(3, ~0U, 0);
 	execve(cmd->argv[0], cmd->argv, cmd->envp);
 	_exit(127);
 }

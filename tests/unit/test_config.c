@@ -160,12 +160,13 @@ static const char *load_error(const char *path)
 static const char *with_uploader(const char *members)
 {
 	static char path[PATH_MAX];
+	const char *uploader = strstr(members, "\"uploader\"") ? ""
+							      : ", \"uploader\": {\"media\": {}}";
 	char *text;
 	cr_assert_geq(asprintf(&text,
 			       "{%s, \"remotes\": {\"media\": {\"upload_folder\": \"%s/media\", "
 			       "\"upload_remote\": \"gd:\"}}%s}",
-			       members, tmp,
-			       strstr(members, "\"uploader\"") ? "" : ", \"uploader\": {\"media\": {}}"),
+			       members, tmp, uploader),
 		      0);
 	snprintf(path, sizeof(path), "%s/members.json", tmp);
 	put_file(path, text, strlen(text));
@@ -457,8 +458,8 @@ static const struct {
 	  "@TMP@/bad_json_leading_zero.json: not valid JSON at line 1, column 43: invalid number: "
 	  "leading zeros are not allowed" },
 	{ "bad_json_nul_escape.json",
-	  "@TMP@/bad_json_nul_escape.json: not valid JSON at line 1, column 52: \\u0000 in a string "
-	  "is not supported" },
+	  "@TMP@/bad_json_nul_escape.json: not valid JSON at line 1, column 52: \\u0000 in a "
+	  "string is not supported" },
 	{ "bad_top_level_list.json",
 	  "@TMP@/bad_top_level_list.json: the top level must be a JSON object, got a list" },
 	{ "bad_duplicate_uploader.json", "uploader: \"media\" appears twice" },
@@ -468,7 +469,8 @@ static const struct {
 	  "remotes.media.upload_fodler: unknown key (did you mean upload_folder?)" },
 	{ "bad_unknown_key_case.json",
 	  "uploader.media.Max_Size_GB: unknown key (did you mean max_size_gb?)" },
-	{ "bad_unknown_section_near_miss.json", "uploaders: unknown section (did you mean uploader?)" },
+	{ "bad_unknown_section_near_miss.json",
+	  "uploaders: unknown section (did you mean uploader?)" },
 	{ "bad_no_uploader_section.json", "uploader: missing: configure at least one uploader" },
 	{ "bad_core_dry_run_type.json", "core.dry_run: must be true or false, got \"no\"" },
 	{ "bad_upload_folder_not_dir.json",
@@ -496,11 +498,13 @@ static const struct {
 	  "remotes.media.remove_empty_dir_depth: must be an integer from 0 to 1000, got -2" },
 	{ "bad_max_size_gb_string.json",
 	  "uploader.media.max_size_gb: must be a number >= 0, got \"abc\"" },
-	{ "bad_max_size_gb_negative.json", "uploader.media.max_size_gb: must be a number >= 0, got -1" },
+	{ "bad_max_size_gb_negative.json",
+	  "uploader.media.max_size_gb: must be a number >= 0, got -1" },
 	{ "bad_check_interval_fraction.json",
 	  "uploader.media.check_interval: must be a whole number of minutes from 1 to 525600, got "
 	  "2.5" },
-	{ "bad_uploader_without_remote.json", "uploader.tv: no remotes.tv section for this uploader" },
+	{ "bad_uploader_without_remote.json",
+	  "uploader.tv: no remotes.tv section for this uploader" },
 	{ "bad_uploader_reserved_name.json",
 	  "uploader._cplow: reserved name: the ledger file keeps cplow's own data under "
 	  "\"_cplow\"" },
@@ -509,7 +513,8 @@ static const struct {
 	  "than 63 bytes" },
 	{ "bad_uploader_name_empty.json", "uploader[\"\"]: empty uploader name" },
 	{ "bad_rotate_remotes_empty.json",
-	  "uploader.media.rotate_remotes: empty list: give at least one remote, or remove the key" },
+	  "uploader.media.rotate_remotes: empty list: give at least one remote, or remove the "
+	  "key" },
 	{ "bad_rotate_remotes_and_service_accounts.json",
 	  "uploader.media.rotate_remotes: cannot be combined with service_account_path: choose one "
 	  "kind of account" },
@@ -519,8 +524,8 @@ static const struct {
 	{ "bad_rotate_remotes_duplicate.json",
 	  "uploader.media.rotate_remotes[2]: \"gd1\" appears twice" },
 	{ "bad_rotate_remotes_local_destination.json",
-	  "remotes.media.upload_remote: must be an rclone remote (\"name:path\") for rotate_remotes, "
-	  "got \"/mnt/remote/Media\"" },
+	  "remotes.media.upload_remote: must be an rclone remote (\"name:path\") for "
+	  "rotate_remotes, got \"/mnt/remote/Media\"" },
 	{ "bad_service_account_path_missing.json",
 	  "uploader.media.service_account_path: no such directory: @TMP@/no-such-dir" },
 	{ "bad_schedule_time.json",
@@ -533,9 +538,11 @@ static const struct {
 	  "uploader.media.check.type: must be \"age\" or \"size\", got \"time\"" },
 	{ "bad_check_age_without_limit.json",
 	  "uploader.media.check.limit_minutes: missing: an age check needs it" },
-	{ "bad_quota_window.json", "quota.window: must be \"fixed\" or \"rolling\", got \"daily\"" },
+	{ "bad_quota_window.json",
+	  "quota.window: must be \"fixed\" or \"rolling\", got \"daily\"" },
 	{ "bad_quota_daily_bytes_fraction.json",
-	  "quota.daily_bytes: must be a whole number of bytes from 1 to 9007199254740992, got 1.5" },
+	  "quota.daily_bytes: must be a whole number of bytes from 1 to 9007199254740992, got "
+	  "1.5" },
 	{ "bad_quota_min_free_above_daily.json",
 	  "quota.min_free_bytes: must be less than quota.daily_bytes (1048576), got 1073741824" },
 	{ "bad_stages_out_of_order.json",
@@ -549,7 +556,8 @@ static const struct {
 	{ "bad_stages_order_by.json",
 	  "stages[0].order_by: must be like \"size,desc\" (size|name|modtime[,asc|desc|mixed[,N]]) "
 	  "or null, got \"biggest\"" },
-	{ "bad_dashboard_port.json", "dashboard.port: must be an integer from 1 to 65535, got 70000" },
+	{ "bad_dashboard_port.json",
+	  "dashboard.port: must be an integer from 1 to 65535, got 70000" },
 	{ "bad_dashboard_public_without_token.json",
 	  "dashboard.token: missing: required when dashboard.host is not a loopback address "
 	  "(\"0.0.0.0\")" },
@@ -669,9 +677,11 @@ Test(config, rclone_extras_render_as_rclone_flags)
 		     "\"upload_remote\": \"gd:\", \"rclone_extras\": {"
 		     "\"--transfers\": 8, \"--bwlimit-file\": 0.5, \"--tpslimit\": 12.0,"
 		     " \"--skip-links\": null, \"--drive-use-trash\": false, \"--fast-list\": true,"
-		     " \"checkers\": 16, \"--user-agent\": \"a b\", \"--drive-chunk-size\": \"64M\","
+		     " \"checkers\": 16, \"--user-agent\": \"a b\","
+		     " \"--drive-chunk-size\": \"64M\","
 		     " \"-v\": null, \"--max-transfer\": \"1G\", \"--size-only\": \"\","
-		     " \"--max-age\": 1e3, \"--min-size\": -0.25}}}, \"uploader\": {\"media\": {}}}",
+		     " \"--max-age\": 1e3, \"--min-size\": -0.25}}},"
+		     " \"uploader\": {\"media\": {}}}",
 		     &c);
 	const struct config_remote *r = &c.remotes[0];
 	cr_assert_str_eq(extra(r, "--transfers", &found), "8");
@@ -740,13 +750,17 @@ Test(config, near_misses_of_known_keys_are_errors)
 		const char *json;
 		const char *message;
 	} cases[] = {
-		{ "\"core\": {\"dryrun\": true}", "core.dryrun: unknown key (did you mean dry_run?)" },
-		{ "\"core\": {\"dry-run\": true}", "core.dry-run: unknown key (did you mean dry_run?)" },
+		{ "\"core\": {\"dryrun\": true}",
+		  "core.dryrun: unknown key (did you mean dry_run?)" },
+		{ "\"core\": {\"dry-run\": true}",
+		  "core.dry-run: unknown key (did you mean dry_run?)" },
 		{ "\"quota\": {\"daily_byte\": 1}",
 		  "quota.daily_byte: unknown key (did you mean daily_bytes?)" },
-		{ "\"dashboard\": {\"prot\": 1}", "dashboard.prot: unknown key (did you mean port?)" },
+		{ "\"dashboard\": {\"prot\": 1}",
+		  "dashboard.prot: unknown key (did you mean port?)" },
 		{ "\"remote\": {}", "remote: unknown section (did you mean remotes?)" },
-		{ "\"stages\": [{\"nam\": \"x\"}]", "stages[0].nam: unknown key (did you mean name?)" },
+		{ "\"stages\": [{\"nam\": \"x\"}]",
+		  "stages[0].nam: unknown key (did you mean name?)" },
 		{ "\"uploader\": {\"media\": {\"schedule\": {\"enable\": true}}}",
 		  "uploader.media.schedule.enable: unknown key (did you mean enabled?)" },
 	};
@@ -797,8 +811,9 @@ Test(config, effective_config_is_valid_json_with_secrets_masked)
 	cr_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(
 				 cJSON_GetObjectItem(root, "dashboard"), "token")),
 			 "***");
-	cJSON *extras = cJSON_GetObjectItem(
-		cJSON_GetObjectItem(cJSON_GetObjectItem(root, "remotes"), "google"), "rclone_extras");
+	cJSON *google_remote =
+		cJSON_GetObjectItem(cJSON_GetObjectItem(root, "remotes"), "google");
+	cJSON *extras = cJSON_GetObjectItem(google_remote, "rclone_extras");
 	cr_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(extras,
 								    "--drive-client-secret")),
 			 "***");
@@ -883,6 +898,10 @@ Test(config, a_missing_file_or_a_directory_names_the_path)
 	cr_assert_str_eq(load_error(path), want);
 	snprintf(want, sizeof(want), "%s: is a directory", tmp);
 	cr_assert_str_eq(load_error(tmp), want);
+	snprintf(path, sizeof(path), "%s/new\nline.json", tmp);
+	snprintf(want, sizeof(want), "%s/new\\nline.json: cannot open: No such file or directory",
+		 tmp);
+	cr_assert_str_eq(load_error(path), want, "the path is escaped, the message one line");
 }
 
 Test(config, keys_and_values_with_control_characters_stay_on_one_line)
@@ -893,7 +912,8 @@ Test(config, keys_and_values_with_control_characters_stay_on_one_line)
 	put_file(path, text, strlen(text));
 	cr_assert_str_eq(load_error(path), "core.dry_run: must be true or false, got "
 					   "\"a\\nb\\u001b\"");
-	text = "{\"remotes\": {\"media\": {\"rclone_sleeps\": {\"line\\nbreak\": {\"count\": 0}}}}}";
+	text = "{\"remotes\": {\"media\": {\"rclone_sleeps\": "
+	       "{\"line\\nbreak\": {\"count\": 0}}}}}";
 	put_file(path, text, strlen(text));
 	cr_assert_str_eq(load_error(path), "remotes.media.rclone_sleeps[\"line\\nbreak\"].count: "
 					   "must be an integer from 1 to 1000000, got 0");

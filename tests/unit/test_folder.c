@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -77,8 +78,14 @@ static void setup(void)
     cr_assert_not_null(mkdtemp(tree), "mkdtemp: %s", strerror(errno));
 }
 
+/* Set by the tests that lower the open-file limit, which nftw needs raised again. */
+static struct rlimit saved_nofile;
+static bool nofile_lowered;
+
 static void teardown(void)
 {
+    if (nofile_lowered)
+        setrlimit(RLIMIT_NOFILE, &saved_nofile);
     nftw(tree, remove_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
@@ -268,6 +275,52 @@ Test(folder, size_min_age_counts_only_files_old_enough, .init = setup, .fini = t
     cr_assert_eq(u.newest_mtime_s, now + 100);
 }
 
+/* A chain root/d0/d1/.../d9 with a file at the bottom, and an open-file limit that lets a walk
+ * hold the root and `levels` directories: the next level fails with EMFILE. */
+static void make_deep_chain_and_limit_fds(int levels)
+{
+    char rel[PATH_MAX] = "root";
+    put_dir(rel);
+    for (int i = 0; i < 10; i++) {
+        size_t len = strlen(rel);
+        snprintf(rel + len, sizeof rel - len, "/d%d", i);
+        put_dir(rel);
+    }
+    strcat(rel, "/bottom");
+    put_file(rel, 5);
+    /* Descriptors are handed out lowest first: the walk will get these numbers. */
+    int probes[16], highest = -1;
+    for (int i = 0; i <= levels; i++) {
+        probes[i] = dup(0);
+        cr_assert_geq(probes[i], 0);
+        if (probes[i] > highest)
+            highest = probes[i];
+    }
+    for (int i = 0; i <= levels; i++)
+        close(probes[i]);
+    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &saved_nofile), 0);
+    struct rlimit lim = saved_nofile;
+    lim.rlim_cur = (rlim_t)highest + 1;
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &lim), 0, "setrlimit: %s", strerror(errno));
+    nofile_lowered = true;
+}
+
+Test(folder, size_counts_an_unreadable_directory_and_names_it, .init = setup, .fini = teardown,
+     .timeout = 10)
+{
+    put_dir("other");
+    put_file("other/f", 1);
+    make_deep_chain_and_limit_fds(4);
+    struct folder_usage u;
+    char err[512] = "";
+    int rc = folder_size(at("root"), NULL, 0, 0, 0, &u, err, sizeof err);
+    cr_assert_eq(rc, 0, "the walk goes on: %d %s", rc, err);
+    cr_assert_eq(u.unreadable_count, 1);
+    cr_assert_eq(u.file_count, 0, "the bottom file lies past the unreadable level");
+    cr_assert_not_null(strstr(err, "/root/d0/d1/d2/d3/d4"), "%s", err);
+    cr_assert_not_null(strstr(err, strerror(EMFILE)), "%s", err);
+}
+
 Test(folder, size_of_missing_root_fails_naming_it, .init = setup, .fini = teardown,
      .timeout = 10)
 {
@@ -281,11 +334,12 @@ Test(folder, size_of_missing_root_fails_naming_it, .init = setup, .fini = teardo
 
 /* --- open files ------------------------------------------------------------------------- */
 
-/* A child that opens files, says so, and closes them when told. Dies with the test. */
+/* A child that opens files, says so, closes them when told (any byte), and exits at EOF.
+ * Dies with the test. */
 struct holder {
     pid_t pid;
     int from_child;   /* 'o' once the files are open, 'c' once closed */
-    int to_child;     /* any byte: close them; EOF: exit */
+    int to_child;     /* a byte: close them; EOF: exit */
 };
 
 static void read_byte(int fd, char expected)
@@ -316,10 +370,13 @@ static struct holder hold_open(const char *const *paths, size_t n, unsigned copi
                 fds[count++] = fd;
             }
         char b = 'o';
-        if (write(up[1], &b, 1) != 1 || read(down[0], &b, 1) != 1)
+        if (write(up[1], &b, 1) != 1)
             _exit(3);
+        ssize_t told = read(down[0], &b, 1);
         for (size_t i = 0; i < count; i++)
             close(fds[i]);
+        if (told != 1)
+            _exit(0); /* EOF: the test is done with us */
         b = 'c';
         if (write(up[1], &b, 1) != 1)
             _exit(4);
@@ -788,6 +845,24 @@ Test(folder, remove_agrees_with_find_mindepth_empty_delete, .init = setup, .fini
                  at(ours), ours, at(theirs), theirs, ours, theirs);
         cr_expect_eq(system(cmd), 0, "trees differ at min_depth %d", depth);
     }
+}
+
+Test(folder, remove_keeps_what_it_cannot_read_and_its_ancestors, .init = setup,
+     .fini = teardown, .timeout = 10)
+{
+    make_deep_chain_and_limit_fds(4);
+    put_dir("root/empty");
+    cr_assert_eq(unlink(at("root/d0/d1/d2/d3/d4/d5/d6/d7/d8/d9/bottom")), 0);
+    struct folder_removed r;
+    char err[512] = "";
+    int rc = folder_remove_empty_dirs(at("root"), 1, &r, err, sizeof err);
+    cr_assert_eq(rc, 0, "%d %s", rc, err);
+    cr_assert_eq(r.failed_count, 1);
+    cr_assert_not_null(strstr(err, "/root/d0/d1/d2/d3/d4"), "%s", err);
+    cr_assert_eq(r.count, 1, "only root/empty: %zu", r.count);
+    cr_assert_str_eq(r.paths[0], "empty");
+    cr_assert(exists("root/d0/d1/d2/d3/d4/d5/d6/d7/d8/d9"), "never looked at: kept");
+    folder_removed_free(&r);
 }
 
 Test(folder, remove_below_missing_root_fails_naming_it, .init = setup, .fini = teardown,
