@@ -13,6 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "utf8.h"
+
 /* readlink() of a /proc fd link is at most a page (the kernel's d_path buffer); anything
  * larger means the path is not one we can use. */
 #define LINK_MAX_BYTES ((size_t)64 * 1024)
@@ -545,45 +547,6 @@ void folder_open_free(struct folder_open *o)
 
 /* --- rclone exclude patterns ------------------------------------------------------------ */
 
-/* One UTF-8 sequence, strictly (no overlongs, surrogates or values past U+10FFFF), as Go
- * decodes it. Returns its length, or 0 for an invalid byte. */
-static size_t utf8_decode(const unsigned char *s, uint32_t *rune)
-{
-    unsigned char c = s[0], lo = 0x80, hi = 0xBF;
-    size_t len;
-    uint32_t r;
-    if (c < 0x80) {
-        *rune = c;
-        return 1;
-    }
-    if (c >= 0xC2 && c <= 0xDF) {
-        len = 2;
-        r = c & 0x1F;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        r = c & 0x0F;
-        lo = c == 0xE0 ? 0xA0 : 0x80;
-        hi = c == 0xED ? 0x9F : 0xBF;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        r = c & 0x07;
-        lo = c == 0xF0 ? 0x90 : 0x80;
-        hi = c == 0xF4 ? 0x8F : 0xBF;
-    } else {
-        return 0;
-    }
-    if (s[1] < lo || s[1] > hi)
-        return 0; /* also stops at the terminating NUL */
-    r = (r << 6) | (s[1] & 0x3F);
-    for (size_t i = 2; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        r = (r << 6) | (s[i] & 0x3F);
-    }
-    *rune = r;
-    return len;
-}
-
 /* Go's unicode.IsSpace, which strings.TrimSpace uses on each filter-file line. */
 static bool go_is_space(uint32_t r)
 {
@@ -632,13 +595,14 @@ int folder_rclone_pattern(const char *rel_path, char **out)
     bool last_was_star = false;
     for (size_t i = 0; i < n;) {
         uint32_t r;
-        size_t len = utf8_decode(s + i, &r);
-        if (len == 0 || r == 0x201B || (r >= 0x2400 && r <= 0x2421)) {
+        size_t len = utf8_decode_go(s + i, n - i, &r);
+        bool invalid = r == UTF8_RUNE_ERROR && len == 1;
+        if (invalid || r == 0x201B || (r >= 0x2400 && r <= 0x2421)) {
             /* one '*' for a run of them: "**" would let the match cross a '/' */
             if (!last_was_star)
                 pattern[o++] = '*';
             last_was_star = true;
-            i += len ? len : 1;
+            i += len;
             continue;
         }
         last_was_star = false;

@@ -287,9 +287,10 @@ static int build_stage(struct sup *s, struct up *up, const struct plan *p, char 
 	if (u->exclude_open_files) {
 		struct folder_open open_files;
 		if (folder_open_files(r->upload_folder, &open_files, err, err_len) == 0) {
-			folder_open_exclude_patterns(&open_files,
-						     (const char *const *)u->opened_excludes,
-						     u->opened_exclude_count, &st->open_excludes);
+			if (folder_open_exclude_patterns(&open_files,
+							 (const char *const *)u->opened_excludes,
+							 u->opened_exclude_count, &st->open_excludes) < 0)
+				log_warn("out of memory for the open-file excludes; uploading them all");
 			folder_open_free(&open_files);
 			n_excl += st->open_excludes.count;
 		} else {
@@ -436,6 +437,9 @@ static void remove_empty_dirs(const struct up *up)
 	}
 	if (removed.count)
 		log_info("uploader %s: removed %zu empty directories", up->u->name, removed.count);
+	if (removed.failed_count)
+		log_warn("uploader %s: %zu empty directories could not be removed, the first: %s",
+			 up->u->name, removed.failed_count, err);
 	folder_removed_free(&removed);
 }
 
@@ -722,14 +726,10 @@ static void reap(struct sup *s)
 			procs_backoff_died(&s->flusher_backoff, ledger_now_ms());
 			continue;
 		}
-		bool ours = false;
-		for (size_t i = 0; i < s->up_count; i++) {
-			if (s->ups[i].state == UP_RUNNING && s->ups[i].worker == pid) {
+		/* Anything not ours is an orphan we reaped for the system (PID 1, subreaper). */
+		for (size_t i = 0; i < s->up_count; i++)
+			if (s->ups[i].state == UP_RUNNING && s->ups[i].worker == pid)
 				stage_finished(s, &s->ups[i], status);
-				ours = true;
-			}
-		}
-		(void)ours; /* anything else is an orphan we reaped for the system (PID 1) */
 	}
 }
 

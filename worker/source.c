@@ -1,4 +1,5 @@
 #include "source.h"
+#include "utf8.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -66,52 +67,8 @@ struct source_slot {
 #define RUNE_SLASH 0xFF0Fu
 #define RUNE_SYMBOL_NUL 0x2400u        /* ␀; U+2401-U+241F stand for 0x01-0x1F */
 #define RUNE_SYMBOL_DEL 0x2421u        /* ␡ */
-#define RUNE_ERROR 0xFFFDu
 
-/* One UTF-8 sequence as Go's utf8.DecodeRune reads it: an invalid byte (bad lead, bad or
- * missing continuation, overlong, surrogate, past U+10FFFF) is a sequence of one byte read as
- * U+FFFD. Returns the sequence's length. */
 static void remember_fresh(struct source_index *idx, struct source_entry *e);
-
-static size_t decode_rune(const unsigned char *s, size_t n, uint32_t *rune)
-{
-    unsigned char c = s[0], lo = 0x80, hi = 0xBF;
-    size_t len;
-    uint32_t r;
-    if (c < 0x80) {
-        *rune = c;
-        return 1;
-    }
-    if (c >= 0xC2 && c <= 0xDF) {
-        len = 2;
-        r = c & 0x1F;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        r = c & 0x0F;
-        lo = c == 0xE0 ? 0xA0 : 0x80;
-        hi = c == 0xED ? 0x9F : 0xBF;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        r = c & 0x07;
-        lo = c == 0xF0 ? 0x90 : 0x80;
-        hi = c == 0xF4 ? 0x8F : 0xBF;
-    } else {
-        goto invalid;
-    }
-    if (n < len || s[1] < lo || s[1] > hi)
-        goto invalid;
-    r = (r << 6) | (s[1] & 0x3F);
-    for (size_t i = 2; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            goto invalid;
-        r = (r << 6) | (s[i] & 0x3F);
-    }
-    *rune = r;
-    return len;
-invalid:
-    *rune = RUNE_ERROR;
-    return 1;
-}
 
 static void put_bytes(char *out, size_t *o, const char *bytes, size_t len)
 {
@@ -155,7 +112,7 @@ static size_t base_decode(const char *in, size_t n, char *out)
     bool unquote_next = false;
     for (size_t i = 0; i < n;) {
         uint32_t r;
-        size_t len = decode_rune((const unsigned char *)in + i, n - i, &r);
+        size_t len = utf8_decode_go((const unsigned char *)in + i, n - i, &r);
         bool unquote = unquote_next;
         unquote_next = false;
         if (r == RUNE_SYMBOL_NUL && !unquote) {
@@ -192,7 +149,7 @@ static size_t standard_encode_json(const char *in, size_t n, char *out)
 
     for (size_t i = 0; i < n;) {
         uint32_t r;
-        size_t len = decode_rune((const unsigned char *)in + i, n - i, &r);
+        size_t len = utf8_decode_go((const unsigned char *)in + i, n - i, &r);
         if (r == 0) {
             put_rune3(out, &o, RUNE_SYMBOL_NUL);
         } else if (r >= 0x01 && r <= 0x1F) {
@@ -201,8 +158,8 @@ static size_t standard_encode_json(const char *in, size_t n, char *out)
             put_rune3(out, &o, RUNE_SYMBOL_DEL);
         } else if (r == '/') {
             put_bytes(out, &o, FULLWIDTH_SLASH, 3);
-        } else if (r == RUNE_ERROR && len == 1) {
-            put_rune3(out, &o, RUNE_ERROR);
+        } else if (r == UTF8_RUNE_ERROR && len == 1) {
+            put_rune3(out, &o, UTF8_RUNE_ERROR);
         } else {
             /* The characters that stand for others are quoted to stand for themselves. */
             if (r == RUNE_QUOTE || r == RUNE_SLASH || r == RUNE_SYMBOL_DEL ||

@@ -129,7 +129,7 @@ class CplowProcess:
 
 class SupervisorTest(unittest.TestCase):
     def setUp(self):
-        self.work = tempfile.mkdtemp(prefix="cplow-sup-")
+        self.work = tempfile.mkdtemp(prefix="cplow-supproc-")
         self.runs = []
         self.strays = []        # (pid, starttime) seen under a cplow, killed in tearDown
         self.configs = []
@@ -608,7 +608,7 @@ class FlusherDeathTest(SupervisorTest):
 class ConfigErrorTest(SupervisorTest):
     def setUp(self):
         # No fake remote: cplow must refuse these before it uploads anything.
-        self.work = tempfile.mkdtemp(prefix="cplow-sup-")
+        self.work = tempfile.mkdtemp(prefix="cplow-supproc-")
         self.runs, self.strays, self.configs = [], [], []
         self.src = os.path.join(self.work, "media")
         os.makedirs(self.src)
