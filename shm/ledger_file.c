@@ -531,7 +531,7 @@ int ledger_file_restore(struct ledger *l, const char *path, char *used_path, siz
 		return 0;
 	snprintf(err, err_len,
 		 "ledger file %s is unusable (%s) and so is %s (%s); refusing to start with "
-		 "zero usage: fix or remove them, or start with a reset",
+		 "zero usage: fix or remove them, or start cplow with --reset-ledger",
 		 path, main_err, prev, prev_err);
 	return -1;
 load:;

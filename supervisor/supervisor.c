@@ -458,8 +458,9 @@ static int count_dead_worker_file(void *ctx, struct reconcile_candidate *c)
 		       : 1;
 }
 
-/* A worker died without checking its own in-flight files: check the ones it recorded. */
-static void check_dead_worker(struct sup *s, struct up *up, int32_t slot)
+/* A worker died without checking its own in-flight files: check the ones it recorded. During
+ * an immediate stop only once, without waiting for late arrivals. */
+static void check_dead_worker(struct sup *s, struct up *up, int32_t slot, bool quick)
 {
 	const struct ledger_stage *st = &s->ledger.stages[slot];
 	struct reconcile_candidate c[LEDGER_OPEN_MAX];
@@ -488,9 +489,11 @@ static void check_dead_worker(struct sup *s, struct up *up, int32_t slot)
 		log_error("uploader %s: cannot check the dead worker's files: %s", up->u->name, err);
 		return;
 	}
-	if (reconcile_prepare(&rc, &ls, files_from) < 0 ||
-	    reconcile_run(&rc, c, n, ledger_now_ms(), count_dead_worker_file, &d, &r, err,
-			  sizeof(err)) < 0)
+	int prepared = reconcile_prepare(&rc, &ls, files_from);
+	if (prepared == 0 && quick)
+		reconcile_limit(&rc, 1);
+	if (prepared < 0 || reconcile_run(&rc, c, n, ledger_now_ms(), count_dead_worker_file, &d,
+					  &r, err, sizeof(err)) < 0)
 		log_error("uploader %s: checking the dead worker's files failed: %s", up->u->name,
 			  err);
 	else
@@ -522,7 +525,7 @@ static void stage_finished(struct sup *s, struct up *up, int status)
 	int64_t files = 0, bytes = 0, files_total = 0;
 	int slot = find_slot(s, up->worker);
 	if (slot >= 0 && WIFSIGNALED(status))
-		check_dead_worker(s, up, slot);
+		check_dead_worker(s, up, slot, s->stopping == 2);
 	if (slot >= 0) {
 		files = s->ledger.stages[slot].files_done;
 		bytes = s->ledger.stages[slot].bytes_done;
@@ -578,6 +581,8 @@ static void stage_finished(struct sup *s, struct up *up, int status)
 		break;
 	case STAGE_FAILED:
 	case STAGE_ERROR:
+		if (s->stopping)
+			break; /* killed because the user stopped us: not a failed upload */
 		if (++up->failures >= SUP_FAILURES_PER_ACCOUNT) {
 			log_warn("uploader %s: %d failed stages in a row on %s; trying the next account",
 				 up->u->name, up->failures, up->accounts.v[account].name);

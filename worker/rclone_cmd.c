@@ -238,7 +238,10 @@ int rclone_cmd_build_lsjson(const struct stage_spec *spec, const char *files_fro
 	push(&argv, strdup(spec->rclone_binary ? spec->rclone_binary : "/usr/bin/rclone"));
 	push(&argv, strdup("lsjson"));
 	push(&argv, strdup(spec->destination));
-	common_flags(&argv, spec);
+	if (spec->rclone_config)
+		pushf(&argv, "--config=%s", spec->rclone_config);
+	/* Its stderr is the caller's log: errors only, not notices such as a missing config. */
+	push(&argv, strdup("--log-level=ERROR"));
 	push(&argv, strdup("-R")); /* --files-from names files in subdirectories */
 	push(&argv, strdup("--files-only"));
 	push(&argv, strdup("--no-modtime"));

@@ -30,6 +30,15 @@ int reconcile_prepare(struct reconcile *rc, const struct rclone_cmd *lsjson,
 	return 0;
 }
 
+void reconcile_limit(struct reconcile *rc, int n)
+{
+	for (int i = n; i < rc->prepared; i++)
+		if (rc->rounds[i].go_fd >= 0)
+			rclone_proc_cancel(&rc->rounds[i]);
+	if (n < rc->prepared)
+		rc->prepared = n;
+}
+
 void reconcile_cancel(struct reconcile *rc)
 {
 	for (int i = 0; i < rc->prepared; i++)

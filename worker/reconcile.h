@@ -64,6 +64,9 @@ int reconcile_run(struct reconcile *rc, struct reconcile_candidate *c, size_t n,
 		  int64_t since_ms, reconcile_count_fn count, void *ctx,
 		  struct reconcile_result *r, char *err, size_t err_len);
 
+/* Keeps only the first n rounds (ends the others). */
+void reconcile_limit(struct reconcile *rc, int n);
+
 /* Ends the rounds not used. */
 void reconcile_cancel(struct reconcile *rc);
 

@@ -186,6 +186,38 @@ class SupervisorTest(unittest.TestCase):
         with open(os.path.join(self.work, "sa_quota_cache.json")) as f:
             self.assertEqual(json.load(f)["media"]["fake1"]["bytes"], 0)
 
+    def test_unusable_ledger_files_refuse_to_start_unless_reset(self):
+        self.setup_upload(1, 4 << 20, 3, seed=17, max_size=100 << 10)
+        cache = os.path.join(self.work, "sa_quota_cache.json")
+        with open(cache, "w") as f:
+            f.write('{"media": {"fake1": {"bytes": 12')
+        with open(cache + ".prev", "w") as f:
+            f.write("garbage")
+        r = self.cplow("upload")
+        self.assertEqual(r.returncode, 2, r.stderr)
+        lines = [l for l in r.stderr.splitlines() if "ERROR" in l]
+        self.assertEqual(len(lines), 1, r.stderr)
+        self.assertIn("ledger file %s is unusable" % cache, lines[0])
+        self.assertIn(cache + ".prev", lines[0])
+        self.assertIn("refusing to start with zero usage", lines[0])
+        self.assertEqual(self.fake.truth()["users"]["a1"]["accepted_files"], 0, "it uploaded")
+        # A good .prev is used instead of the bad file, and the reset flag starts from zero.
+        with open(cache + ".prev", "w") as f:
+            json.dump({"media": {"fake1": {"bytes": 777, "reset_time": 4102444800.0,
+                                           "first_upload": 4102358400.0}}}, f)
+        r = self.cplow("upload", "--dry-run")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("%d bytes left" % ((4 << 20) - 777), r.stdout)
+        with open(cache + ".prev", "w") as f:
+            f.write("garbage")
+        state = subprocess.run([os.path.join(BUILD, "shm/cplow-inspect"), "--config",
+                                self.config, "--json"], capture_output=True, text=True)
+        unlink_shm(json.loads(state.stdout)["ledger"])
+        r = self.cplow("upload", "--reset-ledger")
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        self.assertIn("starting from zero usage", r.stderr)
+        self.assert_everything_moved()
+
     def test_check_config_prints_the_effective_config(self):
         self.setup_upload(1, 4 << 20, 1, seed=15)
         r = self.cplow("check-config")
