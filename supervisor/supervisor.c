@@ -14,6 +14,7 @@
 
 #include "account.h"
 #include "config.h"
+#include "dashboard.h"
 #include "flusher.h"
 #include "folder.h"
 #include "ledger.h"
@@ -77,6 +78,8 @@ struct sup {
 	char work_dir[PATH_MAX - 64]; /* room for the file names put in it */
 	pid_t flusher;
 	struct procs_backoff flusher_backoff;
+	pid_t dashboard;
+	struct procs_backoff dashboard_backoff;
 	struct up *ups;
 	size_t up_count;
 	int stopping;                 /* 0, 1 graceful, 2 immediate */
@@ -229,6 +232,35 @@ static void stop_flusher(struct sup *s)
 	kill(s->flusher, SIGKILL);
 	waitpid(s->flusher, &st, 0);
 	s->flusher = 0;
+}
+
+/* ---- the dashboard ---- */
+
+static void start_dashboard(struct sup *s)
+{
+	pid_t pid = procs_fork(s->lock_fd, SIGTERM);
+	if (pid < 0) {
+		log_error("cannot fork the dashboard: %s", strerror(errno));
+		procs_backoff_died(&s->dashboard_backoff, ledger_now_ms());
+		return;
+	}
+	if (pid == 0) {
+		log_set_tag("dashboard");
+		/* _exit: its seccomp filter forbids what exit-time handlers may need. */
+		_exit(dashboard_run(&s->cfg, s->ledger_name));
+	}
+	s->dashboard = pid;
+	procs_backoff_started(&s->dashboard_backoff, ledger_now_ms());
+}
+
+static void stop_dashboard(struct sup *s)
+{
+	if (s->dashboard <= 0)
+		return;
+	kill(s->dashboard, SIGTERM);
+	int st;
+	waitpid(s->dashboard, &st, 0);
+	s->dashboard = 0;
 }
 
 /* ---- stages ---- */
@@ -731,6 +763,13 @@ static void reap(struct sup *s)
 			procs_backoff_died(&s->flusher_backoff, ledger_now_ms());
 			continue;
 		}
+		if (pid == s->dashboard) {
+			s->dashboard = 0;
+			log_error("the dashboard died (status %d); restarting it", status);
+			atomic_fetch_add(&s->ledger.hdr->restarts, 1);
+			procs_backoff_died(&s->dashboard_backoff, ledger_now_ms());
+			continue;
+		}
 		/* Anything not ours is an orphan we reaped for the system (PID 1, subreaper). */
 		for (size_t i = 0; i < s->up_count; i++)
 			if (s->ups[i].state == UP_RUNNING && s->ups[i].worker == pid)
@@ -805,9 +844,10 @@ static int apply_reload(struct sup *s, char *err, size_t err_len)
 	for (size_t k = 0; k < n_done; k++)
 		free(done[k]);
 	free(done);
-	/* The flusher picks the new interval and path up by starting again. */
+	/* The flusher and the dashboard pick the new config up by starting again. */
 	stop_flusher(s);
 	start_flusher(s);
+	stop_dashboard(s);
 	return rc;
 }
 
@@ -850,6 +890,9 @@ static int64_t next_deadline(const struct sup *s, int64_t now)
 	int64_t at = now + SUP_TICK_MS;
 	if (s->flusher == 0 && s->flusher_backoff.restart_at_ms && s->flusher_backoff.restart_at_ms < at)
 		at = s->flusher_backoff.restart_at_ms;
+	if (s->cfg.dashboard.enabled && s->dashboard == 0 && s->dashboard_backoff.restart_at_ms &&
+	    s->dashboard_backoff.restart_at_ms < at)
+		at = s->dashboard_backoff.restart_at_ms;
 	return at;
 }
 
@@ -860,6 +903,9 @@ static void loop(struct sup *s)
 		heartbeat(s);
 		if (s->flusher == 0 && !s->stopping && now >= s->flusher_backoff.restart_at_ms)
 			start_flusher(s);
+		if (s->cfg.dashboard.enabled && s->dashboard == 0 && !s->stopping &&
+		    now >= s->dashboard_backoff.restart_at_ms)
+			start_dashboard(s);
 		if (s->reload_pending && running_workers(s) == 0) {
 			char err[CONFIG_ERR_MAX];
 			if (apply_reload(s, err, sizeof(err)) < 0) {
@@ -1013,6 +1059,7 @@ int supervisor_main(const struct supervisor_options *opt)
 	loop(s);
 	signal_workers(s, SIGKILL); /* none should be left; a reload failure can leave some */
 	reap(s);
+	stop_dashboard(s);
 	stop_flusher(s);
 	summary(s);
 	code = exit_code(s);

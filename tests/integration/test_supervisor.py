@@ -4,11 +4,15 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import unittest
+import urllib.error
+import urllib.request
 
 from harness import BUILD, FakeRemote, make_tree, unlink_shm, wait_for
+from test_dashboard_page import CHROMIUM, Dom
 
 CPLOW = os.path.join(BUILD, "supervisor/cplow")
 STRATEGIES = [(0.8, "aggressive_fresh_sa"), (0.5, "moderate_mid_sa"),
@@ -218,6 +222,81 @@ class SupervisorTest(unittest.TestCase):
         self.assertIn("starting from zero usage", r.stderr)
         self.assert_everything_moved()
 
+    def test_dashboard_follows_a_real_upload_file_by_file(self):
+        quota = 16 << 20
+        self.setup_upload(1, quota, 40, seed=18, min_size=200 << 10, max_size=400 << 10)
+        port = free_port()
+        with open(self.config) as f:
+            cfg = json.load(f)
+        cfg["dashboard"] = {"enabled": True, "port": port, "token": "s3cret-token"}
+        with open(self.config, "w") as f:
+            json.dump(cfg, f)
+        self.fake.set_delay(250)  # about a second a file: the page loads mid-upload
+        p = self.start("run")
+
+        def accounts():
+            req = urllib.request.Request("http://127.0.0.1:%d/api/service_accounts" % port,
+                                         headers={"Authorization": "Bearer s3cret-token"})
+            try:
+                with urllib.request.urlopen(req, timeout=5) as r:
+                    return json.loads(r.read())
+            except OSError:
+                return None
+
+        seen = []
+
+        def rising():
+            a = accounts()
+            if a:
+                used = sum(x["used_bytes"] for x in a)
+                if not seen or used != seen[-1]:
+                    seen.append(used)
+            return len(seen) >= 4 and seen[-1] > 0
+        wait_for("used bytes to rise file by file", rising, timeout=120)
+        self.assertEqual(seen, sorted(seen), "used bytes went down: %s" % seen)
+        # The page, in a real browser, while the upload runs.
+        profile = tempfile.mkdtemp(prefix="chromium-", dir=self.work)
+        page = subprocess.run(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+             "--no-first-run", "--disable-background-networking", "--disable-component-update",
+             "--disable-sync", "--disable-dev-shm-usage", "--user-data-dir=" + profile,
+             "--virtual-time-budget=3000", "--dump-dom",
+             "http://127.0.0.1:%d/?token=s3cret-token" % port],
+            capture_output=True, text=True, timeout=90)
+        self.assertEqual(page.returncode, 0, page.stderr[-2000:])
+        dom = Dom()
+        dom.feed(page.stdout)
+        row = dom.accounts.get("fake1")
+        self.assertIsNotNone(row, "no bar for fake1 in the page: %s" % list(dom.accounts))
+        self.assertTrue(any(c in row["fill"] for c in ("green", "yellow", "red")), row)
+        self.assertIn("media: stage", dom.by_id.get("status", ""))
+        self.fake.set_delay(0)
+        cache = os.path.join(self.work, "sa_quota_cache.json")
+
+        def settled():
+            a = accounts()
+            if not a or os.path.exists(os.path.join(self.src, "Season 00")) or \
+               any(fs for _, _, fs in os.walk(self.src)):
+                return None
+            with open(cache) as f:
+                on_disk = json.load(f)["media"]["fake1"]["bytes"]
+            api = next(x for x in a if x["sa_file_full"] == "fake1")
+            return api["used_bytes"] == on_disk == sum(self.files.values()) and api
+        final = wait_for("the upload to end with the API equal to the ledger file", settled,
+                         timeout=120)
+        self.assertEqual(final["quota_bytes"], quota)
+        # Without the token: nothing.
+        try:
+            urllib.request.urlopen("http://127.0.0.1:%d/api/service_accounts" % port, timeout=5)
+            self.fail("served without the token")
+        except urllib.error.HTTPError as e:
+            self.assertEqual(e.code, 401)
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=60)
+        self.assertEqual(p.returncode, 143, err[-3000:])
+        self.assertNotIn("s3cret-token", err)
+        self.assert_everything_moved()
+
     def test_check_config_prints_the_effective_config(self):
         self.setup_upload(1, 4 << 20, 1, seed=15)
         r = self.cplow("check-config")
@@ -236,6 +315,12 @@ class SupervisorTest(unittest.TestCase):
         for d in (a, b):
             d.pop("last_flush", None)
         self.assertEqual(a, b)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def ledger_state_of(config):
