@@ -8,6 +8,12 @@
 
 static char log_tag[96] = "cplow";
 static enum log_level log_level = LOG_LEVEL_INFO;
+static void (*log_sink)(const char *line, size_t len);
+
+void log_set_sink(void (*sink)(const char *line, size_t len))
+{
+	log_sink = sink;
+}
 
 void log_set_tag(const char *tag)
 {
@@ -54,6 +60,10 @@ static void log_line(enum log_level level, const char *fmt, va_list ap)
 	if ((size_t)n >= sizeof(line) - 1)
 		n = (int)sizeof(line) - 2;
 	line[n++] = '\n';
+	if (log_sink) {
+		log_sink(line, (size_t)n);
+		return;
+	}
 	/* One write per line so lines of several processes sharing stderr never interleave. */
 	ssize_t w = write(STDERR_FILENO, line, (size_t)n);
 	(void)w;

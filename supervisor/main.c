@@ -23,9 +23,11 @@ static int usage(FILE *out)
 {
 	fprintf(out,
 		"usage: cplow [--config PATH] [--loglevel error|warn|info|debug] COMMAND\n"
-		"  upload [-u NAME]... [--dry-run] [--reset-ledger]\n"
+		"  upload [-u NAME]... [--dry-run] [--reset-ledger] [--progress|--quiet]\n"
 		"                        upload now (every uploader, or the named ones)\n"
-		"  run [--reset-ledger]  the daemon: upload each uploader when it is due\n"
+		"  run [--reset-ledger] [--progress|--quiet]\n"
+		"                        the daemon: upload each uploader when it is due\n"
+		"A live line per stage is shown on a terminal (--progress: always; --quiet: never).\n"
 		"  status [--json] [--watch SECONDS]\n"
 		"                        show the live quota ledger (as cplow-inspect)\n"
 		"  check-config          validate the config and print it with defaults\n"
@@ -152,7 +154,8 @@ out:
 static int upload_or_run(const char *path, enum supervisor_mode mode, int argc, char **argv)
 {
 	const char *names[MAX_UPLOADERS];
-	struct supervisor_options o = { .config_path = path, .mode = mode, .uploaders = names };
+	struct supervisor_options o = { .config_path = path, .mode = mode, .uploaders = names,
+					.progress = -1 };
 	const char *command = mode == SUPERVISOR_UPLOAD ? "upload" : "run";
 	for (int i = 0; i < argc; i++) {
 		if (mode == SUPERVISOR_UPLOAD && (strcmp(argv[i], "-u") == 0 ||
@@ -163,6 +166,10 @@ static int upload_or_run(const char *path, enum supervisor_mode mode, int argc, 
 			o.dry_run = true;
 		else if (strcmp(argv[i], "--reset-ledger") == 0)
 			o.reset_ledger = true;
+		else if (strcmp(argv[i], "--progress") == 0)
+			o.progress = 1;
+		else if (strcmp(argv[i], "--quiet") == 0)
+			o.progress = 0;
 		else
 			return bad_argument(command, argv[i]);
 	}

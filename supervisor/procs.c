@@ -8,11 +8,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "log.h"
+
 #define BACKOFF_MIN_MS 1000
 #define BACKOFF_MAX_MS 60000
 #define BACKOFF_HEALTHY_MS 60000
 
 static int signal_pipe[2] = { -1, -1 };
+static int child_stderr = -1;
 static volatile sig_atomic_t seen_int, seen_term, seen_hup, seen_usr1, seen_chld;
 
 static const int handled[] = { SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGCHLD };
@@ -95,12 +98,21 @@ pid_t procs_fork(int close_fd, int death_signal)
 	close(signal_pipe[1]);
 	if (close_fd >= 0)
 		close(close_fd);
+	if (child_stderr >= 0) {
+		dup2(child_stderr, STDERR_FILENO);
+		log_set_sink(NULL);
+	}
 	if (death_signal) {
 		prctl(PR_SET_PDEATHSIG, death_signal);
 		if (getppid() != parent)
 			raise(death_signal); /* the supervisor died before prctl took hold */
 	}
 	return 0;
+}
+
+void procs_set_child_stderr(int fd)
+{
+	child_stderr = fd;
 }
 
 void procs_become_reaper(void)

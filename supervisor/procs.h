@@ -30,6 +30,9 @@ void procs_take_signals(struct procs_signals *out);
  */
 pid_t procs_fork(int close_fd, int death_signal);
 
+/* Children's stderr from now on (the terminal view's pipe); -1: the supervisor's own. */
+void procs_set_child_stderr(int fd);
+
 /* PID 1 reaps by nature; anywhere else, become the reaper of our orphaned descendants. */
 void procs_become_reaper(void);
 

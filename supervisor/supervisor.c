@@ -23,6 +23,7 @@
 #include "log.h"
 #include "planner.h"
 #include "procs.h"
+#include "progress.h"
 #include "rclone_cmd.h"
 #include "reconcile.h"
 #include "worker.h"
@@ -86,6 +87,7 @@ struct sup {
 	int stop_signal;
 	bool reload_pending;
 	struct config next_cfg;
+	bool progress;                /* the terminal view is on */
 };
 
 /* ---- the ledger ---- */
@@ -923,8 +925,16 @@ static void loop(struct sup *s)
 		    (s->stopping || (s->opt->mode == SUPERVISOR_UPLOAD && all_finished(s))))
 			return;
 		int64_t wait = next_deadline(s, now) - ledger_now_ms();
-		struct pollfd pfd = { s->signal_fd, POLLIN, 0 };
-		poll(&pfd, 1, wait > 0 ? (int)wait : 0);
+		if (s->progress && wait > PROGRESS_INTERVAL_MS)
+			wait = PROGRESS_INTERVAL_MS;
+		struct pollfd pfd[2] = { { s->signal_fd, POLLIN, 0 }, { progress_input_fd(), POLLIN, 0 } };
+		poll(pfd, s->progress ? 2 : 1, wait > 0 ? (int)wait : 0);
+		if (s->progress) {
+			if (pfd[1].revents & POLLIN)
+				progress_on_input();
+			if (read_copy(s) == 0)
+				progress_draw(&s->copy, ledger_now_ms());
+		}
 		handle_signals(s);
 		reap(s);
 	}
@@ -1054,6 +1064,13 @@ int supervisor_main(const struct supervisor_options *opt)
 		goto out;
 	}
 	procs_become_reaper();
+	if (opt->progress == 1 || (opt->progress < 0 && isatty(STDERR_FILENO))) {
+		int child_fd = progress_start(STDERR_FILENO);
+		if (child_fd >= 0) {
+			procs_set_child_stderr(child_fd);
+			s->progress = true;
+		}
+	}
 	heartbeat(s);
 	start_flusher(s);
 	loop(s);
@@ -1061,6 +1078,8 @@ int supervisor_main(const struct supervisor_options *opt)
 	reap(s);
 	stop_dashboard(s);
 	stop_flusher(s);
+	if (s->progress)
+		progress_finish();
 	summary(s);
 	code = exit_code(s);
 out:

@@ -27,6 +27,7 @@ struct supervisor_options {
 	size_t uploader_count;
 	bool dry_run;                   /* plan and print the first stages; move nothing */
 	bool reset_ledger;              /* start from zero when both ledger files are unusable */
+	int progress;                   /* the terminal view: 1 on, 0 off, -1 on a TTY only */
 };
 
 /* Runs until done or stopped; returns the process exit code (130/143 after SIGINT/SIGTERM). */

@@ -23,7 +23,7 @@
 #include "source.h"
 #include "triggers.h"
 
-#define WORKER_RC_POLL_MS_DEFAULT 500
+#define WORKER_RC_POLL_MS_DEFAULT 1000
 #define WORKER_RC_TIMEOUT_MS 500
 /* rclone ends a transfer within milliseconds of SIGTERM; past this it gets SIGKILL. */
 #define WORKER_STOP_GRACE_MS 10000
@@ -31,7 +31,7 @@
 #define MAX_TRANSFER_TEXT "max transfer limit reached"
 /* How stale the slot's record of opened files may get: a worker killed in this window can
  * leave a file that arrived whole unknown to the supervisor. */
-#define WORKER_DRAIN_MS 20
+#define WORKER_DRAIN_MS 100
 
 struct worker {
 	const struct stage_spec *spec;

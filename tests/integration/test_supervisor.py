@@ -297,6 +297,27 @@ class SupervisorTest(unittest.TestCase):
         self.assertNotIn("s3cret-token", err)
         self.assert_everything_moved()
 
+    def test_a_terminal_gets_live_stage_lines_and_a_pipe_plain_log_lines(self):
+        self.setup_upload(1, 16 << 20, 24, seed=19, min_size=200 << 10, max_size=400 << 10)
+        self.fake.set_delay(60)
+        # `script` gives cplow a pseudo-terminal, as a person's shell would.
+        tty = subprocess.run(["script", "-qefc", "%s --config %s upload" % (CPLOW, self.config),
+                              "/dev/null"], env=self.env, capture_output=True, text=True,
+                             timeout=300)
+        self.assertEqual(tty.returncode, 0, tty.stdout[-3000:])
+        drawn = [l for l in tty.stdout.split("\n") if "files, " in l and "quota left" in l]
+        self.assertTrue(drawn, "no live stage line on the terminal:\n" + tty.stdout[-3000:])
+        self.assertIn("media fake1: ", drawn[-1])
+        self.assertIn("\033[", tty.stdout, "the block is not redrawn in place")
+        self.assertIn("stage 1 on fake1", tty.stdout, "log lines are lost on the terminal")
+        self.assert_everything_moved()
+        # Not a terminal: log lines only, no escape sequences.
+        self.src_refill = make_tree(self.src, 4, seed=20, max_size=100 << 10)
+        piped = self.cplow("upload")
+        self.assertEqual(piped.returncode, 0, piped.stderr[-3000:])
+        self.assertNotIn("\033[", piped.stderr)
+        self.assertNotIn("quota left", piped.stderr)
+
     def test_check_config_prints_the_effective_config(self):
         self.setup_upload(1, 4 << 20, 1, seed=15)
         r = self.cplow("check-config")
