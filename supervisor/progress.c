@@ -122,7 +122,7 @@ void progress_draw(const struct ledger_copy *c, int64_t now_ms)
 			continue;
 		const struct ledger_row *r = &c->rows[s->row];
 		const char *acct = strrchr(r->account, '/') ? strrchr(r->account, '/') + 1 : r->account;
-		char done[24], total[24], speed[24], left[24], eta[24];
+		char done[24], total[24], speed[24], left[24], eta[48];
 		human((double)s->bytes_done, done, sizeof(done));
 		human((double)s->bytes_total, total, sizeof(total));
 		human((double)s->rc_speed, speed, sizeof(speed));
@@ -134,12 +134,14 @@ void progress_draw(const struct ledger_copy *c, int64_t now_ms)
 				 (long long)(s->rc_eta_s % 60));
 		else
 			snprintf(eta, sizeof(eta), "-");
-		int n = snprintf(progress_block + o, sizeof(progress_block) - o,
+		char line[512];
+		int n = snprintf(line, sizeof(line),
 				 "%.16s %.24s: %lld/%lld files, %s/%s, %s/s, ETA %s, quota left %s\n",
 				 r->uploader, acct, (long long)s->files_done, (long long)s->files_total,
 				 done, total, speed, eta, left);
-		if (n < 0 || (size_t)n >= sizeof(progress_block) - o)
+		if (n < 0 || (size_t)n >= sizeof(line) || (size_t)n >= sizeof(progress_block) - o)
 			break;
+		memcpy(progress_block + o, line, (size_t)n);
 		o += (size_t)n;
 	}
 	erase_block();

@@ -156,3 +156,25 @@ def run_stage(env, *args, timeout=300):
     if not lines:
         raise AssertionError("stage_tool printed no outcome (exit %d): %s" % (out.returncode, out.stderr[-3000:]))
     return json.loads(lines[-1]), out
+
+
+def children(pid):
+    """[(pid, comm)] of the processes whose parent is pid."""
+    kids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open("/proc/%s/comm" % entry) as f:
+                comm = f.read().strip()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append((int(entry), comm))
+    return kids
+
+
+def child_named(pid, name):
+    return next((k for k, comm in children(pid) if comm == name), None)

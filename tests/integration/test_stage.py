@@ -13,8 +13,8 @@ import tempfile
 import time
 import unittest
 
-from harness import (BUILD, FakeRemote, ledger_bytes, ledger_row, ledger_state, make_tree,
-                     run_stage, stage_args, unlink_shm, wait_for)
+from harness import (BUILD, FakeRemote, child_named, ledger_bytes, ledger_row, ledger_state,
+                     make_tree, run_stage, stage_args, unlink_shm, wait_for)
 
 AMPLE = 0  # unlimited
 
@@ -144,7 +144,7 @@ class StageTest(unittest.TestCase):
                              stage_args(self.shm, "media", "acct", src, "fake:media", self.work))
         wait_for("some files to complete", lambda: ledger_bytes(self.shm, "media", "acct") > 0,
                  timeout=60)
-        rclone = wait_for("the rclone child", lambda: _child_named(p.pid, "rclone"))
+        rclone = wait_for("the rclone child", lambda: child_named(p.pid, "rclone"))
         os.kill(rclone, signal.SIGKILL)
         out, err = p.communicate(timeout=120)
         fake.set_delay(0)
@@ -212,22 +212,6 @@ def _pgid_ok(pid):
         return os.getpgid(pid) == pid
     except ProcessLookupError:
         return False
-
-
-def _child_named(parent, name):
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % entry) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            with open("/proc/%s/comm" % entry) as f:
-                comm = f.read().strip()
-        except OSError:
-            continue
-        if int(fields[1]) == parent and comm == name:
-            return int(entry)
-    return None
 
 
 if __name__ == "__main__":

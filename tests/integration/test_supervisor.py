@@ -11,7 +11,7 @@ import unittest
 import urllib.error
 import urllib.request
 
-from harness import BUILD, FakeRemote, make_tree, unlink_shm, wait_for
+from harness import BUILD, FakeRemote, child_named, children, make_tree, unlink_shm, wait_for
 from test_dashboard_page import CHROMIUM, Dom
 
 CPLOW = os.path.join(BUILD, "supervisor/cplow")
@@ -352,27 +352,6 @@ def ledger_state_of(config):
     if out.returncode != 0:
         raise AssertionError(out.stderr)
     return json.loads(out.stdout)
-
-
-def children(pid):
-    kids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % entry) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            with open("/proc/%s/comm" % entry) as f:
-                comm = f.read().strip()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            kids.append((int(entry), comm))
-    return kids
-
-
-def child_named(pid, name):
-    return next((k for k, comm in children(pid) if comm == name), None)
 
 
 def worker_of(cplow):
