@@ -142,13 +142,15 @@ void inspect_print_human(const char *name, const struct ledger_copy *c, int64_t 
 			snprintf(resets, sizeof(resets), "-");
 		if (u->banned_until_ms > now) {
 			human_in(u->banned_until_ms - now, b, sizeof(b));
-			snprintf(ban, sizeof(ban), "until %s: %.30s", b, u->ban_cause);
+			/* The cause in full is in --json; the line keeps to 100 columns. */
+			snprintf(ban, sizeof(ban), "%s: %.80s", b, u->ban_cause);
+			ban[18] = '\0';
 		} else {
 			snprintf(ban, sizeof(ban), "-");
 		}
 		char bar[16];
 		quota_bar(share(used, c->daily_bytes), bar, sizeof(bar));
-		printf("  %-28s %-12s %10s %5.1f%% %6lld %-12s %s\n",
+		printf("  %-28s %-12s %10s %5.1f%% %6lld %-12s %.18s\n",
 		       short_account(r->account, acc, sizeof(acc), 28), bar, a,
 		       share(used, c->daily_bytes), (long long)(used ? u->files : 0), resets, ban);
 	}
@@ -158,7 +160,7 @@ void inspect_print_human(const char *name, const struct ledger_copy *c, int64_t 
 		if (s->state != LEDGER_STAGE_RUNNING)
 			continue;
 		if (!heading++)
-			printf("\nstages\n  %-7s %-24s %-20s %13s %21s %11s %s\n", "PID", "ACCOUNT",
+			printf("\nstages\n  %-6s %-18s %-20s %11s %19s %10s %s\n", "PID", "ACCOUNT",
 			       "STRATEGY", "FILES", "BYTES", "SPEED", "ETA");
 		const struct ledger_row *r = &c->rows[s->row];
 		char acc[64], done[32], total[32], speed[32], eta[32];
@@ -170,9 +172,9 @@ void inspect_print_human(const char *name, const struct ledger_copy *c, int64_t 
 				 (long long)(s->rc_eta_s % 60));
 		else
 			snprintf(eta, sizeof(eta), "-");
-		printf("  %-7d %-24s %-20s %6lld/%-6lld %10s/%-10s %9s/s %s\n", s->pid,
+		printf("  %-6d %-18s %-20.20s %5lld/%-5lld %9s/%-9s %8s/s %.8s\n", s->pid,
 		       short_account((uint32_t)s->row < c->row_count ? r->account : "?", acc,
-				     sizeof(acc), 24),
+				     sizeof(acc), 18),
 		       s->strategy, (long long)s->files_done, (long long)s->files_total, done, total,
 		       speed, eta);
 	}

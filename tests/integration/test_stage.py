@@ -103,6 +103,11 @@ class StageTest(unittest.TestCase):
         self.assert_ledger_is_truth("carol")
         row = ledger_row(self.shm, "media", "acct")
         self.assertIn("User rate limit exceeded", row["ban_cause"])
+        human = subprocess.run([os.path.join(BUILD, "shm/cplow-inspect"), "--shm", self.shm],
+                               capture_output=True, text=True).stdout
+        self.assertIn("[", human)
+        for line in human.splitlines():
+            self.assertLessEqual(len(line), 100, "inspect line wider than 100: %r" % line)
         self.assertAlmostEqual(row["banned_until"] - time.time(), 25 * 3600, delta=120)
 
     def test_sigint_at_random_moments_leaves_the_ledger_equal_to_the_truth(self):

@@ -254,6 +254,10 @@ class SupervisorTest(unittest.TestCase):
             return len(seen) >= 4 and seen[-1] > 0
         wait_for("used bytes to rise file by file", rising, timeout=120)
         self.assertEqual(seen, sorted(seen), "used bytes went down: %s" % seen)
+        status = self.cplow("status").stdout
+        self.assertIn("\nstages\n", status)
+        for line in status.splitlines():
+            self.assertLessEqual(len(line), 100, "status line wider than 100: %r" % line)
         # The page, in a real browser, while the upload runs.
         profile = tempfile.mkdtemp(prefix="chromium-", dir=self.work)
         page = subprocess.run(
@@ -317,6 +321,45 @@ class SupervisorTest(unittest.TestCase):
         self.assertEqual(piped.returncode, 0, piped.stderr[-3000:])
         self.assertNotIn("\033[", piped.stderr)
         self.assertNotIn("quota left", piped.stderr)
+
+    def test_two_uploaders_run_side_by_side(self):
+        quota = 8 << 20
+        self.fake = FakeRemote({"a1": ("pw1", quota), "a2": ("pw2", quota)}, self.work)
+        self.env = dict(os.environ)
+        self.env.update(self.fake.remote_env("fake1", "a1"))
+        self.env.update(self.fake.remote_env("fake2", "a2"))
+        folders, files = {}, {}
+        for name in ("movies", "tv"):
+            folders[name] = os.path.join(self.work, name)
+            os.makedirs(folders[name])
+            files[name] = make_tree(folders[name], 16, seed=len(name), min_size=100 << 10,
+                                    max_size=300 << 10)
+        cfg = {"remotes": {}, "uploader": {},
+               "quota": {"daily_bytes": quota, "min_free_bytes": 1}}
+        for name, remote in (("movies", "fake1"), ("tv", "fake2")):
+            cfg["remotes"][name] = {"upload_folder": folders[name],
+                                    "upload_remote": remote + ":/" + name,
+                                    "rclone_extras": {"--retries": 1}}
+            cfg["uploader"][name] = {"max_size_gb": 0, "rotate_remotes": [remote]}
+        with open(self.config, "w") as f:
+            json.dump(cfg, f)
+        self.fake.set_delay(40)
+        p = self.start("upload")
+        both = wait_for("both uploaders' stages running at once",
+                        lambda: len({s["uploader"] for s in
+                                     ledger_state_of(self.config)["stages"]}) == 2
+                        or p.poll() is not None, timeout=120)
+        self.assertIsNone(p.poll(), "cplow ended before the stages overlapped")
+        self.assertTrue(both)
+        self.fake.set_delay(0)
+        out, err = p.communicate(timeout=240)
+        self.assertEqual(p.returncode, 0, err[-3000:])
+        state = ledger_state_of(self.config)["uploaders"]
+        truth = self.fake.truth()["users"]
+        self.assertEqual(state["movies"][0]["used_bytes"], truth["a1"]["accepted_bytes"])
+        self.assertEqual(state["tv"][0]["used_bytes"], truth["a2"]["accepted_bytes"])
+        self.assertEqual(truth["a1"]["accepted_bytes"], sum(files["movies"].values()))
+        self.assertEqual(truth["a2"]["accepted_bytes"], sum(files["tv"].values()))
 
     def test_check_config_prints_the_effective_config(self):
         self.setup_upload(1, 4 << 20, 1, seed=15)

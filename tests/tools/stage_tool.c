@@ -155,6 +155,7 @@ int main(int argc, char **argv)
 					(double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec));
 	cJSON_AddNumberToObject(o, "cpu_user_us",
 				(double)ru.ru_utime.tv_sec * 1e6 + (double)ru.ru_utime.tv_usec);
+	cJSON_AddNumberToObject(o, "wakeups", (double)ru.ru_nvcsw);
 	char *text = cJSON_PrintUnformatted(o);
 	printf("%s\n", text);
 	free(text);
