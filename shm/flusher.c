@@ -8,6 +8,7 @@
 #include "ledger.h"
 #include "ledger_file.h"
 #include "log.h"
+#include "sandbox.h"
 
 /* A reader that cannot get a consistent copy within this reports the ledger as stuck. */
 #define FLUSHER_READ_TIMEOUT_MS 1000
@@ -92,6 +93,10 @@ int flusher_run(const struct flusher_options *opt)
 	}
 	flusher_ledger = &l;
 	install_handlers();
+	/* From here on it reads shared memory and writes files; nothing else. */
+	char err[256];
+	if (sandbox_enter(SANDBOX_FLUSHER, NULL, 0, err, sizeof(err)) < 0)
+		log_warn("running without a sandbox: %s", err);
 
 	/* Write at start even without a change, so the file shows what a restart restored. */
 	uint64_t written = (uint64_t)-1;

@@ -15,7 +15,8 @@ struct flusher_options {
 	int flush_interval_ms;    /* 0 = FLUSHER_DEFAULT_INTERVAL_MS */
 };
 
-/* Runs until SIGTERM or SIGINT, then flushes once more. SIGUSR1 flushes at once.
+/* Runs until SIGTERM or SIGINT, then flushes once more. SIGUSR1 flushes at once. Enters the
+ * SANDBOX_FLUSHER seccomp filter once set up: the caller must leave with _exit().
  * Returns a process exit code: 0 after a final flush that succeeded, 1 otherwise. */
 int flusher_run(const struct flusher_options *opt);
 

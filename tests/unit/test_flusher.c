@@ -100,6 +100,17 @@ Test(flusher, writes_the_file_soon_after_a_change, .init = setup, .fini = teardo
 	cr_assert_lt(ledger_now_ms() - t, 1000);
 	cr_assert_eq(ledger_add(&L, row, 1, ledger_now_ms()), LEDGER_OK);
 	cr_assert(wait_file_bytes("media", "sa1", 4243, 5000));
+	/* It did all that from inside its seccomp filter (mode 2 = filter). */
+	char path[64], line[256];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	FILE *f = fopen(path, "r");
+	cr_assert_not_null(f);
+	int seccomp = -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "Seccomp: %d", &seccomp) == 1)
+			break;
+	fclose(f);
+	cr_assert_eq(seccomp, 2, "the flusher is not sandboxed (Seccomp: %d)", seccomp);
 	int st = stop(pid, SIGTERM);
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d", st);
 	cr_assert_geq(atomic_load(&L.hdr->flushed_generation), atomic_load(&L.hdr->generation));
