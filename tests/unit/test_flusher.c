@@ -101,9 +101,9 @@ Test(flusher, writes_the_file_soon_after_a_change, .init = setup, .fini = teardo
 	cr_assert_eq(ledger_add(&L, row, 1, ledger_now_ms()), LEDGER_OK);
 	cr_assert(wait_file_bytes("media", "sa1", 4243, 5000));
 	/* It did all that from inside its seccomp filter (mode 2 = filter). */
-	char path[64], line[256];
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	FILE *f = fopen(path, "r");
+	char status_path[64], line[256];
+	snprintf(status_path, sizeof(status_path), "/proc/%d/status", (int)pid);
+	FILE *f = fopen(status_path, "r");
 	cr_assert_not_null(f);
 	int seccomp = -1;
 	while (fgets(line, sizeof(line), f))
