@@ -361,6 +361,33 @@ class SupervisorTest(unittest.TestCase):
         self.assertEqual(truth["a1"]["accepted_bytes"], sum(files["movies"].values()))
         self.assertEqual(truth["a2"]["accepted_bytes"], sum(files["tv"].values()))
 
+    def test_no_secret_reaches_the_log_at_debug_level(self):
+        self.setup_upload(2, 4 << 20, 20, seed=21, min_size=64 << 10, max_size=300 << 10)
+        with open(self.config) as f:
+            cfg = json.load(f)
+        cfg["dashboard"] = {"enabled": True, "port": free_port(), "token": "tok-Zq81-secret"}
+        with open(self.config, "w") as f:
+            json.dump(cfg, f)
+        r = self.cplow("--loglevel", "debug", "upload")
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        secrets = ["tok-Zq81-secret", "pw1", "pw2"]
+        secrets += [v for k, v in self.env.items() if k.endswith("_PASS")]  # obscured forms
+        for secret in secrets:
+            self.assertNotIn(secret, r.stderr, "a secret is in the log")
+            self.assertNotIn(secret, r.stdout)
+
+    def test_a_full_dev_shm_is_a_clear_error_at_start(self):
+        self.setup_upload(1, 4 << 20, 2, seed=22, max_size=100 << 10)
+        # A private /dev/shm too small for the ledger, in a mount namespace of our own.
+        r = subprocess.run(["unshare", "--mount", "sh", "-c",
+                            "mount -t tmpfs -o size=256k tmpfs /dev/shm && exec \"$@\"", "sh",
+                            CPLOW, "--config", self.config, "upload"],
+                           env=self.env, capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("cannot create the shared ledger", r.stderr)
+        self.assertIn("No space left on device", r.stderr)
+        self.assertEqual(self.fake.truth()["users"]["a1"]["accepted_files"], 0)
+
     def test_check_config_prints_the_effective_config(self):
         self.setup_upload(1, 4 << 20, 1, seed=15)
         r = self.cplow("check-config")

@@ -143,6 +143,18 @@ Test(ledger, attach_refuses_a_truncated_object, .init = setup, .fini = teardown)
 	cr_assert_eq(ledger_attach(shm_name, 0, &l), LEDGER_ERR_LAYOUT);
 }
 
+Test(ledger, attach_refuses_an_object_owned_by_another_user, .init = setup, .fini = teardown)
+{
+	if (geteuid() != 0)
+		cr_skip_test("needs root to give the object away");
+	char path[128];
+	snprintf(path, sizeof(path), "/dev/shm%s", shm_name);
+	cr_assert_eq(chown(path, 65534, 65534), 0);
+	struct ledger l;
+	cr_assert_eq(ledger_attach(shm_name, 0, &l), LEDGER_ERR_SYS);
+	cr_assert_eq(errno, EPERM);
+}
+
 Test(ledger, full_table_is_an_error_the_caller_sees)
 {
 	setup_named(4, LEDGER_WINDOW_FIXED);
