@@ -202,6 +202,40 @@ class StageTest(unittest.TestCase):
         self.assertIn("bandwidth limit set to off", err)
         self.assertEqual(self.assert_ledger_is_truth("hank"), sum(files.values()))
 
+    def test_bad_rclone_output_is_skipped_and_counted_never_fatal(self):
+        # Output the real rclone never writes, so a script stands in for it here.
+        src = os.path.join(self.work, "src")
+        os.makedirs(src)
+        sizes = {"a.bin": 1000, "b.bin": 2000, "c.bin": 4000}
+        for name, size in sizes.items():
+            with open(os.path.join(src, name), "wb") as f:
+                f.write(b"x" * size)
+        fake_rclone = os.path.join(self.work, "rclone")
+        with open(fake_rclone, "w") as f:
+            f.write("""#!/bin/sh
+exec 1>&2
+printf '\\000\\001garbage\\377 not a line of rclone\\n'
+head -c 1048577 /dev/zero | tr '\\000' 'a'; echo
+echo '{"level":"info","msg":"Copied (new)","object":"a.bin"}'
+echo '{"level":"info","msg":"Copied (replaced existing)","object":"a.bin"}'
+echo '{"level":"info","msg":"Copied (new)","object":"not-listed.bin"}'
+echo '{"level":"info","msg":"Copied (new)","object":"../c.bin"}'
+echo '{"level":"error","msg":"Failed to copy: boom","object":"b.bin"}'
+echo '{"level":"info","msg":"Copied (new)","object":"b.bin"}'
+printf '{"level":"info","msg":"Copied (new'
+""")
+        os.chmod(fake_rclone, 0o755)
+        outcome, run = run_stage({}, *stage_args(self.shm, "media", "acct", src, "x:y", self.work,
+                                                 "--rclone", fake_rclone))
+        self.assertEqual(outcome["result"], "done", run.stderr[-2000:])
+        self.assertEqual(outcome["files"], 2)
+        self.assertEqual(outcome["bytes"], sizes["a.bin"] + sizes["b.bin"])
+        self.assertEqual(outcome["unknown_files"], 2)
+        self.assertEqual(outcome["failed_lines"], 1)
+        self.assertGreaterEqual(outcome["malformed_lines"], 1)
+        self.assertEqual(ledger_bytes(self.shm, "media", "acct"), sizes["a.bin"] + sizes["b.bin"])
+        self.assertIn("not-listed.bin, which was not in the listing", run.stderr)
+
     def test_a_sandboxed_stage_still_passes(self):
         fake = self.start_fake(gina=AMPLE)
         src, files = self.source(20, seed=7, max_size=1 << 20)
