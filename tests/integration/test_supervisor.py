@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import time
 import unittest
 import urllib.error
 import urllib.request
@@ -387,6 +388,34 @@ class SupervisorTest(unittest.TestCase):
         self.assertIn("cannot create the shared ledger", r.stderr)
         self.assertIn("No space left on device", r.stderr)
         self.assertEqual(self.fake.truth()["users"]["a1"]["accepted_files"], 0)
+
+    def test_a_quota_window_resets_24_hours_after_the_first_upload(self):
+        # faketime moves cplow's clock (not rclone's, nor the fake's): the reset is crossed in
+        # seconds. The fake's own quota is off; the ledger's daily quota is the only limit.
+        quota = 3 << 20
+        self.setup_upload(1, 0, 30, seed=23, min_size=100 << 10, max_size=200 << 10)
+        self.write_config(1, quota, min_free_bytes=256 << 10, continue_min_bytes=256 << 10)
+        first = self.cplow("upload")
+        self.assertEqual(first.returncode, 0, first.stderr[-3000:])
+        used = self.ledger()["fake1"]
+        self.assertLessEqual(used, quota)
+        left = [f for _, _, fs in os.walk(self.src) for f in fs]
+        self.assertTrue(left, "the first day's quota took everything; the test needs more data")
+        still = self.cplow("upload", "--dry-run")
+        self.assertIn("no stage", still.stdout, "a full account was planned again")
+        later = subprocess.run(["faketime", "-f", "+25h", CPLOW, "--config", self.config,
+                                "upload"], env=self.env, capture_output=True, text=True,
+                               timeout=300)
+        self.assertEqual(later.returncode, 0, later.stderr[-3000:])
+        self.assertIn("stage 1 on fake1 (1 of 1): aggressive_fresh_sa, %d bytes left" % quota,
+                      later.stderr)
+        accepted = self.fake.truth()["users"]["a1"]["accepted_bytes"]
+        with open(os.path.join(self.work, "sa_quota_cache.json")) as f:
+            row = json.load(f)["media"]["fake1"]
+        # The new window holds only what the second run moved, and resets a day after it began.
+        self.assertEqual(row["bytes"], accepted - used)
+        self.assertGreater(row["first_upload"], time.time() + 24 * 3600)
+        self.assertAlmostEqual(row["reset_time"] - row["first_upload"], 24 * 3600, delta=1)
 
     def test_check_config_prints_the_effective_config(self):
         self.setup_upload(1, 4 << 20, 1, seed=15)
