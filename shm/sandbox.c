@@ -40,6 +40,14 @@ static const int socket_calls[] = {
 	SCMP_SYS(eventfd2), SCMP_SYS(pipe2), SCMP_SYS(select), SCMP_SYS(pselect6),
 };
 
+/* Allows `call` when argument `arg` equals `value`. The comparison is spelled out: libseccomp's
+ * SCMP_A0() macros leave fields unset, which clang's -Wextra reports. */
+static int allow_if(scmp_filter_ctx ctx, int call, unsigned arg, scmp_datum_t value)
+{
+	struct scmp_arg_cmp cmp = { .arg = arg, .op = SCMP_CMP_EQ, .datum_a = value, .datum_b = 0 };
+	return seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, call, 1, &cmp);
+}
+
 static int allow_all(scmp_filter_ctx ctx, const int *calls, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -68,18 +76,13 @@ int sandbox_enter(enum sandbox_role role, const pid_t *signal_pids, size_t n_pid
 		if (allow_all(ctx, socket_calls, sizeof(socket_calls) / sizeof(socket_calls[0])) < 0)
 			goto out;
 		/* New sockets: IP only (curl to 127.0.0.1); no raw or packet sockets. */
-		if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
-				     SCMP_A0(SCMP_CMP_EQ, AF_INET)) < 0 ||
-		    seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
-				     SCMP_A0(SCMP_CMP_EQ, AF_INET6)) < 0 ||
+		if (allow_if(ctx, SCMP_SYS(socket), 0, AF_INET) < 0 ||
+		    allow_if(ctx, SCMP_SYS(socket), 0, AF_INET6) < 0 ||
 		    /* libcurl's multi handle (behind curl_easy_perform) makes a wake-up pair. */
-		    seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socketpair), 1,
-				     SCMP_A0(SCMP_CMP_EQ, AF_UNIX)) < 0)
+		    allow_if(ctx, SCMP_SYS(socketpair), 0, AF_UNIX) < 0)
 			goto out;
-		if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
-				     SCMP_A1(SCMP_CMP_EQ, FIONREAD)) < 0 ||
-		    seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
-				     SCMP_A1(SCMP_CMP_EQ, FIONBIO)) < 0)
+		if (allow_if(ctx, SCMP_SYS(ioctl), 1, FIONREAD) < 0 ||
+		    allow_if(ctx, SCMP_SYS(ioctl), 1, FIONBIO) < 0)
 			goto out;
 	}
 	if (role == SANDBOX_WORKER) {
@@ -87,8 +90,7 @@ int sandbox_enter(enum sandbox_role role, const pid_t *signal_pids, size_t n_pid
 		    seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(waitid), 0) < 0)
 			goto out;
 		for (size_t i = 0; i < n_pids; i++)
-			if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(kill), 1,
-					     SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)signal_pids[i])) < 0)
+			if (allow_if(ctx, SCMP_SYS(kill), 0, (scmp_datum_t)signal_pids[i]) < 0)
 				goto out;
 	}
 	what = "load";
