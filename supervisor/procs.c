@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -119,6 +120,23 @@ void procs_become_reaper(void)
 {
 	if (getpid() != 1)
 		prctl(PR_SET_CHILD_SUBREAPER, 1);
+}
+
+bool procs_alive(pid_t pid)
+{
+	if (pid <= 0 || (kill(pid, 0) < 0 && errno != EPERM))
+		return false;
+	char path[48], buf[256];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return false;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* "pid (comm) S ...": the state follows the last ')' (comm may hold parentheses). */
+	const char *close = strrchr(buf, ')');
+	return !(close && close[1] == ' ' && (close[2] == 'Z' || close[2] == 'X'));
 }
 
 int procs_reap(pid_t *pid, int *status)

@@ -36,6 +36,10 @@ void procs_set_child_stderr(int fd);
 /* PID 1 reaps by nature; anywhere else, become the reaper of our orphaned descendants. */
 void procs_become_reaper(void);
 
+/* Whether pid runs: it exists and is not a zombie. A dead process that nobody has reaped yet
+ * (an orphan waiting for a slow init) still answers kill(pid, 0). */
+bool procs_alive(pid_t pid);
+
 /* One exited child, without waiting: 1 with *pid and *status, 0 when none is left to reap. */
 int procs_reap(pid_t *pid, int *status);
 

@@ -146,21 +146,6 @@ int supervisor_open_ledger(const struct config *c, const char *name, bool reset,
 	return 0;
 }
 
-/* Slots left by workers of a cplow that died with them. */
-static void release_dead_slots(struct ledger *l)
-{
-	for (uint32_t i = 0; i < l->hdr->slot_capacity; i++) {
-		const struct ledger_stage *s = &l->stages[i];
-		if (s->state == LEDGER_STAGE_FREE)
-			continue;
-		if (s->pid > 0 && (kill(s->pid, 0) == 0 || errno == EPERM))
-			continue;
-		if (s->state == LEDGER_STAGE_RUNNING)
-			log_warn("stage slot %u of dead worker %d released", i, s->pid);
-		ledger_stage_release(l, (int32_t)i);
-	}
-}
-
 static int read_copy(struct sup *s)
 {
 	int rc = ledger_read(&s->ledger, &s->copy, SUP_READ_TIMEOUT_MS);
@@ -285,8 +270,7 @@ static bool account_busy(const struct sup *s, const struct up *up, size_t i)
 		return false;
 	for (uint32_t k = 0; k < s->copy.slot_capacity; k++) {
 		const struct ledger_stage *st = &s->copy.stages[k];
-		if (st->state == LEDGER_STAGE_RUNNING && st->row == row && st->pid > 0 &&
-		    kill(st->pid, 0) == 0)
+		if (st->state == LEDGER_STAGE_RUNNING && st->row == row && procs_alive(st->pid))
 			return true;
 	}
 	return false;
@@ -545,6 +529,61 @@ static int64_t remaining_of(struct sup *s, const struct up *up, int account)
 		return s->cfg.quota.daily_bytes;
 	return ledger_usage_remaining(&s->copy.rows[row].usage, s->cfg.quota.daily_bytes,
 				      s->cfg.quota.window, ledger_now_ms());
+}
+
+static bool is_our_worker(const struct sup *s, pid_t pid)
+{
+	for (size_t i = 0; i < s->up_count; i++)
+		if (s->ups[i].state == UP_RUNNING && s->ups[i].worker == pid)
+			return true;
+	return false;
+}
+
+/* The files a worker of an earlier cplow had started, if it died with its supervisor (a whole
+ * process tree killed): its slot says which, as for a worker of ours. */
+static void check_stale_slot(struct sup *s, int32_t slot)
+{
+	const struct ledger_stage *st = &s->ledger.stages[slot];
+	if ((uint32_t)st->row >= atomic_load(&s->ledger.hdr->row_count))
+		return;
+	const struct ledger_row *r = &s->ledger.rows[st->row];
+	for (size_t u = 0; u < s->up_count; u++) {
+		struct up *up = &s->ups[u];
+		if (strcmp(up->u->name, r->uploader) != 0 || up->state == UP_RUNNING)
+			continue;
+		for (size_t a = 0; a < up->accounts.count; a++) {
+			if (strcmp(up->accounts.v[a].name, r->account) != 0)
+				continue;
+			struct plan p = { .account = (int)a, .strategy = &s->cfg.stages[0] };
+			char err[CONFIG_ERR_MAX];
+			if (build_stage(s, up, &p, err, sizeof(err)) == 0) {
+				up->worker = st->pid;
+				check_dead_worker(s, up, slot, false);
+				up->worker = 0;
+			} else {
+				log_warn("cannot check the files of dead worker %d: %s", st->pid, err);
+			}
+			free_stage(&up->stage);
+			return;
+		}
+	}
+}
+
+/* Slots of workers that are gone and are not ours to reap: a cplow that died with them left
+ * them (checked on the remote first, at start), or its workers finished after it died. */
+static void release_dead_slots(struct sup *s, bool at_start)
+{
+	for (uint32_t i = 0; i < s->ledger.hdr->slot_capacity; i++) {
+		const struct ledger_stage *st = &s->ledger.stages[i];
+		if (st->state == LEDGER_STAGE_FREE || procs_alive(st->pid) || is_our_worker(s, st->pid))
+			continue;
+		if (st->state == LEDGER_STAGE_RUNNING) {
+			log_warn("stage slot %u of dead worker %d released", i, st->pid);
+			if (at_start)
+				check_stale_slot(s, (int32_t)i);
+		}
+		ledger_stage_release(&s->ledger, (int32_t)i);
+	}
 }
 
 /* A worker ended: account for its stage and decide what the uploader does next. */
@@ -918,7 +957,7 @@ static void loop(struct sup *s)
 		if (!s->stopping && !s->reload_pending) {
 			/* Workers of a cplow that died before us finish on their own; their slots
 			 * are freed once they are gone. */
-			release_dead_slots(&s->ledger);
+			release_dead_slots(s, false);
 			schedule_uploads(s);
 		}
 		if (running_workers(s) == 0 &&
@@ -1041,7 +1080,6 @@ int supervisor_main(const struct supervisor_options *opt)
 		code = SUPERVISOR_EXIT_FAILED;
 		goto out;
 	}
-	release_dead_slots(&s->ledger);
 	if (setup_uploaders(s, err, sizeof(err)) < 0) {
 		log_error("%s", err);
 		goto out;
@@ -1064,6 +1102,7 @@ int supervisor_main(const struct supervisor_options *opt)
 		goto out;
 	}
 	procs_become_reaper();
+	release_dead_slots(s, true);
 	if (opt->progress == 1 || (opt->progress < 0 && isatty(STDERR_FILENO))) {
 		int child_fd = progress_start(STDERR_FILENO);
 		if (child_fd >= 0) {

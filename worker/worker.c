@@ -31,7 +31,7 @@
 #define MAX_TRANSFER_TEXT "max transfer limit reached"
 /* How stale the slot's record of opened files may get: a worker killed in this window can
  * leave a file that arrived whole unknown to the supervisor. */
-#define WORKER_DRAIN_MS 100
+#define WORKER_DRAIN_MS 20
 
 struct worker {
 	const struct stage_spec *spec;

@@ -1,0 +1,44 @@
+"""The crash matrix's short mode (scripts/crash-matrix --short): about 50 trials of a real
+`cplow upload` killed or stopped at a random moment (every role x signal), then finished by a
+second run; the ledger must never over-count, must be exact where the README promises it, and
+no file may be lost or duplicated. Any failure the script reports fails this test, with the
+script's own report (its table and the failed trials, whose logs it keeps) in the message.
+
+Not in ctest yet: it still finds a real fault (a file the supervisor's in-flight check counts
+after a worker is killed stays in the source under `move`, and a later stage on another
+account uploads it again). Register it (cplow_integration_test(crash_matrix 900)) with the fix.
+"""
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+from harness import BUILD, PYTHON, ROOT
+
+SCRIPT = os.path.join(ROOT, "scripts", "crash-matrix")
+DEADLINE = 840      # the CMake timeout is 900 s; the short mode measures about 6-7 minutes
+
+
+class CrashMatrixTest(unittest.TestCase):
+    def test_short_crash_matrix_reports_no_failure(self):
+        failures = tempfile.mkdtemp(prefix="crash-matrix-failures-")
+        args = [PYTHON, SCRIPT, "--short", "--build", BUILD, "--failures", failures]
+        seed = os.environ.get("CPLOW_CRASH_SEED")
+        if seed:
+            args += ["--seed", seed]
+        try:
+            out = subprocess.run(args, capture_output=True, text=True, timeout=DEADLINE,
+                                 stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired as e:
+            self.fail("crash-matrix --short still ran after %d s (a hang); its output:\n%s"
+                      % (DEADLINE, (e.stdout or b"")[-6000:]))
+        sys.stdout.write(out.stdout[-8000:])
+        self.assertIn("role x signal", out.stdout, "no table printed:\n" + out.stderr[-3000:])
+        self.assertEqual(out.returncode, 0,
+                         "crash-matrix reported failures (logs under %s):\n%s\n%s"
+                         % (failures, out.stdout[-12000:], out.stderr[-3000:]))
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
