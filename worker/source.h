@@ -47,6 +47,7 @@ enum source_flag {
     SOURCE_COUNTED = 1u << 0,    /* its size is in the ledger */
     SOURCE_OPENED = 1u << 1,     /* the watcher saw something open it */
     SOURCE_IN_FLIGHT = 1u << 2,  /* rclone's stats listed it as transferring */
+    SOURCE_NOTED = 1u << 3,      /* the worker's: recorded in its stage slot's open files */
 };
 
 struct source_entry {

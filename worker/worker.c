@@ -103,6 +103,15 @@ const char *stage_result_name(enum stage_result r)
 
 /* ---- per-line work ---- */
 
+/* One ledger write. Only a file recorded in the slot's open files needs its path looked up
+ * there (to mark it counted in the same write); the rest skip that scan. */
+static int count_file(struct worker *w, const struct source_entry *e)
+{
+	return ledger_add_for_stage_file(&w->ledger, w->slot,
+					 (e->flags & SOURCE_NOTED) ? e->path : NULL, e->size,
+					 ledger_now_ms());
+}
+
 /* The hot path: one completed file, counted once, at once. */
 static void worker_on_copied(struct worker *w, const struct rclone_log_event *ev)
 {
@@ -119,7 +128,7 @@ static void worker_on_copied(struct worker *w, const struct rclone_log_event *ev
 	}
 	if (source_mark_counted(e))
 		return; /* a second Copied for one file (failed, then retried) counts once */
-	int rc = ledger_add_for_stage_file(&w->ledger, w->slot, e->path, e->size, ledger_now_ms());
+	int rc = count_file(w, e);
 	if (rc != LEDGER_OK) {
 		log_error("cannot record %s in the ledger: %s", ev->object, ledger_strerror(rc));
 		return;
@@ -248,6 +257,7 @@ static void drain_watch(struct worker *w)
 	for (size_t i = 0; i < n; i++) {
 		if (fresh[i]->flags & SOURCE_COUNTED)
 			continue;
+		fresh[i]->flags |= SOURCE_NOTED;
 		paths[k] = fresh[i]->path;
 		sizes[k++] = fresh[i]->size;
 		if (k == 64 || i + 1 == n) {
@@ -329,7 +339,7 @@ static int count_in_flight(void *ctx, struct reconcile_candidate *c)
 	struct source_entry *e = c->user;
 	if (source_mark_counted(e))
 		return 1;
-	int rc = ledger_add_for_stage_file(&w->ledger, w->slot, e->path, e->size, ledger_now_ms());
+	int rc = count_file(w, e);
 	if (rc != LEDGER_OK) {
 		log_error("cannot record %s in the ledger: %s", e->path, ledger_strerror(rc));
 		return 1;
