@@ -124,17 +124,35 @@ static int copy_name(char *dst, size_t cap, const char *name)
 	return LEDGER_OK;
 }
 
+static int layout_for(const struct ledger_options *opt, uint32_t *rows, uint32_t *slots,
+		      uint32_t *index_size, struct layout *lo)
+{
+	struct ledger_options o = opt ? *opt : (struct ledger_options){ 0 };
+	*rows = o.row_capacity ? o.row_capacity : LEDGER_DEFAULT_ROWS;
+	*slots = o.slot_capacity ? o.slot_capacity : LEDGER_DEFAULT_SLOTS;
+	if (*rows > (1u << 24) || *slots > 4096)
+		return LEDGER_ERR_INVALID;
+	*index_size = 1;
+	while (*index_size < *rows * 2)
+		*index_size <<= 1;
+	*lo = layout_of(*rows, *slots, *index_size);
+	return LEDGER_OK;
+}
+
+size_t ledger_size_for(const struct ledger_options *opt)
+{
+	uint32_t rows, slots, index_size;
+	struct layout lo;
+	return layout_for(opt, &rows, &slots, &index_size, &lo) == LEDGER_OK ? lo.total : 0;
+}
+
 int ledger_create(const char *name, const struct ledger_options *opt, struct ledger *out)
 {
 	struct ledger_options o = opt ? *opt : (struct ledger_options){ 0 };
-	uint32_t rows = o.row_capacity ? o.row_capacity : LEDGER_DEFAULT_ROWS;
-	uint32_t slots = o.slot_capacity ? o.slot_capacity : LEDGER_DEFAULT_SLOTS;
-	if (rows > (1u << 24) || slots > 4096)
+	uint32_t rows, slots, index_size;
+	struct layout lo;
+	if (layout_for(&o, &rows, &slots, &index_size, &lo) != LEDGER_OK)
 		return LEDGER_ERR_INVALID;
-	uint32_t index_size = 1;
-	while (index_size < rows * 2)
-		index_size <<= 1;
-	struct layout lo = layout_of(rows, slots, index_size);
 
 	struct ledger l = { 0 };
 	if (copy_name(l.name, sizeof(l.name), name) < 0)

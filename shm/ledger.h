@@ -243,6 +243,8 @@ struct ledger_options {
 int ledger_name_for(const char *config_path, char *out, size_t out_len);
 
 int ledger_create(const char *name, const struct ledger_options *opt, struct ledger *out);
+/* Bytes of /dev/shm a ledger created with opt takes (0 for options create refuses). */
+size_t ledger_size_for(const struct ledger_options *opt);
 int ledger_attach(const char *name, int writable, struct ledger *out);
 void ledger_detach(struct ledger *l);
 int ledger_unlink(const char *name);

@@ -1,4 +1,5 @@
 #include "ledger_file.h"
+#include "log.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -6,6 +7,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -306,8 +308,13 @@ static int parse_row(const cJSON *o, const char *up, const char *acct,
 			    h->valuedouble > MAX_EXACT || i >= LEDGER_HOURS)
 				return fail(err, err_len, "must map hour numbers to bytes (24 at most)",
 					    up, acct, "hours");
-			u->hour_index[idx % LEDGER_HOURS] = idx;
-			u->hour_bytes[idx % LEDGER_HOURS] = (int64_t)h->valuedouble;
+			/* Hours a day apart share a bucket: the later one is the one still in a
+			 * window, whatever order the file lists them in. */
+			int b = (int)(idx % LEDGER_HOURS);
+			if (idx >= u->hour_index[b]) {
+				u->hour_index[b] = idx;
+				u->hour_bytes[b] = (int64_t)h->valuedouble;
+			}
 			i++;
 		}
 	}
@@ -478,10 +485,48 @@ void ledger_file_free(struct ledger_file *f)
 	memset(f, 0, sizeof(*f));
 }
 
+/* A window cannot have started after now, nor end more than a day from now: such times come
+ * from a clock that was set back, or an edited file. Taken as they are, they would hold the
+ * account's bytes for as long as the clock is off. The bytes stay (dropping them could exceed
+ * a quota); their window restarts now. Bans are left alone: their length is configurable. */
+static bool clamp_future(struct ledger_usage *u, int64_t now)
+{
+	bool moved = false;
+	if (u->first_upload_ms > now) {
+		u->first_upload_ms = now;
+		moved = true;
+	}
+	if (u->reset_at_ms > now + LEDGER_DAY_MS) {
+		u->reset_at_ms = now + LEDGER_DAY_MS;
+		moved = true;
+	}
+	int64_t hour = now / LEDGER_HOUR_MS, late = 0;
+	for (int i = 0; i < LEDGER_HOURS; i++)
+		if (u->hour_index[i] > hour) {
+			late += u->hour_bytes[i];
+			u->hour_index[i] = u->hour_bytes[i] = 0;
+		}
+	if (late) {
+		int b = (int)(hour % LEDGER_HOURS);
+		if (u->hour_index[b] != hour)
+			u->hour_bytes[b] = 0;
+		u->hour_index[b] = hour;
+		u->hour_bytes[b] += late;
+		moved = true;
+	}
+	return moved;
+}
+
 static int load_into(struct ledger *l, const struct ledger_file *f, char *err, size_t err_len)
 {
+	int64_t now = ledger_now_ms();
 	for (size_t i = 0; i < f->count; i++) {
 		const struct ledger_file_row *r = &f->rows[i];
+		struct ledger_usage usage = r->usage;
+		if (clamp_future(&usage, now))
+			log_warn("ledger file: \"%s\" → \"%s\": its window lies in the future (a "
+				 "clock set back?); its %lld bytes count from now, for 24 h at most",
+				 r->uploader, r->account, (long long)usage.used_bytes);
 		int32_t row;
 		if (ledger_row_find(l, r->uploader, r->account, &row) == LEDGER_OK) {
 			snprintf(err, err_len, "\"%s\" → \"%s\" appears twice", r->uploader,
@@ -497,7 +542,7 @@ static int load_into(struct ledger *l, const struct ledger_file *f, char *err, s
 			return -1;
 		}
 		if (rc == LEDGER_OK)
-			rc = ledger_set_usage(l, row, &r->usage);
+			rc = ledger_set_usage(l, row, &usage);
 		if (rc != LEDGER_OK) {
 			snprintf(err, err_len, "\"%s\" → \"%s\": %s", r->uploader, r->account,
 				 ledger_strerror(rc));

@@ -121,6 +121,13 @@ int supervisor_open_ledger(const struct config *c, const char *name, bool reset,
 	rc = ledger_create(name, &o, out);
 	if (rc == LEDGER_ERR_EXISTS)
 		return ledger_attach(name, 1, out) == LEDGER_OK ? 0 : -1; /* lost a race */
+	if (rc == LEDGER_ERR_SYS && errno == ENOSPC) {
+		snprintf(err, err_len,
+			 "cannot create the shared ledger %s: /dev/shm has no room for its %zu "
+			 "bytes: free some, or give the container more (docker run --shm-size)",
+			 name, ledger_size_for(&o));
+		return -1;
+	}
 	if (rc != LEDGER_OK) {
 		snprintf(err, err_len, "cannot create the shared ledger %s: %s", name,
 			 ledger_strerror(rc));
@@ -464,16 +471,19 @@ static void remove_empty_dirs(const struct up *up)
 struct dead_stage {
 	struct ledger *ledger;
 	int32_t slot;
+	const char *move_source;   /* the local folder under `move`, else NULL */
 };
 
 static int count_dead_worker_file(void *ctx, struct reconcile_candidate *c)
 {
 	struct dead_stage *d = ctx;
 	/* Marks the slot's entry counted in the same write: a second check cannot recount it. */
-	return ledger_add_for_stage_file(d->ledger, d->slot, c->path, c->size, ledger_now_ms()) ==
-			       LEDGER_OK
-		       ? 0
-		       : 1;
+	if (ledger_add_for_stage_file(d->ledger, d->slot, c->path, c->size, ledger_now_ms()) !=
+	    LEDGER_OK)
+		return 1;
+	if (d->move_source)
+		reconcile_remove_arrived(d->move_source, c);
+	return 0;
 }
 
 /* A worker died without checking its own in-flight files: check the ones it recorded. During
@@ -502,7 +512,10 @@ static void check_dead_worker(struct sup *s, struct up *up, int32_t slot, bool q
 	struct rclone_cmd ls;
 	struct reconcile rc;
 	struct reconcile_result r;
-	struct dead_stage d = { &s->ledger, slot };
+	const struct config_remote *remote = up->u->remote;
+	struct dead_stage d = { &s->ledger, slot,
+				remote->rclone_command == CONFIG_COMMAND_MOVE ? remote->upload_folder
+									      : NULL };
 	if (rclone_cmd_build_lsjson(&up->stage.spec, files_from, &ls, err, sizeof(err)) < 0) {
 		log_error("uploader %s: cannot check the dead worker's files: %s", up->u->name, err);
 		return;

@@ -11,6 +11,7 @@
 
 #include "ledger.h"
 #include "log.h"
+#include "source.h"
 
 /* lsjson of a few thousand candidates is well under this; more means a broken listing. */
 #define RECONCILE_OUTPUT_MAX ((size_t)256 << 20)
@@ -197,4 +198,19 @@ int reconcile_run(struct reconcile *rc, struct reconcile_candidate *c, size_t n,
 	reconcile_cancel(rc);
 	unlink(rc->files_from);
 	return status;
+}
+
+void reconcile_remove_arrived(const char *root, const struct reconcile_candidate *c)
+{
+	int rc = source_remove_arrived(root, c->path, c->size);
+	if (rc == 0)
+		log_info("in-flight check: removed %s from the source, as move would have", c->path);
+	else if (rc == SOURCE_REMOVE_CHANGED)
+		log_warn("in-flight check: %s changed locally since it arrived; kept", c->path);
+	else if (rc == SOURCE_REMOVE_ENCODED)
+		log_warn("in-flight check: %s arrived but its local name has bytes rclone renames; "
+			 "kept, and a later stage may upload it again", c->path);
+	else if (rc != -ENOENT)
+		log_warn("in-flight check: cannot remove %s from the source: %s", c->path,
+			 strerror(-rc));
 }

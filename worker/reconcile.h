@@ -64,6 +64,10 @@ int reconcile_run(struct reconcile *rc, struct reconcile_candidate *c, size_t n,
 		  int64_t since_ms, reconcile_count_fn count, void *ctx,
 		  struct reconcile_result *r, char *err, size_t err_len);
 
+/* Under `move`, deletes a counted candidate's source file (source_remove_arrived()), logging
+ * what it did; root is the stage's local folder. */
+void reconcile_remove_arrived(const char *root, const struct reconcile_candidate *c);
+
 /* Keeps only the first n rounds (ends the others). */
 void reconcile_limit(struct reconcile *rc, int n);
 

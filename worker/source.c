@@ -656,6 +656,25 @@ int source_foreach(struct source_index *idx, uint32_t any_of, uint32_t none_of,
     return 0;
 }
 
+int source_remove_arrived(const char *root, const char *path, int64_t size)
+{
+    /* U+2400..U+243F (control-byte symbols), U+201B (rclone's quote), U+FFFD (invalid
+     * UTF-8): the file's real name cannot be told from these. */
+    for (const unsigned char *p = (const unsigned char *)path; *p; p++)
+        if ((p[0] == 0xE2 && p[1] == 0x90) || (p[0] == 0xE2 && p[1] == 0x80 && p[2] == 0x9B) ||
+            (p[0] == 0xEF && p[1] == 0xBF && p[2] == 0xBD))
+            return SOURCE_REMOVE_ENCODED;
+    char full[PATH_MAX];
+    if ((size_t)snprintf(full, sizeof(full), "%s/%s", root, path) >= sizeof(full))
+        return -ENAMETOOLONG;
+    struct stat st;
+    if (lstat(full, &st) < 0)
+        return -errno;
+    if (!S_ISREG(st.st_mode) || st.st_size != size)
+        return SOURCE_REMOVE_CHANGED;
+    return unlink(full) < 0 ? -errno : 0;
+}
+
 uint32_t source_reconcile_flags(const struct source_index *idx)
 {
     if (!idx->watch_started || idx->watch_overflowed || idx->watch_ambiguous)

@@ -142,6 +142,20 @@ int source_foreach(struct source_index *idx, uint32_t any_of, uint32_t none_of,
  */
 uint32_t source_reconcile_flags(const struct source_index *idx);
 
+/* source_remove_arrived()'s returns besides 0 (removed) and a negative errno. */
+enum source_remove {
+    SOURCE_REMOVE_CHANGED = 1,   /* not a regular file of the expected size any more: kept */
+    SOURCE_REMOVE_ENCODED = 2,   /* rclone's name differs from the bytes on disk: kept */
+};
+
+/*
+ * Deletes root/path, a file the remote holds whole although rclone never said so (it was
+ * stopped between the upload and its own delete), as `move` would have: left in place, the
+ * next stage, maybe on another remote, would upload it again. path is in rclone's form; one
+ * holding a symbol rclone substitutes for other bytes is not mapped back, and is kept.
+ */
+int source_remove_arrived(const char *root, const char *path, int64_t size);
+
 /* --- the open-watcher ------------------------------------------------------------------- */
 
 /* source_watch_drain()'s and source_watch_feed()'s return when the kernel dropped events. */

@@ -344,6 +344,8 @@ static int count_in_flight(void *ctx, struct reconcile_candidate *c)
 		log_error("cannot record %s in the ledger: %s", e->path, ledger_strerror(rc));
 		return 1;
 	}
+	if (strcmp(w->spec->command, "move") == 0)
+		reconcile_remove_arrived(w->spec->source, c);
 	return 0;
 }
 

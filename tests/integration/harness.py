@@ -5,6 +5,7 @@ Every wait is a loop with a deadline; nothing sleeps and hopes.
 import json
 import os
 import random
+import socket
 import shutil
 import signal
 import subprocess
@@ -178,3 +179,10 @@ def children(pid):
 
 def child_named(pid, name):
     return next((k for k, comm in children(pid) if comm == name), None)
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -84,7 +84,9 @@ class StageTest(unittest.TestCase):
                                            "--daily-bytes", str(quota),
                                            "--max-transfer", str(quota)))
         self.assertEqual(outcome["result"], "max-transfer", outcome)
-        self.assertEqual(outcome["rclone_exit"], 8)
+        # rclone 1.60 exits 8 at the cutoff, or 1 when it cancelled a directory listing that was
+        # under way then; the worker must read both as the cutoff (the result above).
+        self.assertIn(outcome["rclone_exit"], (1, 8), outcome)
         self.assertEqual(fake.truth()["users"]["bob"]["rejected_403"], 0)
         truth = self.assert_ledger_is_truth("bob")
         self.assertLessEqual(truth, quota)

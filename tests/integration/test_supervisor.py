@@ -12,7 +12,8 @@ import unittest
 import urllib.error
 import urllib.request
 
-from harness import BUILD, FakeRemote, child_named, children, make_tree, unlink_shm, wait_for
+from harness import (BUILD, FakeRemote, child_named, children, free_port, make_tree, unlink_shm,
+                     wait_for)
 from test_dashboard_page import CHROMIUM, Dom
 
 CPLOW = os.path.join(BUILD, "supervisor/cplow")
@@ -437,12 +438,6 @@ class SupervisorTest(unittest.TestCase):
         for d in (a, b):
             d.pop("last_flush", None)
         self.assertEqual(a, b)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def ledger_state_of(config):

@@ -18,7 +18,7 @@ import tempfile
 import time
 import unittest
 
-from harness import BUILD, FakeRemote, ledger_state, make_tree, unlink_shm, wait_for
+from harness import BUILD, FakeRemote, free_port, ledger_state, make_tree, unlink_shm, wait_for
 
 CPLOW = os.path.join(BUILD, "supervisor/cplow")
 INSPECT = os.path.join(BUILD, "shm/cplow-inspect")
@@ -567,6 +567,55 @@ class Pid1Test(SupervisorTest):
         self.assert_equals_truth(self.ledger(cfg), "the ledger")
         self.assert_equals_truth(self.file_bytes(cfg), "the ledger file")
         self.assert_everything_moved()
+
+
+@unittest.skipUnless(os.geteuid() == 0 and shutil.which("unshare"),
+                     "needs root and unshare for a mount namespace")
+class ShmFullTest(SupervisorTest):
+    def test_a_full_dev_shm_is_one_clear_error_at_start_and_nothing_is_uploaded(self):
+        self.tree(count=5, seed=14)
+        cfg = self.write_config(self.config_dict())
+        # A private /dev/shm of 16 KiB, far below the ledger's size: a container's full one.
+        wrap = ("unshare", "--mount", "--propagation", "private", "sh", "-c",
+                'mount -t tmpfs -o size=16k tmpfs /dev/shm && exec "$@"', "sh")
+        run = self.cplow(cfg, "upload", wrap=wrap)
+        code = run.wait(30)
+        lines = [l for l in run.log().splitlines() if "/dev/shm" in l]
+        self.assertEqual(len(lines), 1, run.log())
+        self.assertRegex(lines[0], r"cannot create the shared ledger /cplow-\S+: /dev/shm has no "
+                         r"room for its \d+ bytes")
+        self.assertEqual(code, 2, run.log())
+        self.assertEqual(sum(self.truth().values()), 0, "uploaded without a ledger")
+        self.assertEqual(sorted(self.files), sorted(
+            os.path.relpath(os.path.join(d, f), self.src)
+            for d, _, fs in os.walk(self.src) for f in fs))
+
+
+class SandboxLiveTest(SupervisorTest):
+    def test_worker_flusher_and_dashboard_run_under_their_seccomp_filters(self):
+        """The filters kill forbidden calls (tests/unit/test_sandbox.c); this checks the real
+        processes of a running upload have them: Seccomp 2 is filter mode."""
+        self.tree(seed=15)
+        cfg = self.config_dict()
+        cfg["dashboard"] = {"enabled": True, "port": free_port()}
+        cfg = self.write_config(cfg)
+        self.fake.set_delay(SLOW_MS)
+        run = self.cplow(cfg, "upload")
+        self.wait_uploading(cfg, run)
+
+        def seccomp(pid):
+            status = _read("/proc/%d/status" % pid) or ""
+            m = re.search(r"^Seccomp:\s+(\d)", status, re.M)
+            return int(m.group(1)) if m else None
+
+        def roles():
+            # A worker enters its filter once its rclone runs: a fresh stage's may not yet.
+            kids = {c: seccomp(c) for c in children(run.pid) if comm(c) == "cplow" and alive(c)}
+            return kids if len(kids) == 3 and set(kids.values()) == {2} else None
+        wait_for("worker, flusher and dashboard under cplow, each filtered", roles)
+        self.assertEqual(seccomp(run.pid), 0, "the supervisor forks the roles: it has no filter")
+        self.fake.set_delay(0)
+        self.assertEqual(run.wait(120), 0, run.log()[-4000:])
 
 
 # ---- 6. a dead flusher ------------------------------------------------------------------------

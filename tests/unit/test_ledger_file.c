@@ -252,3 +252,85 @@ Test(ledger_file, more_accounts_than_the_ledger_holds_is_refused, .init = setup,
 	cr_assert_eq(restore(err, sizeof(err)), -1);
 	cr_assert(strstr(err, "it has 100 accounts, more than the ledger holds (16)"), "%s", err);
 }
+
+Test(ledger_file, a_window_in_the_future_keeps_its_bytes_and_restarts_now, .init = setup,
+     .fini = teardown)
+{
+	long long now_s = (long long)(ledger_now_ms() / 1000), hour = now_s / 3600;
+	char text[512];
+	/* Ten days ahead: a clock that was set back since the file was written. */
+	snprintf(text, sizeof(text),
+		 "{\"media\":{\"sa1\":{\"bytes\":5000000000,\"first_upload\":%lld,"
+		 "\"reset_time\":%lld,\"banned_until\":%lld},"
+		 "\"sa2\":{\"bytes\":70,\"hours\":{\"%lld\":30,\"%lld\":40}}}}",
+		 now_s + 10 * 86400, now_s + 11 * 86400, now_s + 10 * 86400, hour,
+		 hour + 245);
+	put(path, text);
+	char err[LEDGER_FILE_ERR_MAX];
+	int64_t before = ledger_now_ms();
+	cr_assert_eq(restore(err, sizeof(err)), 0, "%s", err);
+	int64_t after = ledger_now_ms();
+	int32_t r1, r2;
+	cr_assert_eq(ledger_row_find(&L, "media", "sa1", &r1), LEDGER_OK);
+	cr_assert_eq(ledger_row_find(&L, "media", "sa2", &r2), LEDGER_OK);
+	const struct ledger_usage *u = &L.rows[r1].usage;
+	cr_assert_eq(u->used_bytes, 5000000000LL, "the bytes must stay counted");
+	cr_assert(u->first_upload_ms >= before && u->first_upload_ms <= after, "%lld",
+		  (long long)u->first_upload_ms);
+	cr_assert(u->reset_at_ms <= after + LEDGER_DAY_MS, "reset %lld is more than a day away",
+		  (long long)u->reset_at_ms);
+	cr_assert_eq(u->banned_until_ms, (now_s + 10 * 86400) * 1000LL, "a ban keeps its end");
+	const struct ledger_usage *v = &L.rows[r2].usage;
+	int64_t in_hour = 0, later = 0;
+	for (int i = 0; i < LEDGER_HOURS; i++) {
+		if (v->hour_index[i] == hour)
+			in_hour += v->hour_bytes[i];
+		else if (v->hour_index[i] > hour)
+			later += v->hour_bytes[i];
+	}
+	cr_assert_eq(later, 0, "an hour bucket stayed in the future");
+	cr_assert_eq(in_hour, 70, "the future hour's bytes must move to the current hour");
+}
+
+/* 100,000 accounts: a ledger sized for them restores every one exactly; the default one
+ * refuses the file with the count and the key to raise, and nothing half-loaded is used. */
+Test(ledger_file, a_file_of_100k_accounts_loads_exactly_or_is_refused_whole, .init = setup,
+     .fini = teardown, .timeout = 120)
+{
+	enum { N = 100000 };
+	FILE *f = fopen(path, "w");
+	cr_assert_not_null(f);
+	fputs("{\"media\":{", f);
+	long long sum = 0;
+	for (int i = 0; i < N; i++) {
+		fprintf(f, "%s\"/config/sa/sa%06d.json\":{\"bytes\":%d,\"files\":1}", i ? "," : "",
+			i, i * 7);
+		sum += i * 7LL;
+	}
+	fputs("}}", f);
+	fclose(f);
+	char err[LEDGER_FILE_ERR_MAX];
+	cr_assert_eq(restore(err, sizeof(err)), -1);
+	cr_assert(strstr(err, "it has 100000 accounts, more than the ledger holds (16): raise "
+			      "quota.capacity"), "%s", err);
+
+	struct ledger big;
+	char name[80];
+	snprintf(name, sizeof(name), "%s-big", shm_name);
+	ledger_unlink(name);
+	struct ledger_options o = { .row_capacity = N };
+	cr_assert_eq(ledger_create(name, &o, &big), LEDGER_OK);
+	char used[PATH_MAX];
+	cr_assert_eq(ledger_file_restore(&big, path, used, sizeof(used), err, sizeof(err)), 0, "%s",
+		     err);
+	cr_assert_eq(big.hdr->row_count, N);
+	long long got = 0;
+	for (uint32_t i = 0; i < big.hdr->row_count; i++)
+		got += big.rows[i].usage.used_bytes;
+	cr_assert_eq(got, sum);
+	int32_t row;
+	cr_assert_eq(ledger_row_find(&big, "media", "/config/sa/sa099999.json", &row), LEDGER_OK);
+	cr_assert_eq(big.rows[row].usage.used_bytes, 99999LL * 7);
+	ledger_detach(&big);
+	ledger_unlink(name);
+}

@@ -113,3 +113,29 @@ Test(sandbox, flusher_filter_kills_a_socket, .timeout = 20)
 {
 	killed_by_sigsys(in_sandbox(SANDBOX_FLUSHER, do_inet_socket), "socket in the flusher");
 }
+
+Test(sandbox, flusher_filter_kills_execve, .timeout = 20)
+{
+	killed_by_sigsys(in_sandbox(SANDBOX_FLUSHER, do_execve), "execve in the flusher");
+}
+
+static void do_kill_parent(void)
+{
+	kill(getppid(), 0);
+}
+
+Test(sandbox, dashboard_filter_kills_execve, .timeout = 20)
+{
+	killed_by_sigsys(in_sandbox(SANDBOX_DASHBOARD, do_execve), "execve in the dashboard");
+}
+
+Test(sandbox, dashboard_filter_kills_a_signal_to_another_process, .timeout = 20)
+{
+	killed_by_sigsys(in_sandbox(SANDBOX_DASHBOARD, do_kill_parent), "kill in the dashboard");
+}
+
+Test(sandbox, dashboard_filter_kills_a_packet_socket, .timeout = 20)
+{
+	killed_by_sigsys(in_sandbox(SANDBOX_DASHBOARD, do_packet_socket),
+			 "socket(AF_PACKET) in the dashboard");
+}

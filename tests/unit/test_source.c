@@ -948,3 +948,27 @@ Test(source, free_is_safe_on_zeroed_and_freed_indexes, .timeout = 30)
     cr_assert_null(source_find(&idx, "x", 1));
     cr_assert_eq(source_memory_bytes(&idx), 0);
 }
+
+Test(source, an_arrived_file_is_removed_only_when_its_name_and_size_still_match, .init = setup,
+     .fini = teardown, .timeout = 30)
+{
+    put_dir("d");
+    put_file("d/whole.mkv", 1000);
+    put_file("d/grew.mkv", 1200);
+    put_file("d/ctl\001name.mkv", 10);
+    cr_assert_eq(source_remove_arrived(tree, "d/whole.mkv", 1000), 0);
+    struct stat st;
+    cr_assert_eq(lstat(at("d/whole.mkv"), &st), -1, "the arrived file is still there");
+
+    cr_assert_eq(source_remove_arrived(tree, "d/grew.mkv", 1000), SOURCE_REMOVE_CHANGED);
+    cr_assert_eq(lstat(at("d/grew.mkv"), &st), 0, "a file of another size was removed");
+
+    /* rclone names byte 0x01 U+2401; that symbol could also be the file's real name. */
+    cr_assert_eq(source_remove_arrived(tree, "d/ctl\xe2\x90\x81name.mkv", 10),
+                 SOURCE_REMOVE_ENCODED);
+    cr_assert_eq(lstat(at("d/ctl\001name.mkv"), &st), 0);
+
+    cr_assert_eq(source_remove_arrived(tree, "d/gone.mkv", 5), -ENOENT);
+    cr_assert_eq(source_remove_arrived(tree, "d", 4096), SOURCE_REMOVE_CHANGED,
+                 "a directory is never removed");
+}
