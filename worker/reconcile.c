@@ -118,9 +118,12 @@ static void count_found(const cJSON *items, struct reconcile_candidate *c, size_
 		struct reconcile_candidate key = { .path = path->valuestring };
 		struct reconcile_candidate *hit = bsearch(&key, c, n, sizeof(*c), by_path);
 		/* Not asked about, already counted, or arrived in part. */
-		if (!hit || hit->found || (int64_t)size->valuedouble != hit->size)
+		if (!hit || hit->found ||
+		    (hit->size != RECONCILE_SIZE_ANY && (int64_t)size->valuedouble != hit->size))
 			continue;
 		hit->found = true;
+		if (hit->size == RECONCILE_SIZE_ANY)
+			hit->size = (int64_t)size->valuedouble;
 		if (count(ctx, hit) != 0)
 			continue;
 		log_info("in-flight check: %s arrived whole (%lld bytes); counted", hit->path,

@@ -34,9 +34,13 @@ struct reconcile {
 	char files_from[PATH_MAX];
 };
 
+/* A candidate's size when rclone said it copied the file but cplow never listed it: whatever
+ * the remote holds is whole, and the size is set to it when found. */
+#define RECONCILE_SIZE_ANY (-1)
+
 struct reconcile_candidate {
 	const char *path;     /* as rclone names it, below the destination */
-	int64_t size;         /* what a whole upload has */
+	int64_t size;         /* what a whole upload has, or RECONCILE_SIZE_ANY */
 	void *user;           /* the caller's, for its count function */
 	bool found;
 };

@@ -52,6 +52,10 @@ struct worker {
 	struct rclone_proc proc;
 	struct reconcile reconcile;
 	char files_from[PATH_MAX];
+	/* Copied paths the listing lacks (files that came into the source after it): their
+	 * sizes are read from the remote when rclone has ended. */
+	char **late;
+	size_t late_count, late_cap;
 	int stop_requested;            /* signals seen */
 	int stop_sent;                 /* we told rclone to stop (signal or trigger) */
 	int64_t stop_sent_ms;
@@ -112,6 +116,30 @@ static int count_file(struct worker *w, const struct source_entry *e)
 					 ledger_now_ms());
 }
 
+static void note_late(struct worker *w, const char *path)
+{
+	if (w->late_count == w->late_cap) {
+		size_t cap = w->late_cap ? w->late_cap * 2 : 16;
+		void *p = realloc(w->late, cap * sizeof(*w->late));
+		if (!p) {
+			log_error("rclone copied %s, which was not in the listing, and there is no "
+				  "memory to remember it: not counted", path);
+			return;
+		}
+		w->late = p;
+		w->late_cap = cap;
+	}
+	char *copy = strdup(path);
+	if (!copy) {
+		log_error("rclone copied %s, which was not in the listing, and there is no memory "
+			  "to remember it: not counted", path);
+		return;
+	}
+	w->late[w->late_count++] = copy;
+	log_info("rclone copied %s, which was not in the listing (it came into the source during "
+		 "the stage): counted from the remote when rclone ends", path);
+}
+
 /* The hot path: one completed file, counted once, at once. */
 static void worker_on_copied(struct worker *w, const struct rclone_log_event *ev)
 {
@@ -123,7 +151,7 @@ static void worker_on_copied(struct worker *w, const struct rclone_log_event *ev
 	struct source_entry *e = source_find(&w->source, ev->object, ev->object_len);
 	if (!e) {
 		w->out->unknown_files++;
-		log_warn("rclone copied %s, which was not in the listing; not counted", ev->object);
+		note_late(w, ev->object);
 		return;
 	}
 	if (source_mark_counted(e))
@@ -337,11 +365,12 @@ static int count_in_flight(void *ctx, struct reconcile_candidate *c)
 {
 	struct worker *w = ctx;
 	struct source_entry *e = c->user;
-	if (source_mark_counted(e))
+	if (e && source_mark_counted(e))
 		return 1;
-	int rc = count_file(w, e);
+	int rc = e ? count_file(w, e)
+		   : ledger_add_for_stage_file(&w->ledger, w->slot, NULL, c->size, ledger_now_ms());
 	if (rc != LEDGER_OK) {
-		log_error("cannot record %s in the ledger: %s", e->path, ledger_strerror(rc));
+		log_error("cannot record %s in the ledger: %s", c->path, ledger_strerror(rc));
 		return 1;
 	}
 	if (strcmp(w->spec->command, "move") == 0)
@@ -369,20 +398,45 @@ static int add_candidate(void *ctx, struct source_entry *e)
 	return 0;
 }
 
-/* The files rclone started (or, without a working watch, every file) and never reported. */
-static int check_in_flight(struct worker *w, int64_t stopped_ms, struct reconcile_result *r,
-			   char *err, size_t err_len)
+static int by_string(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The late files, each once (rclone may report a file twice: failed, then retried). */
+static int add_late(struct worker *w, struct candidates *c)
+{
+	qsort(w->late, w->late_count, sizeof(*w->late), by_string);
+	for (size_t i = 0; i < w->late_count; i++) {
+		if (i && strcmp(w->late[i], w->late[i - 1]) == 0)
+			continue;
+		struct source_entry fake = { .path = w->late[i], .size = RECONCILE_SIZE_ANY };
+		if (add_candidate(c, &fake) != 0)
+			return -1;
+		c->v[c->n - 1].user = NULL;
+	}
+	return 0;
+}
+
+/* The files rclone started (or, without a working watch, every file) and never reported, when
+ * it was cut short; and the files it copied that the listing lacks. */
+static int check_in_flight(struct worker *w, bool cut, int64_t stopped_ms,
+			   struct reconcile_result *r, char *err, size_t err_len)
 {
 	memset(r, 0, sizeof(*r));
 	drain_watch(w);
 	struct candidates c = { 0 };
-	if (source_foreach(&w->source, source_reconcile_flags(&w->source), SOURCE_COUNTED,
-			   add_candidate, &c) != 0) {
+	if ((cut && source_foreach(&w->source, source_reconcile_flags(&w->source), SOURCE_COUNTED,
+				   add_candidate, &c) != 0) ||
+	    add_late(w, &c) != 0) {
 		free(c.v);
 		reconcile_cancel(&w->reconcile);
 		snprintf(err, err_len, "out of memory");
 		return -1;
 	}
+	/* A Copied file is on the remote already: one look is enough. */
+	if (!cut)
+		reconcile_limit(&w->reconcile, 1);
 	int rc = reconcile_run(&w->reconcile, c.v, c.n, stopped_ms, count_in_flight, w, r, err,
 			       err_len);
 	free(c.v);
@@ -526,10 +580,11 @@ enum stage_result worker_run(const struct stage_spec *spec, struct stage_outcome
 		out->result = result_of(w, status);
 	/* Only a run that was cut short can have files that arrived without a Copied line: an
 	 * rclone that exits by itself logs every file it finished. */
-	if (w->stop_sent || WIFSIGNALED(status) || out->rclone_exit >= 128) {
+	bool cut = w->stop_sent || WIFSIGNALED(status) || out->rclone_exit >= 128;
+	if (cut || w->late_count) {
 		struct reconcile_result r;
 		int64_t stopped = w->stop_sent ? w->stop_sent_ms : ledger_now_ms();
-		if (check_in_flight(w, stopped, &r, err, sizeof(err)) < 0) {
+		if (check_in_flight(w, cut, stopped, &r, err, sizeof(err)) < 0) {
 			log_error("in-flight check failed: %s; files in flight are not counted", err);
 			err[0] = '\0';
 		}
@@ -559,6 +614,9 @@ out:
 	rclone_cmd_free(&w->ls_cmd);
 	unlink(w->files_from);
 	triggers_free(&w->triggers);
+	for (size_t i = 0; i < w->late_count; i++)
+		free(w->late[i]);
+	free(w->late);
 	rclone_log_reader_free(&w->reader);
 	free(w->event);
 	source_free(&w->source); /* closes the watch */

@@ -215,6 +215,8 @@ class StageTest(unittest.TestCase):
         fake_rclone = os.path.join(self.work, "rclone")
         with open(fake_rclone, "w") as f:
             f.write("""#!/bin/sh
+# The in-flight check's `rclone lsjson` for the file not in the listing: not on the remote.
+case " $* " in *" lsjson "*) echo '[]'; exit 0;; esac
 exec 1>&2
 printf '\\000\\001garbage\\377 not a line of rclone\\n'
 head -c 1048577 /dev/zero | tr '\\000' 'a'; echo
@@ -237,6 +239,33 @@ printf '{"level":"info","msg":"Copied (new'
         self.assertGreaterEqual(outcome["malformed_lines"], 1)
         self.assertEqual(ledger_bytes(self.shm, "media", "acct"), sizes["a.bin"] + sizes["b.bin"])
         self.assertIn("not-listed.bin, which was not in the listing", run.stderr)
+
+    def test_files_that_come_into_the_source_during_a_stage_are_counted_exactly(self):
+        # Files that arrive between the worker's listing and rclone's: a wrapper renames them
+        # into the source just before it execs the real rclone for the move, so rclone uploads
+        # files the listing never had.
+        fake = self.start_fake(ivy=AMPLE)
+        src, early = self.source(10, seed=9, max_size=200 << 10)
+        spool = os.path.join(self.work, "spool")
+        late = make_tree(os.path.join(spool, "late"), 5, seed=10, min_size=10 << 10,
+                         max_size=50 << 10, dirs=2)
+        wrapper = os.path.join(self.work, "rclone-late")
+        with open(wrapper, "w") as f:
+            f.write("""#!/bin/sh
+case " $* " in *" move "*) cp -a %s/. %s/ && rm -rf %s;; esac
+exec /usr/bin/rclone "$@"
+""" % (spool, src, spool))
+        os.chmod(wrapper, 0o755)
+        outcome, run = run_stage(fake.remote_env("fake", "ivy"),
+                                 *stage_args(self.shm, "media", "acct", src, "fake:media",
+                                             self.work, "--sandbox", "--rclone", wrapper))
+        self.assertEqual(outcome["result"], "done", run.stderr[-3000:])
+        self.assertEqual(outcome["unknown_files"], len(late), "the late files were not late")
+        self.assertEqual(outcome["files"], len(early) + len(late))
+        self.assertEqual(self.assert_ledger_is_truth("ivy"),
+                         sum(early.values()) + sum(late.values()))
+        self.assertEqual(os.listdir(src) and
+                         [f for _, _, fs in os.walk(src) for f in fs], [], "not all moved")
 
     def test_a_sandboxed_stage_still_passes(self):
         fake = self.start_fake(gina=AMPLE)
