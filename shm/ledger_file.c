@@ -517,13 +517,41 @@ static bool clamp_future(struct ledger_usage *u, int64_t now)
 	return moved;
 }
 
+/* The quota fork's rows (and a fixed-window cplow's) have no hours: under the rolling window
+ * their bytes go to the one hour that keeps them until the row's reset time (never after now;
+ * a row without one keeps them 24 h from now). Left out, they would count nothing. */
+static void bucket_unhoured(struct ledger_usage *u, int64_t now)
+{
+	for (int i = 0; i < LEDGER_HOURS; i++)
+		if (u->hour_bytes[i])
+			return;
+	if (u->used_bytes <= 0 || (u->reset_at_ms && u->reset_at_ms <= now))
+		return;
+	int64_t h = now / LEDGER_HOUR_MS;
+	if (u->reset_at_ms) {
+		int64_t until = (u->reset_at_ms + LEDGER_HOUR_MS - 1) / LEDGER_HOUR_MS - LEDGER_HOURS;
+		if (until < h)
+			h = until;
+	}
+	u->hour_index[h % LEDGER_HOURS] = h;
+	u->hour_bytes[h % LEDGER_HOURS] = u->used_bytes;
+}
+
+bool ledger_file_settle(struct ledger_usage *u, enum ledger_window window, int64_t now_ms)
+{
+	bool moved = clamp_future(u, now_ms);
+	if (window == LEDGER_WINDOW_ROLLING)
+		bucket_unhoured(u, now_ms);
+	return moved;
+}
+
 static int load_into(struct ledger *l, const struct ledger_file *f, char *err, size_t err_len)
 {
 	int64_t now = ledger_now_ms();
 	for (size_t i = 0; i < f->count; i++) {
 		const struct ledger_file_row *r = &f->rows[i];
 		struct ledger_usage usage = r->usage;
-		if (clamp_future(&usage, now))
+		if (ledger_file_settle(&usage, (enum ledger_window)l->hdr->window, now))
 			log_warn("ledger file: \"%s\" → \"%s\": its window lies in the future (a "
 				 "clock set back?); its %lld bytes count from now, for 24 h at most",
 				 r->uploader, r->account, (long long)usage.used_bytes);

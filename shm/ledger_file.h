@@ -13,6 +13,7 @@
 #define CPLOW_LEDGER_FILE_H
 
 #include <stddef.h>
+#include <stdbool.h>
 
 #include "ledger.h"
 
@@ -49,6 +50,16 @@ int ledger_file_parse(const char *text, size_t len, struct ledger_file *out, cha
 /* Reads and parses a file. Returns 0, -1 (bad: message in err) or -2 (missing). */
 int ledger_file_load(const char *path, struct ledger_file *out, char *err, size_t err_len);
 void ledger_file_free(struct ledger_file *f);
+
+/*
+ * A row's usage as a ledger of this window holds it at now_ms (what a restore and
+ * import-cloudplow do to every row): a window that starts after now starts now, one that ends
+ * more than a day from now ends a day from now, hour buckets ahead of now move to this hour
+ * (the bytes always stay); under the rolling window, a row without hour buckets (the quota
+ * fork's) gets its bytes in the one hour that keeps them until its reset time. Returns whether
+ * a time in the future was moved.
+ */
+bool ledger_file_settle(struct ledger_usage *u, enum ledger_window window, int64_t now_ms);
 
 /*
  * Fills a fresh ledger from path, falling back to path.prev when path is missing or bad.

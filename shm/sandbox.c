@@ -7,7 +7,9 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sched.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 /* What every role needs: memory, time, signals, its own descriptors, and exiting. */
 static const int common_calls[] = {
@@ -40,6 +42,79 @@ static const int socket_calls[] = {
 	SCMP_SYS(eventfd2), SCMP_SYS(pipe2), SCMP_SYS(select), SCMP_SYS(pselect6),
 };
 
+/*
+ * The notifier resolves host names, and glibc's NSS may read files, load modules, and open
+ * netlink or UNIX sockets (nscd, systemd-resolved) to do it, while libcurl resolves in a thread
+ * of its own: an allow list that works here would kill it on another machine. So its filter
+ * names what it must never do instead (everything else is allowed): run or trace programs,
+ * fork (threads are allowed), signal other processes, open raw or packet sockets, touch
+ * mounts, namespaces, modules, keys or BPF, and change files (those calls fail with EACCES
+ * rather than kill: a library's stray attempt is not an attack).
+ */
+static const int notifier_killed[] = {
+	SCMP_SYS(execve), SCMP_SYS(execveat), SCMP_SYS(ptrace), SCMP_SYS(process_vm_readv),
+	SCMP_SYS(process_vm_writev), SCMP_SYS(fork), SCMP_SYS(vfork), SCMP_SYS(tkill),
+	SCMP_SYS(mount), SCMP_SYS(umount2), SCMP_SYS(pivot_root), SCMP_SYS(chroot),
+	SCMP_SYS(unshare), SCMP_SYS(setns), SCMP_SYS(init_module), SCMP_SYS(finit_module),
+	SCMP_SYS(delete_module), SCMP_SYS(kexec_load), SCMP_SYS(bpf), SCMP_SYS(perf_event_open),
+	SCMP_SYS(userfaultfd), SCMP_SYS(keyctl), SCMP_SYS(add_key), SCMP_SYS(request_key),
+	SCMP_SYS(reboot), SCMP_SYS(swapon), SCMP_SYS(swapoff), SCMP_SYS(iopl), SCMP_SYS(ioperm),
+};
+
+static const int notifier_refused[] = {
+	SCMP_SYS(unlink), SCMP_SYS(unlinkat), SCMP_SYS(rename), SCMP_SYS(renameat),
+	SCMP_SYS(renameat2), SCMP_SYS(mkdir), SCMP_SYS(mkdirat), SCMP_SYS(rmdir), SCMP_SYS(chmod),
+	SCMP_SYS(fchmod), SCMP_SYS(fchmodat), SCMP_SYS(chown), SCMP_SYS(fchown), SCMP_SYS(lchown),
+	SCMP_SYS(fchownat), SCMP_SYS(truncate), SCMP_SYS(ftruncate), SCMP_SYS(link),
+	SCMP_SYS(linkat), SCMP_SYS(symlink), SCMP_SYS(symlinkat), SCMP_SYS(mknod),
+	SCMP_SYS(mknodat), SCMP_SYS(creat),
+};
+
+/* `action` for `call` when (argument `arg` & mask) == value; op NE: when it differs. */
+static int rule_if(scmp_filter_ctx ctx, uint32_t action, int call, unsigned arg,
+		   enum scmp_compare op, scmp_datum_t a, scmp_datum_t b)
+{
+	struct scmp_arg_cmp cmp = { .arg = arg, .op = op, .datum_a = a, .datum_b = b };
+	return seccomp_rule_add_array(ctx, action, call, 1, &cmp);
+}
+
+static int notifier_rules(scmp_filter_ctx ctx)
+{
+	const uint32_t kill = SCMP_ACT_KILL_PROCESS, refuse = SCMP_ACT_ERRNO(EACCES);
+	/* SCMP_SYS() is negative for a call this architecture lacks (open on arm64): skip it. */
+	for (size_t i = 0; i < sizeof(notifier_killed) / sizeof(notifier_killed[0]); i++)
+		if (notifier_killed[i] >= 0 &&
+		    seccomp_rule_add(ctx, kill, notifier_killed[i], 0) < 0)
+			return -1;
+	for (size_t i = 0; i < sizeof(notifier_refused) / sizeof(notifier_refused[0]); i++)
+		if (notifier_refused[i] >= 0 &&
+		    seccomp_rule_add(ctx, refuse, notifier_refused[i], 0) < 0)
+			return -1;
+	/* Opening for writing: open's flags are its second argument, openat's its third. */
+	static const scmp_datum_t write_flags[] = { O_WRONLY, O_RDWR, O_CREAT, O_TRUNC, O_APPEND };
+	for (size_t i = 0; i < sizeof(write_flags) / sizeof(write_flags[0]); i++) {
+		scmp_datum_t f = write_flags[i];
+		if (rule_if(ctx, refuse, SCMP_SYS(openat), 2, SCMP_CMP_MASKED_EQ, f, f) < 0 ||
+		    (SCMP_SYS(open) >= 0 &&
+		     rule_if(ctx, refuse, SCMP_SYS(open), 1, SCMP_CMP_MASKED_EQ, f, f) < 0))
+			return -1;
+	}
+	/* Threads (clone with CLONE_THREAD), never a new process; clone3 as in the other roles. */
+	if (rule_if(ctx, kill, SCMP_SYS(clone), 0, SCMP_CMP_MASKED_EQ, CLONE_THREAD, 0) < 0 ||
+	    seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0) < 0)
+		return -1;
+	/* Signals to itself only (abort() and raise() use tgkill on their own pid). */
+	scmp_datum_t self = (scmp_datum_t)getpid();
+	if (rule_if(ctx, kill, SCMP_SYS(kill), 0, SCMP_CMP_NE, self, 0) < 0 ||
+	    rule_if(ctx, kill, SCMP_SYS(tgkill), 0, SCMP_CMP_NE, self, 0) < 0)
+		return -1;
+	/* No packet or raw sockets. */
+	if (rule_if(ctx, kill, SCMP_SYS(socket), 0, SCMP_CMP_EQ, AF_PACKET, 0) < 0 ||
+	    rule_if(ctx, kill, SCMP_SYS(socket), 1, SCMP_CMP_MASKED_EQ, 0xf, SOCK_RAW) < 0)
+		return -1;
+	return 0;
+}
+
 /* Allows `call` when argument `arg` equals `value`. The comparison is spelled out: libseccomp's
  * SCMP_A0() macros leave fields unset, which clang's -Wextra reports. */
 static int allow_if(scmp_filter_ctx ctx, int call, unsigned arg, scmp_datum_t value)
@@ -61,10 +136,16 @@ int sandbox_enter(enum sandbox_role role, const pid_t *signal_pids, size_t n_pid
 {
 	const char *what = "init";
 	int rc = -1;
-	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_KILL_PROCESS);
+	scmp_filter_ctx ctx = seccomp_init(role == SANDBOX_NOTIFIER ? SCMP_ACT_ALLOW
+								  : SCMP_ACT_KILL_PROCESS);
 	if (!ctx)
 		goto out;
 	what = "rules";
+	if (role == SANDBOX_NOTIFIER) {
+		if (notifier_rules(ctx) < 0)
+			goto out;
+		goto load;
+	}
 	if (allow_all(ctx, common_calls, sizeof(common_calls) / sizeof(common_calls[0])) < 0 ||
 	    allow_all(ctx, file_calls, sizeof(file_calls) / sizeof(file_calls[0])) < 0)
 		goto out;
@@ -93,14 +174,17 @@ int sandbox_enter(enum sandbox_role role, const pid_t *signal_pids, size_t n_pid
 			if (allow_if(ctx, SCMP_SYS(kill), 0, (scmp_datum_t)signal_pids[i]) < 0)
 				goto out;
 	}
+load:
 	what = "load";
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || seccomp_load(ctx) < 0)
 		goto out;
 	rc = 0;
-out:
+out:;
+	int saved = errno;
 	if (rc < 0)
-		snprintf(err, err_len, "seccomp %s failed: %s", what, strerror(errno));
+		snprintf(err, err_len, "seccomp %s failed: %s", what, strerror(saved));
 	if (ctx)
 		seccomp_release(ctx);
+	errno = saved;
 	return rc;
 }

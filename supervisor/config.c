@@ -1742,13 +1742,484 @@ static int parse_dashboard(struct ctx *x, const cJSON *root)
 	return 0;
 }
 
+/* --- plex, nzbget, sabnzbd ------------------------------------------------------------- */
+
+static const char *const plex_keys[] = { "enabled", "url", "token", "poll_interval",
+					 "max_streams_before_throttle", "ignore_local_streams",
+					 "rclone", NULL };
+static const char *const plex_cloudplow_keys[] = { "notifications", "verbose_notifications",
+						   NULL };
+static const char *const plex_rclone_keys[] = { "throttle_speeds", NULL };
+/* cloudplow throttled one rclone through its RC URL; cplow reaches each stage's own. */
+static const char *const plex_rclone_cloudplow_keys[] = { "url", NULL };
+static const char *const nzbget_keys[] = { "enabled", "url", NULL };
+static const char *const sabnzbd_keys[] = { "enabled", "url", "apikey", NULL };
+
+#define PLEX_POLL_MAX 86400      /* seconds */
+#define PLEX_STREAMS_MAX 100000
+
+/* An http:// or https:// URL with a host. */
+static int get_url(struct ctx *x, const cJSON *obj, const char *parent, const char *key,
+		   char **out)
+{
+	char p[PATH_LEN], got[SHOW_VALUE_MAX * 6 + 8];
+	if (get_string(x, obj, parent, key, out) < 0)
+		return -1;
+	if (!*out)
+		return 0;
+	const char *s = *out, *rest = NULL;
+	if (strncasecmp(s, "http://", 7) == 0)
+		rest = s + 7;
+	else if (strncasecmp(s, "https://", 8) == 0)
+		rest = s + 8;
+	const char *at = rest ? memchr(rest, '@', strcspn(rest, "/?#")) : NULL;
+	const char *host = at ? at + 1 : rest;
+	if (!host || !*host || strchr("/?#:", *host) || strpbrk(s, " \t\r\n")) {
+		/* A URL with credentials is not echoed back: they are secrets. */
+		if (at)
+			snprintf(got, sizeof(got), "a URL with a user name (not shown)");
+		else
+			show(got, sizeof(got), s, SHOW_VALUE_MAX, true);
+		return fail(x, kp(p, parent, key),
+			    "must be an http:// or https:// URL with a host, got %s", got);
+	}
+	return 0;
+}
+
+/* One side of an rclone --bwlimit value, as rclone 1.60's SizeSuffix reads it: "off", or a
+ * number of KiB without a suffix, else with b/B (bytes), k, M, G, T, P or E, which may be
+ * followed by "i" or "iB". */
+static bool bwlimit_side(const char *s, size_t n)
+{
+	if (n == 3 && strncasecmp(s, "off", 3) == 0)
+		return true;
+	size_t digits = 0, dots = 0, i = 0;
+	for (; i < n && ((s[i] >= '0' && s[i] <= '9') || s[i] == '.'); i++) {
+		digits += s[i] != '.';
+		dots += s[i] == '.';
+	}
+	if (digits == 0 || dots > 1)
+		return false;
+	const char *suf = s + i;
+	size_t sl = n - i;
+	if (sl == 0 || (sl == 1 && (*suf == 'b' || *suf == 'B')))
+		return true;
+	if (!strchr("kKmMgGtTpPeE", *suf))
+		return false;
+	return sl == 1 || (sl == 2 && (suf[1] == 'i' || suf[1] == 'I')) ||
+	       (sl == 3 && suf[1] == 'i' && (suf[2] == 'b' || suf[2] == 'B'));
+}
+
+/* "10M", "512k", "off" or "UP:DOWN"; rclone's core/bwlimit takes no timetable. */
+static bool bwlimit_rate(const char *s)
+{
+	const char *colon = strchr(s, ':');
+	if (strlen(s) >= LEDGER_BWLIMIT_MAX)
+		return false;
+	if (!colon)
+		return bwlimit_side(s, strlen(s));
+	return bwlimit_side(s, (size_t)(colon - s)) && bwlimit_side(colon + 1, strlen(colon + 1));
+}
+
+static int speed_cmp(const void *a, const void *b)
+{
+	const struct config_throttle_speed *sa = a, *sb = b;
+	return (sa->streams > sb->streams) - (sa->streams < sb->streams);
+}
+
+static int parse_throttle_speeds(struct ctx *x, struct config_plex *pl, const cJSON *o,
+				 const char *path)
+{
+	char pk[PATH_LEN], got[SHOW_VALUE_MAX * 6 + 8];
+	if (want_object(x, o, path) < 0 || check_dups(x, o, path) < 0)
+		return -1;
+	size_t n = (size_t)cJSON_GetArraySize(o), k = 0;
+	if (n == 0)
+		return 0;
+	if (!(pl->throttle_speeds = calloc(n, sizeof(*pl->throttle_speeds))))
+		return fail(x, x->file, "out of memory");
+	for (const cJSON *i = o->child; i; i = i->next) {
+		kp(pk, path, i->string);
+		const char *key = i->string;
+		size_t len = strlen(key);
+		bool number = len > 0 && len <= 6 && strspn(key, "0123456789") == len &&
+			      (key[0] != '0' || len == 1);
+		if (!number)
+			return fail(x, pk, "the key must be a number of streams from 0 to 999999, "
+				    "like \"2\"");
+		if (!cJSON_IsString(i) || !bwlimit_rate(i->valuestring)) {
+			describe(got, sizeof(got), i);
+			return fail(x, pk, "must be an rclone bandwidth like \"10M\", \"512k\", "
+				    "\"1M:2M\" or \"off\" (no timetable), got %s", got);
+		}
+		struct config_throttle_speed *sp = &pl->throttle_speeds[k];
+		sp->streams = atoi(key);
+		if (!(sp->rate = dup_or_fail(x, i->valuestring)))
+			return -1;
+		pl->throttle_speed_count = ++k;
+	}
+	qsort(pl->throttle_speeds, pl->throttle_speed_count, sizeof(*pl->throttle_speeds),
+	      speed_cmp);
+	return 0;
+}
+
+static int parse_plex(struct ctx *x, const cJSON *root)
+{
+	struct config_plex *pl = &x->c->plex;
+	long long poll = CONFIG_PLEX_POLL_INTERVAL_DEFAULT, max = CONFIG_PLEX_MAX_STREAMS_DEFAULT;
+	pl->ignore_local_streams = true; /* cloudplow's default config */
+	const cJSON *o = get(root, "plex");
+	if (o) {
+		if (want_object(x, o, "plex") < 0 ||
+		    check_object(x, o, "plex", plex_keys, plex_cloudplow_keys) < 0 ||
+		    get_bool(x, o, "plex", "enabled", &pl->enabled) < 0 ||
+		    get_url(x, o, "plex", "url", &pl->url) < 0 ||
+		    get_string(x, o, "plex", "token", &pl->token) < 0 ||
+		    get_int(x, o, "plex", "poll_interval", 1, PLEX_POLL_MAX,
+			    "a whole number of seconds from 1 to 86400", &poll, NULL) < 0 ||
+		    get_int(x, o, "plex", "max_streams_before_throttle", 0, PLEX_STREAMS_MAX,
+			    "an integer from 0 to 100000", &max, NULL) < 0 ||
+		    get_bool(x, o, "plex", "ignore_local_streams", &pl->ignore_local_streams) < 0)
+			return -1;
+		const cJSON *r = get(o, "rclone");
+		if (r) {
+			if (want_object(x, r, "plex.rclone") < 0 ||
+			    check_object(x, r, "plex.rclone", plex_rclone_keys,
+					 plex_rclone_cloudplow_keys) < 0)
+				return -1;
+			const cJSON *ts = get(r, "throttle_speeds");
+			if (ts && parse_throttle_speeds(x, pl, ts,
+							"plex.rclone.throttle_speeds") < 0)
+				return -1;
+		}
+	}
+	pl->poll_interval_s = (int)poll;
+	pl->max_streams_before_throttle = (int)max;
+	if (!pl->enabled)
+		return 0;
+	if (!pl->url)
+		return fail(x, "plex.url", "missing: plex.enabled needs it");
+	if (!pl->token)
+		return fail(x, "plex.token", "missing: plex.enabled needs it");
+	if (pl->throttle_speed_count == 0)
+		return fail(x, "plex.rclone.throttle_speeds",
+			    "missing: plex.enabled needs at least one \"<streams>\": \"<rate>\"");
+	return 0;
+}
+
+static int parse_nzbget(struct ctx *x, const cJSON *root)
+{
+	struct config_nzbget *n = &x->c->nzbget;
+	const cJSON *o = get(root, "nzbget");
+	if (o && (want_object(x, o, "nzbget") < 0 ||
+		  check_object(x, o, "nzbget", nzbget_keys, NULL) < 0 ||
+		  get_bool(x, o, "nzbget", "enabled", &n->enabled) < 0 ||
+		  get_url(x, o, "nzbget", "url", &n->url) < 0))
+		return -1;
+	if (n->enabled && !n->url)
+		return fail(x, "nzbget.url", "missing: nzbget.enabled needs it");
+	return 0;
+}
+
+static int parse_sabnzbd(struct ctx *x, const cJSON *root)
+{
+	struct config_sabnzbd *sb = &x->c->sabnzbd;
+	const cJSON *o = get(root, "sabnzbd");
+	if (o && (want_object(x, o, "sabnzbd") < 0 ||
+		  check_object(x, o, "sabnzbd", sabnzbd_keys, NULL) < 0 ||
+		  get_bool(x, o, "sabnzbd", "enabled", &sb->enabled) < 0 ||
+		  get_url(x, o, "sabnzbd", "url", &sb->url) < 0 ||
+		  get_string(x, o, "sabnzbd", "apikey", &sb->apikey) < 0))
+		return -1;
+	if (sb->enabled && !sb->url)
+		return fail(x, "sabnzbd.url", "missing: sabnzbd.enabled needs it");
+	if (sb->enabled && !sb->apikey)
+		return fail(x, "sabnzbd.apikey", "missing: sabnzbd.enabled needs it");
+	return 0;
+}
+
+/* --- notifications --------------------------------------------------------------------- */
+
+#define NOTIFY_NAME_MAX 63
+#define NOTIFY_HEADERS_MAX 32
+
+static const char *const notify_services[] = { "slack", "discord", "google_chat", "pushover",
+					       "apprise", "webhook", NULL };
+static const char *const notify_slack_keys[] = { "service", "webhook_url", "sender_name",
+						 "sender_icon", "channel", NULL };
+static const char *const notify_chat_keys[] = { "service", "webhook_url", NULL };
+static const char *const notify_pushover_keys[] = { "service", "app_token", "user_token",
+						    "priority", "url", "title", NULL };
+static const char *const notify_apprise_keys[] = { "service", "url", "title", NULL };
+static const char *const notify_webhook_keys[] = { "service", "url", "headers", NULL };
+
+/* http:// or https://, a host, and nothing that would end the URL early. */
+static bool http_url(const char *s)
+{
+	const char *rest = NULL;
+	if (strncasecmp(s, "http://", 7) == 0)
+		rest = s + 7;
+	else if (strncasecmp(s, "https://", 8) == 0)
+		rest = s + 8;
+	if (!rest)
+		return false;
+	const char *at = memchr(rest, '@', strcspn(rest, "/?#"));
+	const char *host = at ? at + 1 : rest;
+	if (!*host || strchr("/?#:", *host))
+		return false;
+	for (const char *c = s; *c; c++)
+		if ((unsigned char)*c <= ' ' || *c == 0x7f)
+			return false;
+	return true;
+}
+
+/* "discord://" for "discord://id/token", so a message can say what kind of URL it got
+ * without showing the token; "" when it does not start with a scheme. */
+static void url_scheme(char *out, size_t len, const char *s)
+{
+	size_t n = strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-");
+	if (n == 0 || n > 20 || strncmp(s + n, "://", 3) != 0)
+		snprintf(out, len, "%s", "");
+	else
+		snprintf(out, len, "%.*s://", (int)n, s);
+}
+
+/*
+ * A notification's URL. Never shown in a message: a webhook URL is its own password. An
+ * apprise target (apprise != NULL) with another scheme is an apprise library URL, which only
+ * Python's apprise can send to: a warning, and *apprise becomes true (the target is skipped).
+ */
+static int get_notify_url(struct ctx *x, const cJSON *o, const char *parent, const char *key,
+			  const char *service, char **out, bool *apprise)
+{
+	char p[PATH_LEN], got[SHOW_VALUE_MAX * 6 + 8], scheme[32];
+	const cJSON *v = get(o, key);
+	kp(p, parent, key);
+	if (!v || (cJSON_IsString(v) && !*v->valuestring))
+		return fail(x, p, "missing: a %s notification needs it", service);
+	if (!cJSON_IsString(v)) {
+		describe(got, sizeof(got), v);
+		return fail(x, p, "must be an http:// or https:// URL, got %s", got);
+	}
+	if (!http_url(v->valuestring)) {
+		url_scheme(scheme, sizeof(scheme), v->valuestring);
+		if (apprise && *scheme && strncasecmp(scheme, "http", 4) != 0) {
+			*apprise = true;
+			return warn(x, p, "an apprise library URL (%s...), which needs Python's "
+					  "apprise; cplow posts to an Apprise API server's http(s) "
+					  "URL: this notification is skipped", scheme);
+		}
+		if (*scheme)
+			return fail(x, p, "must be an http:// or https:// URL with a host, got "
+				    "one starting with %s (the rest is not shown: webhook URLs "
+				    "hold tokens)", scheme);
+		return fail(x, p, "must be an http:// or https:// URL with a host (the value is "
+			    "not shown: webhook URLs hold tokens)");
+	}
+	return (*out = dup_or_fail(x, v->valuestring)) ? 0 : -1;
+}
+
+/* A string that cloudplow treats as unset when empty (slack's "channel": ""). */
+static int get_optional_string(struct ctx *x, const cJSON *o, const char *parent, const char *key,
+			       char **out)
+{
+	const cJSON *v = get(o, key);
+	if (cJSON_IsString(v) && !*v->valuestring)
+		return 0;
+	return get_string(x, o, parent, key, out);
+}
+
+/* A string that must be there. */
+static int get_required(struct ctx *x, const cJSON *o, const char *parent, const char *key,
+			const char *service, char **out)
+{
+	char p[PATH_LEN];
+	if (get_string(x, o, parent, key, out) < 0)
+		return -1;
+	if (!*out)
+		return fail(x, kp(p, parent, key), "missing: a %s notification needs it", service);
+	return 0;
+}
+
+/* HTTP's token characters (RFC 9110): what a header name may hold. */
+static bool header_name(const char *s)
+{
+	if (!*s || strlen(s) > 100)
+		return false;
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		bool alnum = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+			     (ch >= '0' && ch <= '9');
+		if (!alnum && !strchr("!#$%&'*+-.^_`|~", ch))
+			return false;
+	}
+	return true;
+}
+
+static int parse_headers(struct ctx *x, struct config_notification *n, const cJSON *o,
+			 const char *parent)
+{
+	char p[PATH_LEN], pk[PATH_LEN], got[SHOW_VALUE_MAX * 6 + 8];
+	static const char *const reserved[] = { "content-length", "transfer-encoding", "host",
+						"content-type", "idempotency-key", "expect",
+						NULL };
+	kp(p, parent, "headers");
+	if (want_object(x, o, p) < 0 || check_dups(x, o, p) < 0)
+		return -1;
+	size_t count = (size_t)cJSON_GetArraySize(o);
+	if (count == 0)
+		return 0;
+	if (count > NOTIFY_HEADERS_MAX)
+		return fail(x, p, "more than %d headers", NOTIFY_HEADERS_MAX);
+	if (!(n->headers = calloc(count, sizeof(*n->headers))))
+		return fail(x, x->file, "out of memory");
+	for (const cJSON *i = o->child; i; i = i->next) {
+		kp(pk, p, i->string);
+		if (!header_name(i->string))
+			return fail(x, pk, "not an HTTP header name (letters, digits and "
+					   "!#$%%&'*+-.^_`|~)");
+		char low[128];
+		normalise(low, sizeof(low), i->string);
+		for (char *c = low; *c; c++)
+			if (*c == '_')
+				*c = '-';
+		if (in_list(low, reserved))
+			return fail(x, pk, "set by cplow itself");
+		if (!cJSON_IsString(i)) {
+			describe(got, sizeof(got), i);
+			return fail(x, pk, "must be a string, got %s", got);
+		}
+		for (const char *c = i->valuestring; *c; c++)
+			if ((unsigned char)*c < 0x20 || *c == 0x7f)
+				return fail(x, pk, "a header value holds no control characters "
+					    "(the value is not shown: it may be a secret)");
+		struct config_notify_header *h = &n->headers[n->header_count];
+		if (!(h->name = dup_or_fail(x, i->string)))
+			return -1;
+		n->header_count++;
+		if (!(h->value = dup_or_fail(x, i->valuestring)))
+			return -1;
+	}
+	return 0;
+}
+
+static int parse_notification(struct ctx *x, struct config_notification *n, const cJSON *o,
+			      const char *path)
+{
+	char p[PATH_LEN], got[SHOW_VALUE_MAX * 6 + 8];
+	static const char *const *const keys[] = {
+		[CONFIG_NOTIFY_SLACK] = notify_slack_keys,
+		[CONFIG_NOTIFY_DISCORD] = notify_chat_keys,
+		[CONFIG_NOTIFY_GOOGLE_CHAT] = notify_chat_keys,
+		[CONFIG_NOTIFY_PUSHOVER] = notify_pushover_keys,
+		[CONFIG_NOTIFY_APPRISE] = notify_apprise_keys,
+		[CONFIG_NOTIFY_WEBHOOK] = notify_webhook_keys,
+	};
+	const char *name = n->name;
+	if (!*name)
+		return fail(x, path, "empty notification name");
+	if (strlen(name) > NOTIFY_NAME_MAX)
+		return fail(x, path, "name longer than %d bytes", NOTIFY_NAME_MAX);
+	for (const char *c = name; *c; c++)
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			return fail(x, path, "a name holds no control characters");
+	if (want_object(x, o, path) < 0 || check_dups(x, o, path) < 0)
+		return -1;
+	const cJSON *service = get(o, "service");
+	kp(p, path, "service");
+	if (!service)
+		return fail(x, p, "missing: \"slack\", \"discord\", \"google_chat\", \"pushover\", "
+				  "\"apprise\" or \"webhook\"");
+	size_t k = 0;
+	while (notify_services[k] &&
+	       !(cJSON_IsString(service) && strcmp(service->valuestring, notify_services[k]) == 0))
+		k++;
+	if (!notify_services[k]) {
+		describe(got, sizeof(got), service);
+		return fail(x, p, "must be \"slack\", \"discord\", \"google_chat\", \"pushover\", "
+				  "\"apprise\" or \"webhook\", got %s", got);
+	}
+	n->service = (enum config_notify_service)k;
+	n->enabled = true;
+	const char *sname = notify_services[k];
+	if (check_object(x, o, path, keys[k], NULL) < 0)
+		return -1;
+	bool skipped = false;
+	long long priority = 0;
+	if (n->service == CONFIG_NOTIFY_SLACK &&
+	    (!(n->sender_name = dup_or_fail(x, CONFIG_NOTIFY_SENDER_DEFAULT)) ||
+	     !(n->sender_icon = dup_or_fail(x, CONFIG_NOTIFY_ICON_DEFAULT)) ||
+	     get_string(x, o, path, "sender_name", &n->sender_name) < 0 ||
+	     get_string(x, o, path, "sender_icon", &n->sender_icon) < 0 ||
+	     get_optional_string(x, o, path, "channel", &n->channel) < 0))
+		return -1;
+	switch (n->service) {
+	case CONFIG_NOTIFY_SLACK:
+	case CONFIG_NOTIFY_DISCORD:
+	case CONFIG_NOTIFY_GOOGLE_CHAT:
+		return get_notify_url(x, o, path, "webhook_url", sname, &n->url, NULL);
+	case CONFIG_NOTIFY_PUSHOVER:
+		if (get_required(x, o, path, "app_token", sname, &n->app_token) < 0 ||
+		    get_required(x, o, path, "user_token", sname, &n->user_token) < 0 ||
+		    get_int(x, o, path, "priority", -2, 2, "an integer from -2 to 2", &priority,
+			    NULL) < 0 ||
+		    !(n->title = dup_or_fail(x, CONFIG_NOTIFY_TITLE_DEFAULT)) ||
+		    get_string(x, o, path, "title", &n->title) < 0)
+			return -1;
+		n->priority = (int)priority;
+		n->url_set = get(o, "url") != NULL;
+		if (!n->url_set)
+			return (n->url = dup_or_fail(x, CONFIG_NOTIFY_PUSHOVER_URL)) ? 0 : -1;
+		return get_notify_url(x, o, path, "url", sname, &n->url, NULL);
+	case CONFIG_NOTIFY_APPRISE:
+		if (!(n->title = dup_or_fail(x, CONFIG_NOTIFY_TITLE_DEFAULT)) ||
+		    get_string(x, o, path, "title", &n->title) < 0 ||
+		    get_notify_url(x, o, path, "url", sname, &n->url, &skipped) < 0)
+			return -1;
+		n->enabled = !skipped;
+		return 0;
+	case CONFIG_NOTIFY_WEBHOOK: {
+		const cJSON *headers = get(o, "headers");
+		if (headers && parse_headers(x, n, headers, path) < 0)
+			return -1;
+		return get_notify_url(x, o, path, "url", sname, &n->url, NULL);
+	}
+	}
+	return 0;
+}
+
+static int parse_notifications(struct ctx *x, const cJSON *root)
+{
+	struct config *c = x->c;
+	const cJSON *o = get(root, "notifications");
+	if (!o)
+		return 0;
+	if (want_object(x, o, "notifications") < 0 || check_dups(x, o, "notifications") < 0)
+		return -1;
+	size_t n = (size_t)cJSON_GetArraySize(o);
+	if (n == 0)
+		return 0;
+	if (!(c->notifications = calloc(n, sizeof(*c->notifications))))
+		return fail(x, x->file, "out of memory");
+	for (const cJSON *i = o->child; i; i = i->next) {
+		char p[PATH_LEN];
+		struct config_notification *t = &c->notifications[c->notification_count];
+		if (!(t->name = dup_or_fail(x, i->string)))
+			return -1;
+		c->notification_count++;
+		if (parse_notification(x, t, i, kp(p, "notifications", i->string)) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 /* --- the top level --------------------------------------------------------------------- */
 
 static const char *const sections[] = { "core", "remotes", "uploader", "quota", "stages",
-					"dashboard", NULL };
+					"dashboard", "plex", "nzbget", "sabnzbd", "notifications",
+					NULL };
 /* cloudplow's own sections that cplow does not implement (yet). */
-static const char *const cloudplow_sections[] = { "plex", "nzbget", "sabnzbd", "notifications",
-						  "hidden", "syncer", NULL };
+static const char *const cloudplow_sections[] = { "hidden", "syncer", NULL };
 
 static bool secret_key(const char *key)
 {
@@ -1922,7 +2393,9 @@ int config_load(const char *path, struct config *out, char *err, size_t err_len)
 	if (parse_file(&x, path, &root) < 0 || locate(&x, path) < 0 || parse_top(&x, root) < 0 ||
 	    parse_core(&x, root) < 0 || parse_remotes(&x, root) < 0 ||
 	    parse_uploaders(&x, root) < 0 || parse_quota(&x, root) < 0 ||
-	    parse_stages(&x, root) < 0 || parse_dashboard(&x, root) < 0)
+	    parse_stages(&x, root) < 0 || parse_dashboard(&x, root) < 0 ||
+	    parse_plex(&x, root) < 0 || parse_nzbget(&x, root) < 0 || parse_sabnzbd(&x, root) < 0 ||
+	    parse_notifications(&x, root) < 0)
 		goto out;
 	*out = c;
 	memset(&c, 0, sizeof(c));
@@ -2005,6 +2478,31 @@ void config_free(struct config *c)
 	free(c->stages);
 	free(c->dashboard.host);
 	free(c->dashboard.token);
+	free(c->plex.url);
+	free(c->plex.token);
+	for (size_t i = 0; i < c->plex.throttle_speed_count; i++)
+		free(c->plex.throttle_speeds[i].rate);
+	free(c->plex.throttle_speeds);
+	free(c->nzbget.url);
+	free(c->sabnzbd.url);
+	free(c->sabnzbd.apikey);
+	for (size_t i = 0; i < c->notification_count; i++) {
+		struct config_notification *n = &c->notifications[i];
+		free(n->name);
+		free(n->url);
+		free(n->title);
+		free(n->sender_name);
+		free(n->sender_icon);
+		free(n->channel);
+		free(n->app_token);
+		free(n->user_token);
+		for (size_t k = 0; k < n->header_count; k++) {
+			free(n->headers[k].name);
+			free(n->headers[k].value);
+		}
+		free(n->headers);
+	}
+	free(c->notifications);
 	free_list(c->ignored_sections, c->ignored_section_count);
 	free_list(c->warnings, c->warning_count);
 	free(c->ignored_json);
@@ -2118,6 +2616,93 @@ static void print_uploader(struct out *o, cJSON *parent, const struct config_upl
 	}
 }
 
+/* A URL with user:pass@ is masked whole; the token and the API key always. */
+static cJSON *url_or_mask(const char *url)
+{
+	return str_or_null(url && url_with_userinfo(url) ? "***" : url);
+}
+
+static void print_downloaders(struct out *o, cJSON *root, const struct config *c)
+{
+	const struct config_plex *pl = &c->plex;
+	cJSON *po = add(o, root, "plex", cJSON_CreateObject());
+	if (po) {
+		add(o, po, "enabled", cJSON_CreateBool(pl->enabled));
+		add(o, po, "url", url_or_mask(pl->url));
+		add(o, po, "token", str_or_null(pl->token ? "***" : NULL));
+		add(o, po, "poll_interval", cJSON_CreateNumber(pl->poll_interval_s));
+		add(o, po, "max_streams_before_throttle",
+		    cJSON_CreateNumber(pl->max_streams_before_throttle));
+		add(o, po, "ignore_local_streams", cJSON_CreateBool(pl->ignore_local_streams));
+		cJSON *ro = add(o, po, "rclone", cJSON_CreateObject());
+		cJSON *ts = ro ? add(o, ro, "throttle_speeds", cJSON_CreateObject()) : NULL;
+		for (size_t i = 0; ts && i < pl->throttle_speed_count; i++) {
+			char key[16];
+			snprintf(key, sizeof(key), "%d", pl->throttle_speeds[i].streams);
+			add(o, ts, key, cJSON_CreateString(pl->throttle_speeds[i].rate));
+		}
+	}
+	cJSON *no = add(o, root, "nzbget", cJSON_CreateObject());
+	if (no) {
+		add(o, no, "enabled", cJSON_CreateBool(c->nzbget.enabled));
+		add(o, no, "url", url_or_mask(c->nzbget.url));
+	}
+	cJSON *so = add(o, root, "sabnzbd", cJSON_CreateObject());
+	if (so) {
+		add(o, so, "enabled", cJSON_CreateBool(c->sabnzbd.enabled));
+		add(o, so, "url", url_or_mask(c->sabnzbd.url));
+		add(o, so, "apikey", str_or_null(c->sabnzbd.apikey ? "***" : NULL));
+	}
+}
+
+/* Every URL masked (a webhook URL is its own password) but Pushover's default API. */
+static void print_notifications(struct out *o, cJSON *root, const struct config *c)
+{
+	static const char *const services[] = {
+		[CONFIG_NOTIFY_SLACK] = "slack", [CONFIG_NOTIFY_DISCORD] = "discord",
+		[CONFIG_NOTIFY_GOOGLE_CHAT] = "google_chat", [CONFIG_NOTIFY_PUSHOVER] = "pushover",
+		[CONFIG_NOTIFY_APPRISE] = "apprise", [CONFIG_NOTIFY_WEBHOOK] = "webhook",
+	};
+	cJSON *no = add(o, root, "notifications", cJSON_CreateObject());
+	for (size_t i = 0; no && i < c->notification_count; i++) {
+		const struct config_notification *n = &c->notifications[i];
+		cJSON *to = add(o, no, n->name, cJSON_CreateObject());
+		if (!to)
+			break;
+		add(o, to, "service", cJSON_CreateString(services[n->service]));
+		if (n->service == CONFIG_NOTIFY_SLACK) {
+			add(o, to, "sender_name", str_or_null(n->sender_name));
+			add(o, to, "sender_icon", str_or_null(n->sender_icon));
+			add(o, to, "channel", str_or_null(n->channel));
+		}
+		switch (n->service) {
+		case CONFIG_NOTIFY_SLACK:
+		case CONFIG_NOTIFY_DISCORD:
+		case CONFIG_NOTIFY_GOOGLE_CHAT:
+			add(o, to, "webhook_url", cJSON_CreateString("***"));
+			break;
+		case CONFIG_NOTIFY_PUSHOVER:
+			add(o, to, "app_token", cJSON_CreateString("***"));
+			add(o, to, "user_token", cJSON_CreateString("***"));
+			add(o, to, "priority", cJSON_CreateNumber(n->priority));
+			add(o, to, "title", str_or_null(n->title));
+			add(o, to, "url", cJSON_CreateString(n->url_set ? "***" : n->url));
+			break;
+		case CONFIG_NOTIFY_APPRISE:
+			add(o, to, "url", cJSON_CreateString("***"));
+			add(o, to, "title", str_or_null(n->title));
+			break;
+		case CONFIG_NOTIFY_WEBHOOK: {
+			add(o, to, "url", cJSON_CreateString("***"));
+			cJSON *h = add(o, to, "headers", cJSON_CreateObject());
+			for (size_t k = 0; h && k < n->header_count; k++)
+				add(o, h, n->headers[k].name, cJSON_CreateString("***"));
+			break;
+		}
+		}
+	}
+}
+
 static cJSON *build(struct out *o, const struct config *c)
 {
 	cJSON *root = add(o, NULL, NULL, cJSON_CreateObject());
@@ -2171,6 +2756,8 @@ static cJSON *build(struct out *o, const struct config *c)
 		add(o, d, "token", str_or_null(c->dashboard.token ? "***" : NULL));
 		add(o, d, "refresh_seconds", cJSON_CreateNumber(c->dashboard.refresh_seconds));
 	}
+	print_downloaders(o, root, c);
+	print_notifications(o, root, c);
 	/* The ignored sections as the file has them, masked when they were loaded. */
 	cJSON *ignored = c->ignored_json ? cJSON_Parse(c->ignored_json) : NULL;
 	if (c->ignored_json && !ignored)

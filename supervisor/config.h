@@ -28,9 +28,8 @@
  *   - every other unknown key is a warning ("unknown key, ignored").
  * Warnings are collected in config->warnings, one line each, for the caller to log once.
  * At the top level, a near miss of one of cplow's sections is an error ("uploaders: unknown
- * section (did you mean uploader?)"); every other top-level key (cloudplow's `plex`, `nzbget`,
- * `sabnzbd`, `notifications`, `hidden`, `syncer`, or anything else) is accepted unread and named
- * in config->ignored_sections.
+ * section (did you mean uploader?)"); every other top-level key (cloudplow's `hidden`,
+ * `syncer`, or anything else) is accepted unread and named in config->ignored_sections.
  *
  * Duplicate keys (JSON allows them, Python keeps the last, cJSON keeps both) are errors at the
  * top level and anywhere inside the sections cplow reads: `uploader: "media" appears twice`.
@@ -64,6 +63,21 @@
  *   - stages: a JSON array of rows, highest min_share first, the last row's min_share 0, so
  *     every remaining quota has a strategy;
  *   - dashboard: enabled on a host other than a loopback address needs a token.
+ * Plex, NZBGet, SABnzbd: every key is type-checked even in a disabled section; enabled, plex
+ * needs url, token and at least one rclone.throttle_speeds pair, nzbget a url, sabnzbd a url
+ * and an apikey. URLs are http:// or https:// with a host. throttle_speeds keys are stream
+ * counts ("0" to "999999", no leading zeros) and values rclone --bwlimit rates without a
+ * timetable ("10M", "512k", "1.5MiB", "1M:2M", "off": what core/bwlimit takes). Defaults are
+ * those of cloudplow's generated config: poll_interval 60, max_streams_before_throttle 1,
+ * ignore_local_streams true. plex.notifications, plex.verbose_notifications and plex.rclone.url
+ * (cloudplow's single RC address: cplow reaches each stage's own rclone) are warnings.
+ * Notifications: notifications.<name> (1 to 63 bytes, no control characters) with a `service`:
+ * slack, discord and google_chat need webhook_url; pushover app_token and user_token (priority
+ * -2 to 2, default 0; `url` replaces Pushover's API; `title`); apprise the `url` of an Apprise
+ * API server (an apprise library URL such as discord://... is a warning and that notification
+ * is skipped: cplow has no apprise library); webhook a `url` and optional `headers` (name →
+ * string; not the ones cplow sets: Content-Type, Content-Length, Host, Expect, ...). URLs must be http:// or https://, and messages never show them: a webhook URL is
+ * its own password.
  * Remotes that no uploader uses (cloudplow's syncer and hidden cleaner have them) are read for
  * types only: upload_folder and upload_remote are required, and the folder checked, only for a
  * remote that an uploader uses.
@@ -98,6 +112,12 @@
 #define CONFIG_DASHBOARD_HOST_DEFAULT "127.0.0.1"
 #define CONFIG_DASHBOARD_PORT_DEFAULT 47949
 #define CONFIG_DASHBOARD_REFRESH_DEFAULT 3     /* seconds */
+#define CONFIG_NOTIFY_PUSHOVER_URL "https://api.pushover.net/1/messages.json"
+#define CONFIG_NOTIFY_TITLE_DEFAULT "cplow"
+#define CONFIG_NOTIFY_SENDER_DEFAULT "cplow"
+#define CONFIG_NOTIFY_ICON_DEFAULT ":heavy_exclamation_mark:"   /* cloudplow's */
+#define CONFIG_PLEX_POLL_INTERVAL_DEFAULT 60   /* seconds, as cloudplow's generated config */
+#define CONFIG_PLEX_MAX_STREAMS_DEFAULT 1
 
 enum config_command {
 	CONFIG_COMMAND_MOVE = 0,
@@ -188,6 +208,68 @@ struct config_dashboard {
 	int refresh_seconds;
 };
 
+/* plex.rclone.throttle_speeds: one "<streams>": "<rate>" pair. */
+struct config_throttle_speed {
+	int streams;
+	char *rate;                   /* as rclone's --bwlimit takes it: "10M", "1M:2M", "off" */
+};
+
+/* plex: throttle every running stage's rclone while Plex streams play (see plex.h). */
+struct config_plex {
+	bool enabled;
+	char *url;                    /* http(s)://host:port, NULL when not set */
+	char *token;                  /* X-Plex-Token, NULL when not set */
+	int poll_interval_s;
+	int max_streams_before_throttle;  /* throttle only above this many streams */
+	bool ignore_local_streams;
+	struct config_throttle_speed *throttle_speeds;  /* by streams, ascending, no duplicates */
+	size_t throttle_speed_count;
+};
+
+/* nzbget and sabnzbd: paused while cplow uploads (see downloaders.h). */
+struct config_nzbget {
+	bool enabled;
+	char *url;                    /* may carry user:pass@ */
+};
+
+struct config_sabnzbd {
+	bool enabled;
+	char *url;
+	char *apikey;
+};
+
+/* notifications.<name>: where events are posted (notify.h says which and how). */
+enum config_notify_service {
+	CONFIG_NOTIFY_SLACK = 0,      /* webhook_url; sender_name, sender_icon, channel */
+	CONFIG_NOTIFY_DISCORD,        /* webhook_url */
+	CONFIG_NOTIFY_GOOGLE_CHAT,    /* webhook_url */
+	CONFIG_NOTIFY_PUSHOVER,       /* app_token, user_token, priority; url, title */
+	CONFIG_NOTIFY_APPRISE,        /* url of an Apprise API server; title */
+	CONFIG_NOTIFY_WEBHOOK,        /* url; headers */
+};
+
+struct config_notify_header {
+	char *name;
+	char *value;
+};
+
+struct config_notification {
+	char *name;                   /* the key under notifications */
+	enum config_notify_service service;
+	bool enabled;                 /* false: an apprise URL cplow cannot post to (warned) */
+	char *url;                    /* where it posts: webhook_url, url, or Pushover's API */
+	bool url_set;                 /* pushover: url given (else the default API) */
+	char *title;                  /* apprise, pushover */
+	char *sender_name;            /* slack */
+	char *sender_icon;            /* slack */
+	char *channel;                /* slack; NULL: the webhook's own */
+	char *app_token;              /* pushover */
+	char *user_token;             /* pushover */
+	int priority;                 /* pushover: -2 to 2 */
+	struct config_notify_header *headers;   /* webhook: extra request headers */
+	size_t header_count;
+};
+
 struct config {
 	char *path;                   /* the file, absolute */
 	char *dir;                    /* its directory, absolute */
@@ -200,6 +282,11 @@ struct config {
 	struct config_stage *stages;  /* highest min_share first; the last one's is 0 */
 	size_t stage_count;
 	struct config_dashboard dashboard;
+	struct config_plex plex;
+	struct config_nzbget nzbget;
+	struct config_sabnzbd sabnzbd;
+	struct config_notification *notifications;   /* in file order */
+	size_t notification_count;
 	char **ignored_sections;      /* top-level keys read by nobody, in file order */
 	size_t ignored_section_count;
 	char **warnings;              /* one line each, with its key path */
@@ -228,10 +315,12 @@ const char *config_command_name(enum config_command command);
 
 /*
  * The effective config (defaults filled in, paths resolved) as indented JSON, for
- * `cplow check-config`. Secrets are printed as "***": dashboard.token, rclone_extras values
+ * `cplow check-config`. Secrets are printed as "***": dashboard.token, plex.token,
+ * sabnzbd.apikey, a plex/nzbget/sabnzbd url that carries user:pass@, rclone_extras values
  * whose flag names contain pass, token, secret, key, credential, auth or webhook (any case),
- * and in the ignored sections every value under such a key, every URL under notifications,
- * and any URL that carries a user name or password. The ignored sections are masked when
+ * every URL under notifications (but Pushover's default API), Pushover's tokens and the
+ * webhooks' header values, and in the ignored sections every value under such a key and any
+ * URL that carries a user name or password. The ignored sections are masked when
  * loaded, so their secrets are not even kept in memory. Returns 0, or -1 (out of memory, or the write failed).
  */
 int config_print(const struct config *c, FILE *out);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "import.h"
 #include "inspect_view.h"
 #include "ledger.h"
 #include "ledger_file.h"
@@ -33,6 +34,9 @@ static int usage(FILE *out)
 		"  check-config          validate the config and print it with defaults\n"
 		"  reset-quota [--uploader NAME] [--account NAME]\n"
 		"                        forget the usage of the matching accounts\n"
+		"  import-cloudplow [--from FILE] [--dry-run]\n"
+		"                        add a cloudplow quota fork's sa_quota_cache.json to the\n"
+		"                        ledger (never lowering a usage); cplow must not be running\n"
 		"The config is --config, else $CPLOW_CONFIG, else ./config.json.\n");
 	return out == stderr ? SUPERVISOR_EXIT_CONFIG : SUPERVISOR_EXIT_OK;
 }
@@ -151,6 +155,21 @@ out:
 	return code;
 }
 
+/* The quota fork's sa_quota_cache.json into the ledger: import.h. */
+static int import_file(const char *path, int argc, char **argv)
+{
+	struct import_options o = { .config_path = path };
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--from") == 0 && i + 1 < argc)
+			o.from = argv[++i];
+		else if (strcmp(argv[i], "--dry-run") == 0)
+			o.dry_run = true;
+		else
+			return bad_argument("import-cloudplow", argv[i]);
+	}
+	return import_cloudplow(&o, stdout, stderr);
+}
+
 static int upload_or_run(const char *path, enum supervisor_mode mode, int argc, char **argv)
 {
 	const char *names[MAX_UPLOADERS];
@@ -218,6 +237,8 @@ int main(int argc, char **argv)
 		return rest ? bad_argument(command, args[0]) : check_config(config);
 	if (strcmp(command, "reset-quota") == 0)
 		return reset_quota(config, rest, args);
+	if (strcmp(command, "import-cloudplow") == 0)
+		return import_file(config, rest, args);
 	fprintf(stderr, "cplow: unknown command %s (see cplow --help)\n", command);
 	return SUPERVISOR_EXIT_CONFIG;
 }

@@ -17,6 +17,8 @@
 
 static int signal_pipe[2] = { -1, -1 };
 static int child_stderr = -1;
+static int close_in_children[8];
+static size_t close_in_children_count;
 static volatile sig_atomic_t seen_int, seen_term, seen_hup, seen_usr1, seen_chld;
 
 static const int handled[] = { SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGCHLD };
@@ -99,6 +101,8 @@ pid_t procs_fork(int close_fd, int death_signal)
 	close(signal_pipe[1]);
 	if (close_fd >= 0)
 		close(close_fd);
+	for (size_t i = 0; i < close_in_children_count; i++)
+		close(close_in_children[i]);
 	if (child_stderr >= 0) {
 		dup2(child_stderr, STDERR_FILENO);
 		log_set_sink(NULL);
@@ -109,6 +113,22 @@ pid_t procs_fork(int close_fd, int death_signal)
 			raise(death_signal); /* the supervisor died before prctl took hold */
 	}
 	return 0;
+}
+
+void procs_close_in_children(int fd)
+{
+	if (fd >= 0 && close_in_children_count < sizeof(close_in_children) / sizeof(int))
+		close_in_children[close_in_children_count++] = fd;
+}
+
+void procs_forget_in_children(int fd)
+{
+	for (size_t i = 0; i < close_in_children_count; i++) {
+		if (close_in_children[i] != fd)
+			continue;
+		close_in_children[i] = close_in_children[--close_in_children_count];
+		return;
+	}
 }
 
 void procs_set_child_stderr(int fd)

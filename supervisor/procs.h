@@ -30,6 +30,11 @@ void procs_take_signals(struct procs_signals *out);
  */
 pid_t procs_fork(int close_fd, int death_signal);
 
+/* Descriptors no forked role may keep (the notifier's pipe, whose reader needs to see every
+ * writer gone): closed in every procs_fork child until forgotten. At most 8. */
+void procs_close_in_children(int fd);
+void procs_forget_in_children(int fd);
+
 /* Children's stderr from now on (the terminal view's pipe); -1: the supervisor's own. */
 void procs_set_child_stderr(int fd);
 

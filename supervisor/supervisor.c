@@ -15,17 +15,21 @@
 #include "account.h"
 #include "config.h"
 #include "dashboard.h"
+#include "downloaders.h"
 #include "flusher.h"
 #include "folder.h"
 #include "ledger.h"
 #include "ledger_file.h"
 #include "lock.h"
 #include "log.h"
+#include "notify.h"
 #include "planner.h"
+#include "plex.h"
 #include "procs.h"
 #include "progress.h"
 #include "rclone_cmd.h"
 #include "reconcile.h"
+#include "sdnotify.h"
 #include "worker.h"
 
 #define SUP_TICK_MS 1000
@@ -81,6 +85,8 @@ struct sup {
 	struct procs_backoff flusher_backoff;
 	pid_t dashboard;
 	struct procs_backoff dashboard_backoff;
+	struct plex_role plex;        /* the Plex throttle (plex.h) */
+	struct downloaders downloaders; /* NZBGet/SABnzbd paused while stages run */
 	struct up *ups;
 	size_t up_count;
 	int stopping;                 /* 0, 1 graceful, 2 immediate */
@@ -94,7 +100,7 @@ struct sup {
 
 static void move_aside(const char *path)
 {
-	char aside[PATH_MAX];
+	char aside[PATH_MAX + 32]; /* the path and ".bad-<seconds>" */
 	snprintf(aside, sizeof(aside), "%s.bad-%lld", path, (long long)time(NULL));
 	if (rename(path, aside) == 0)
 		log_warn("moved the unusable ledger file %s to %s", path, aside);
@@ -386,6 +392,7 @@ static void start_stage(struct sup *s, struct up *up)
 	planner_choose(&s->cfg, up->u->name, &up->accounts, &s->ledger, &s->copy, busy,
 		       up->given_up, now, &p);
 	if (p.account < 0) {
+		notify_upload_finished(up->u->name, p.why, up->failed);
 		if (s->opt->mode == SUPERVISOR_UPLOAD) {
 			log_info("uploader %s: no account can take another stage (%s)", up->u->name,
 				 p.why);
@@ -400,6 +407,7 @@ static void start_stage(struct sup *s, struct up *up)
 			char when[64];
 			strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", gmtime(&t));
 			log_warn("uploader %s suspended until %s: %s", up->u->name, when, p.why);
+			notify_suspended(up->u->name, until, p.why);
 			up->suspended_until_ms = until;
 		}
 		up->state = UP_IDLE;
@@ -421,6 +429,7 @@ static void start_stage(struct sup *s, struct up *up)
 		 up->u->name, up->stage_number, short_account(acct), p.account + 1,
 		 up->accounts.count, p.strategy->name, (long long)p.remaining_bytes,
 		 (long long)p.max_transfer_bytes);
+	downloaders_pause(&s->downloaders, &s->cfg);
 	pid_t pid = procs_fork(s->lock_fd, SIGTERM);
 	if (pid < 0) {
 		log_error("cannot fork a worker: %s", strerror(errno));
@@ -438,6 +447,8 @@ static void start_stage(struct sup *s, struct up *up)
 	up->account = p.account;
 	up->max_size_bytes = p.max_size_bytes;
 	up->state = UP_RUNNING;
+	notify_stage_started(up->u->name, acct, up->stage_number, p.strategy->name,
+			     p.max_transfer_bytes, p.remaining_bytes, pid);
 }
 
 static int find_slot(const struct sup *s, pid_t pid)
@@ -612,6 +623,8 @@ static void stage_finished(struct sup *s, struct up *up, int status)
 	int slot = find_slot(s, up->worker);
 	if (slot >= 0 && WIFSIGNALED(status))
 		check_dead_worker(s, up, slot, s->stopping == 2);
+	notify_stage_finished(&s->ledger, up->worker, up->u->name,
+			      up->accounts.v[up->account].name, (int)result);
 	if (slot >= 0) {
 		files = s->ledger.stages[slot].files_done;
 		bytes = s->ledger.stages[slot].bytes_done;
@@ -688,6 +701,8 @@ static void stage_finished(struct sup *s, struct up *up, int status)
 		up->cycle = false;
 		up->next_check_ms = ledger_now_ms() + (int64_t)up->u->check_interval_min * 60000;
 	}
+	if (up->state == UP_FINISHED || !up->cycle)
+		notify_upload_finished(up->u->name, NULL, up->failed);
 }
 
 /* ---- run mode: when an uploader is due ---- */
@@ -810,6 +825,8 @@ static void reap(struct sup *s)
 	pid_t pid;
 	int status;
 	while (procs_reap(&pid, &status)) {
+		if (notify_reaped(pid, status))
+			continue;
 		if (pid == s->flusher) {
 			s->flusher = 0;
 			log_error("the flusher died (status %d); restarting it", status);
@@ -817,6 +834,8 @@ static void reap(struct sup *s)
 			procs_backoff_died(&s->flusher_backoff, ledger_now_ms());
 			continue;
 		}
+		if (plex_role_reaped(&s->plex, pid, status, &s->ledger))
+			continue;
 		if (pid == s->dashboard) {
 			s->dashboard = 0;
 			log_error("the dashboard died (status %d); restarting it", status);
@@ -850,6 +869,7 @@ static void handle_signals(struct sup *s)
 		log_info("%s: stopping every stage gracefully (again to stop at once)",
 			 s->stop_signal == SIGTERM ? "SIGTERM" : "SIGINT");
 		s->stopping = 1;
+		sdnotify_stopping();
 		signal_workers(s, SIGTERM);
 		stops--;
 	}
@@ -890,6 +910,7 @@ static int apply_reload(struct sup *s, char *err, size_t err_len)
 	memset(&s->next_cfg, 0, sizeof(s->next_cfg));
 	s->reload_pending = false;
 	log_config_notes(&s->cfg);
+	notify_reload(&s->cfg);
 	int rc = setup_uploaders(s, err, err_len);
 	for (size_t i = 0; rc == 0 && i < s->up_count; i++)
 		for (size_t k = 0; k < n_done; k++)
@@ -902,6 +923,7 @@ static int apply_reload(struct sup *s, char *err, size_t err_len)
 	stop_flusher(s);
 	start_flusher(s);
 	stop_dashboard(s);
+	plex_role_stop(&s->plex);
 	return rc;
 }
 
@@ -955,11 +977,13 @@ static void loop(struct sup *s)
 	for (;;) {
 		int64_t now = ledger_now_ms();
 		heartbeat(s);
+		notify_tick(&s->ledger);
 		if (s->flusher == 0 && !s->stopping && now >= s->flusher_backoff.restart_at_ms)
 			start_flusher(s);
 		if (s->cfg.dashboard.enabled && s->dashboard == 0 && !s->stopping &&
 		    now >= s->dashboard_backoff.restart_at_ms)
 			start_dashboard(s);
+		plex_role_keep(&s->plex, &s->cfg, s->ledger_name, s->lock_fd, s->stopping);
 		if (s->reload_pending && running_workers(s) == 0) {
 			char err[CONFIG_ERR_MAX];
 			if (apply_reload(s, err, sizeof(err)) < 0) {
@@ -973,6 +997,8 @@ static void loop(struct sup *s)
 			release_dead_slots(s, false);
 			schedule_uploads(s);
 		}
+		if (running_workers(s) == 0 && !s->reload_pending)
+			downloaders_resume(&s->downloaders);
 		if (running_workers(s) == 0 &&
 		    (s->stopping || (s->opt->mode == SUPERVISOR_UPLOAD && all_finished(s))))
 			return;
@@ -1064,6 +1090,7 @@ int supervisor_main(const struct supervisor_options *opt)
 		return SUPERVISOR_EXIT_CONFIG;
 	}
 	log_config_notes(&s->cfg);
+	downloaders_init(&s->downloaders, &s->cfg);
 	pid_t holder;
 	switch (lock_take(s->cfg.quota.lock_path, &s->lock_fd, &holder)) {
 	case LOCK_TAKEN:
@@ -1082,10 +1109,13 @@ int supervisor_main(const struct supervisor_options *opt)
 		code = SUPERVISOR_EXIT_FAILED;
 		goto out;
 	}
+	if (!opt->dry_run)
+		notify_start(&s->cfg, s->lock_fd);
 	if (ledger_name_for(s->cfg.path, s->ledger_name, sizeof(s->ledger_name)) != LEDGER_OK ||
 	    supervisor_open_ledger(&s->cfg, s->ledger_name, opt->reset_ledger, &s->ledger, err,
 				   sizeof(err)) < 0) {
 		log_error("%s", err);
+		notify_problem("cplow cannot start: %s", err);
 		goto out;
 	}
 	if (ledger_copy_init(&s->ledger, &s->copy) != LEDGER_OK) {
@@ -1124,10 +1154,14 @@ int supervisor_main(const struct supervisor_options *opt)
 		}
 	}
 	heartbeat(s);
+	downloaders_recover(&s->downloaders, &s->cfg);
 	start_flusher(s);
+	sdnotify_ready(); /* lock held, ledger restored, flusher forked: systemd's Type=notify */
 	loop(s);
 	signal_workers(s, SIGKILL); /* none should be left; a reload failure can leave some */
 	reap(s);
+	downloaders_resume(&s->downloaders);
+	plex_role_stop(&s->plex);
 	stop_dashboard(s);
 	stop_flusher(s);
 	if (s->progress)
@@ -1135,6 +1169,7 @@ int supervisor_main(const struct supervisor_options *opt)
 	summary(s);
 	code = exit_code(s);
 out:
+	notify_stop(s->stop_signal);
 	if (s->work_dir[0])
 		rmdir(s->work_dir);
 	if (s->ledger.hdr) {
@@ -1142,6 +1177,7 @@ out:
 		ledger_detach(&s->ledger);
 	}
 	ledger_copy_free(&s->copy);
+	downloaders_free(&s->downloaders);
 	free_uploaders(s);
 	config_free(&s->cfg);
 	if (s->reload_pending)

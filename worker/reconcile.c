@@ -182,7 +182,8 @@ int reconcile_run(struct reconcile *rc, struct reconcile_candidate *c, size_t n,
 	static const int64_t schedule[RECONCILE_ROUNDS] = RECONCILE_SCHEDULE_MS;
 	memset(r, 0, sizeof(*r));
 	r->candidates = (int64_t)n;
-	qsort(c, n, sizeof(*c), by_path);
+	if (n) /* c may be NULL then, and qsort(NULL, 0) is undefined */
+		qsort(c, n, sizeof(*c), by_path);
 	int status = 0;
 	for (int round = 0; n > 0 && round < rc->prepared; round++) {
 		int64_t wait = since_ms + schedule[round] - ledger_now_ms();

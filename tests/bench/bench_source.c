@@ -2,13 +2,14 @@
  * bench_source: what listing a large source costs the worker before rclone starts, in time and
  * memory, and what a lookup and the open-watcher's setup cost. Not a test: it prints numbers.
  *
- * usage: bench_source [--files N] [--dirs D] [--dir PATH] [--runs R] [--keep]
+ * usage: bench_source [--files N] [--dirs D] [--dir PATH] [--runs R] [--keep] [--json]
  *
  * Builds a tree of N files in D directories two levels deep ("Show 0012/Season 07/..."), with
  * names as long as a media library's, and sparse sizes (no disk used), in PATH/tree, unless
  * PATH already holds the tree of an earlier --keep run. Each run lists it in a fresh child, so the child's
  * peak RSS is the listing's own; the page cache is warm after the first run (dropping it is
  * global, so the bench does not: a cold listing is bound by the disk's metadata reads).
+ * --json adds one line of JSON with each run's figures (scripts/bench reads it).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -229,7 +230,7 @@ static int remove_one(const char *path, const struct stat *st, int flag, struct 
 int main(int argc, char **argv)
 {
     long files = DEFAULT_FILES, dirs = DEFAULT_DIRS;
-    int runs = 5, keep = 0;
+    int runs = 5, keep = 0, json = 0;
     const char *dir = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--files") == 0 && i + 1 < argc)
@@ -242,9 +243,11 @@ int main(int argc, char **argv)
             runs = atoi(argv[++i]);
         else if (strcmp(argv[i], "--keep") == 0)
             keep = 1;
+        else if (strcmp(argv[i], "--json") == 0)
+            json = 1;
         else {
             fprintf(stderr, "usage: bench_source [--files N] [--dirs D] [--dir PATH] "
-                            "[--runs R] [--keep]\n");
+                            "[--runs R] [--keep] [--json]\n");
             return 2;
         }
     }
@@ -307,6 +310,18 @@ int main(int argc, char **argv)
         fprintf(stderr, "  run %d: list %.3f s (user %.3f, sys %.3f), lookup %.0f ns, watch %.3f s,"
                 " peak RSS %ld KiB\n", i + 1, list_s[i], user_s[i], sys_s[i], lookup_ns[i],
                 watch_s[i], results[i].rss_peak_kb);
+    }
+    if (json) {
+        printf("{\"files\": %zu, \"dirs\": %zu, \"runs\": [", results[0].files,
+               results[0].dirs);
+        for (int i = 0; i < runs; i++)
+            printf("%s{\"list_s\": %.4f, \"user_s\": %.4f, \"sys_s\": %.4f, "
+                   "\"lookup_ns\": %.1f, \"watch_s\": %.4f, \"rss_before_kb\": %ld, "
+                   "\"rss_peak_kb\": %ld, \"index_bytes\": %zu}", i ? ", " : "",
+                   results[i].list_s, results[i].list_user_s, results[i].list_sys_s,
+                   results[i].lookup_ns, results[i].watch_s, results[i].rss_before_kb,
+                   results[i].rss_peak_kb, results[i].index_bytes);
+        printf("]}\n");
     }
     qsort(list_s, (size_t)runs, sizeof list_s[0], cmp_double);
     qsort(lookup_ns, (size_t)runs, sizeof lookup_ns[0], cmp_double);

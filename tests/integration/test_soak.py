@@ -1,6 +1,6 @@
 """The soak (scripts/soak): one `cplow run` driven through hundreds of stages, daily quota
 resets, bans and restarts, with the clock moved by libfaketime. Exact per account every day,
-every file on the remote once, and memory and descriptors of every process flat. CI runs 150
+every file on the remote once, and memory and descriptors of every process flat. CI runs 100
 stages (the script's own default, 1,000, is for people: about 10 minutes).
 """
 import os
@@ -11,7 +11,7 @@ import unittest
 from harness import BUILD, PYTHON, ROOT
 
 SCRIPT = os.path.join(ROOT, "scripts", "soak")
-STAGES = int(os.environ.get("CPLOW_SOAK_STAGES", "150"))
+STAGES = int(os.environ.get("CPLOW_SOAK_STAGES", "100"))
 DEADLINE = 840
 
 

@@ -569,32 +569,36 @@ class Pid1Test(SupervisorTest):
         self.assert_everything_moved()
 
 
-@unittest.skipUnless(os.geteuid() == 0 and shutil.which("unshare"),
-                     "needs root and unshare for a mount namespace")
-class ShmFullTest(SupervisorTest):
-    def test_a_full_dev_shm_is_one_clear_error_at_start_and_nothing_is_uploaded(self):
-        self.tree(count=5, seed=14)
-        cfg = self.write_config(self.config_dict())
-        # A private /dev/shm of 16 KiB, far below the ledger's size: a container's full one.
-        wrap = ("unshare", "--mount", "--propagation", "private", "sh", "-c",
-                'mount -t tmpfs -o size=16k tmpfs /dev/shm && exec "$@"', "sh")
-        run = self.cplow(cfg, "upload", wrap=wrap)
-        code = run.wait(30)
-        lines = [l for l in run.log().splitlines() if "/dev/shm" in l]
-        self.assertEqual(len(lines), 1, run.log())
-        self.assertRegex(lines[0], r"cannot create the shared ledger /cplow-\S+: /dev/shm has no "
-                         r"room for its \d+ bytes")
-        self.assertEqual(code, 2, run.log())
-        self.assertEqual(sum(self.truth().values()), 0, "uploaded without a ledger")
-        self.assertEqual(sorted(self.files), sorted(
-            os.path.relpath(os.path.join(d, f), self.src)
-            for d, _, fs in os.walk(self.src) for f in fs))
-
-
 class SandboxLiveTest(SupervisorTest):
-    def test_worker_flusher_and_dashboard_run_under_their_seccomp_filters(self):
+    def listeners(self, pids):
+        """{(address, port)} of the TCP sockets in LISTEN that these processes hold."""
+        inodes = set()
+        for pid in pids:
+            try:
+                for fd in os.listdir("/proc/%d/fd" % pid):
+                    link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+                    if link.startswith("socket:["):
+                        inodes.add(link[8:-1])
+            except OSError:
+                continue
+        found = set()
+        for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+            for line in _read(table).splitlines()[1:]:
+                f = line.split()
+                if f[3] != "0A" or f[9] not in inodes:
+                    continue
+                addr, port = f[1].split(":")
+                if width == 8:
+                    ip = ".".join(str(b) for b in reversed(bytes.fromhex(addr)))
+                else:
+                    ip = "v6:" + addr
+                found.add((ip, int(port, 16)))
+        return found
+
+    def test_roles_run_filtered_and_every_listener_is_loopback_by_default(self):
         """The filters kill forbidden calls (tests/unit/test_sandbox.c); this checks the real
-        processes of a running upload have them: Seccomp 2 is filter mode."""
+        processes of a running upload have them (Seccomp 2 is filter mode), and that rclone's RC
+        and the dashboard, with no host configured, listen on 127.0.0.1 only."""
         self.tree(seed=15)
         cfg = self.config_dict()
         cfg["dashboard"] = {"enabled": True, "port": free_port()}
@@ -614,6 +618,11 @@ class SandboxLiveTest(SupervisorTest):
             return kids if len(kids) == 3 and set(kids.values()) == {2} else None
         wait_for("worker, flusher and dashboard under cplow, each filtered", roles)
         self.assertEqual(seccomp(run.pid), 0, "the supervisor forks the roles: it has no filter")
+        # Two listeners at least: the dashboard's and a stage's rclone RC.
+        found = wait_for("the dashboard and rclone's RC listening",
+                         lambda: (l := self.listeners(descendants(run.pid))) and len(l) >= 2
+                         and l)
+        self.assertEqual({ip for ip, _ in found}, {"127.0.0.1"}, found)
         self.fake.set_delay(0)
         self.assertEqual(run.wait(120), 0, run.log()[-4000:])
 

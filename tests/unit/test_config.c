@@ -312,10 +312,46 @@ Test(config, full_cloudplow_config_loads_with_every_field_as_written)
 	cr_assert_str_eq(c.dashboard.token, "s3cr3t-dashboard-token");
 	cr_assert_eq(c.dashboard.refresh_seconds, 5);
 
-	static const char *const ignored[] = { "hidden", "notifications", "nzbget", "sabnzbd",
-					       "plex", "syncer" };
-	cr_assert_eq(c.ignored_section_count, 6);
+	cr_assert(c.plex.enabled);
+	cr_assert_str_eq(c.plex.url, "http://localhost:32400");
+	cr_assert_str_eq(c.plex.token, "pLeXt0kEn-XXXXXXXXXX");
+	cr_assert_eq(c.plex.poll_interval_s, 60);
+	cr_assert_eq(c.plex.max_streams_before_throttle, 1);
+	cr_assert(c.plex.ignore_local_streams);
+	cr_assert_eq(c.plex.throttle_speed_count, 6);
 	for (size_t i = 0; i < 6; i++)
+		cr_assert_eq(c.plex.throttle_speeds[i].streams, (int)i);
+	cr_assert_str_eq(c.plex.throttle_speeds[2].rate, "40M");
+	cr_assert(c.nzbget.enabled);
+	cr_assert_str_eq(c.nzbget.url, "https://nzbuser:nzbsecret@nzbget.example.com");
+	cr_assert_not(c.sabnzbd.enabled);
+	cr_assert_str_eq(c.sabnzbd.apikey, "0123456789abcdef0123456789abcdef");
+
+	cr_assert_eq(c.notification_count, 3);
+	const struct config_notification *apprise = &c.notifications[0];
+	cr_assert_str_eq(apprise->name, "apprise");
+	cr_assert_eq(apprise->service, CONFIG_NOTIFY_APPRISE);
+	cr_assert_not(apprise->enabled, "an apprise library URL is skipped");
+	cr_assert_str_eq(apprise->title, "Cloudplow");
+	const struct config_notification *po = &c.notifications[1];
+	cr_assert_eq(po->service, CONFIG_NOTIFY_PUSHOVER);
+	cr_assert(po->enabled);
+	cr_assert_str_eq(po->app_token, "aqxvnvfq42adpfpwk8xmcjxn9myx8");
+	cr_assert_str_eq(po->user_token, "uQiRzpo4DXghDmr9QzzfQu27cmVRsG");
+	cr_assert_eq(po->priority, 0);
+	cr_assert_str_eq(po->url, CONFIG_NOTIFY_PUSHOVER_URL);
+	cr_assert_not(po->url_set);
+	const struct config_notification *sl = &c.notifications[2];
+	cr_assert_eq(sl->service, CONFIG_NOTIFY_SLACK);
+	cr_assert_str_eq(sl->url,
+			 "https://hooks.slack.com/services/T000/B000/XXXXXXXXXXXXXXXXXXXXXXXX");
+	cr_assert_str_eq(sl->sender_name, "cloudplow");
+	cr_assert_str_eq(sl->sender_icon, ":heavy_exclamation_mark:");
+	cr_assert_null(sl->channel, "cloudplow's \"channel\": \"\" means the webhook's own");
+
+	static const char *const ignored[] = { "hidden", "syncer" };
+	cr_assert_eq(c.ignored_section_count, 2);
+	for (size_t i = 0; i < 2; i++)
 		cr_assert_str_eq(c.ignored_sections[i], ignored[i]);
 	free(real);
 	config_free(&c);
@@ -331,6 +367,11 @@ Test(config, full_config_warns_once_for_each_key_it_ignores)
 		"remotes.google.rclone_extras.--verbose: --verbose is set by cplow itself, ignored",
 		"remotes.backup.sync_remote: a cloudplow setting cplow does not use, ignored",
 		"uploader.google.mover: a cloudplow setting cplow does not use, ignored",
+		"plex.verbose_notifications: a cloudplow setting cplow does not use, ignored",
+		"plex.rclone.url: a cloudplow setting cplow does not use, ignored",
+		"notifications.apprise.url: an apprise library URL (discord://...), which needs "
+		"Python's apprise; cplow posts to an Apprise API server's http(s) URL: this "
+		"notification is skipped",
 	};
 	for (size_t i = 0; i < sizeof(expected) / sizeof(expected[0]); i++)
 		cr_expect(has_warning(&c, expected[i]), "missing warning: %s", expected[i]);
@@ -435,6 +476,36 @@ Test(config, missing_rclone_excludes_is_an_empty_list)
 		     " \"uploader\": {\"media\": {}}}",
 		     &c);
 	cr_assert_eq(c.remotes[0].rclone_exclude_count, 0);
+	config_free(&c);
+}
+
+Test(config, plex_rates_rclone_takes_are_accepted_and_sorted_by_streams)
+{
+	struct config c;
+	load_text_ok("{\"remotes\": {\"media\": {\"upload_folder\": \"@TMP@/media\","
+		     " \"upload_remote\": \"gd:\"}}, \"uploader\": {\"media\": {}},"
+		     " \"plex\": {\"enabled\": true, \"url\": \"https://plex.example.com/\","
+		     " \"token\": \"t\", \"ignore_local_streams\": false, \"rclone\":"
+		     " {\"throttle_speeds\": {\"10\": \"off\", \"3\": \"1M:2M\","
+		     " \"0\": \"512Ki\", \"5\": \"1.5MiB\", \"7\": \"100\"}}},"
+		     " \"nzbget\": {\"enabled\": false}, \"sabnzbd\": null}",
+		     &c);
+	cr_assert_eq(c.plex.poll_interval_s, 60, "cloudplow's default");
+	cr_assert_eq(c.plex.max_streams_before_throttle, 1);
+	cr_assert_not(c.plex.ignore_local_streams);
+	static const struct {
+		int streams;
+		const char *rate;
+	} want[] = { { 0, "512Ki" }, { 3, "1M:2M" }, { 5, "1.5MiB" }, { 7, "100" }, { 10, "off" } };
+	cr_assert_eq(c.plex.throttle_speed_count, 5);
+	for (size_t i = 0; i < 5; i++) {
+		cr_assert_eq(c.plex.throttle_speeds[i].streams, want[i].streams);
+		cr_assert_str_eq(c.plex.throttle_speeds[i].rate, want[i].rate);
+	}
+	cr_assert_not(c.nzbget.enabled);
+	cr_assert_null(c.nzbget.url, "a disabled downloader needs no url");
+	cr_assert_not(c.sabnzbd.enabled);
+	cr_assert_eq(c.ignored_section_count, 0);
 	config_free(&c);
 }
 
@@ -561,6 +632,41 @@ static const struct {
 	{ "bad_dashboard_public_without_token.json",
 	  "dashboard.token: missing: required when dashboard.host is not a loopback address "
 	  "(\"0.0.0.0\")" },
+	{ "bad_plex_enabled_without_token.json", "plex.token: missing: plex.enabled needs it" },
+	{ "bad_plex_poll_interval.json",
+	  "plex.poll_interval: must be a whole number of seconds from 1 to 86400, got 0.5" },
+	{ "bad_plex_throttle_speed_key.json",
+	  "plex.rclone.throttle_speeds.two: the key must be a number of streams from 0 to 999999, "
+	  "like \"2\"" },
+	{ "bad_plex_throttle_speed_rate.json",
+	  "plex.rclone.throttle_speeds.2: must be an rclone bandwidth like \"10M\", \"512k\", "
+	  "\"1M:2M\" or \"off\" (no timetable), got \"08:00,512k\"" },
+	{ "bad_plex_url.json",
+	  "plex.url: must be an http:// or https:// URL with a host, got \"plex.local:32400\"" },
+	{ "bad_nzbget_url_type.json", "nzbget.url: must be a string, got 6789" },
+	{ "bad_sabnzbd_enabled_without_apikey.json",
+	  "sabnzbd.apikey: missing: sabnzbd.enabled needs it" },
+	{ "bad_notifications_not_object.json", "notifications: must be an object, got a list" },
+	{ "bad_notifications_service_missing.json",
+	  "notifications.chat.service: missing: \"slack\", \"discord\", \"google_chat\", "
+	  "\"pushover\", \"apprise\" or \"webhook\"" },
+	{ "bad_notifications_service_unknown.json",
+	  "notifications.tg.service: must be \"slack\", \"discord\", \"google_chat\", "
+	  "\"pushover\", \"apprise\" or \"webhook\", got \"telegram\"" },
+	{ "bad_notifications_slack_without_webhook_url.json",
+	  "notifications.slack.webhook_url: missing: a slack notification needs it" },
+	{ "bad_notifications_url_not_http.json",
+	  "notifications.hook.url: must be an http:// or https:// URL with a host, got one "
+	  "starting with ftp:// (the rest is not shown: webhook URLs hold tokens)" },
+	{ "bad_notifications_pushover_priority.json",
+	  "notifications.pushover.priority: must be an integer from -2 to 2, got 3" },
+	{ "bad_notifications_pushover_without_user_token.json",
+	  "notifications.pushover.user_token: missing: a pushover notification needs it" },
+	{ "bad_notifications_key_near_miss.json",
+	  "notifications.discord.webhook_ulr: unknown key (did you mean webhook_url?)" },
+	{ "bad_notifications_header_control_character.json",
+	  "notifications.hook.headers.Authorization: a header value holds no control characters "
+	  "(the value is not shown: it may be a secret)" },
 };
 
 Test(config, every_bad_fixture_gives_its_exact_one_line_message)
@@ -837,6 +943,15 @@ Test(config, effective_config_is_valid_json_with_secrets_masked)
 	cr_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(
 				 cJSON_GetObjectItem(root, "nzbget"), "url")),
 			 "***");
+	cr_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(
+				 cJSON_GetObjectItem(root, "sabnzbd"), "apikey")),
+			 "***");
+	cr_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(
+				 cJSON_GetObjectItem(cJSON_GetObjectItem(plex, "rclone"),
+						     "throttle_speeds"),
+				 "2")),
+			 "40M");
+	cr_assert_eq(cJSON_GetNumberValue(cJSON_GetObjectItem(plex, "poll_interval")), 60);
 	/* Defaults and resolved values appear too: it is the effective config. */
 	cJSON *quota = cJSON_GetObjectItem(root, "quota");
 	cr_assert_eq(cJSON_GetNumberValue(cJSON_GetObjectItem(quota, "daily_bytes")),
@@ -944,4 +1059,91 @@ Test(config, numbers_cjson_would_accept_are_refused)
 						     "1048576, got a number too large to hold");
 		cr_expect_str_eq(load_error(path), want, "case %zu", i);
 	}
+}
+
+Test(config, notifications_of_every_service_load_and_print_without_their_secrets)
+{
+	struct config c;
+	load_text_ok("{\"remotes\": {\"media\": {\"upload_folder\": \"@TMP@/media\","
+		     " \"upload_remote\": \"gd:\"}}, \"uploader\": {\"media\": {}},"
+		     " \"notifications\": {"
+		     "  \"team\": {\"service\": \"slack\", \"channel\": \"#uploads\","
+		     "   \"webhook_url\": \"https://hooks.slack.com/services/T1/B1/slacksecret\"},"
+		     "  \"dc\": {\"service\": \"discord\","
+		     "   \"webhook_url\": \"https://discord.com/api/webhooks/1/discordsecret\"},"
+		     "  \"gc\": {\"service\": \"google_chat\","
+		     "   \"webhook_url\": \"https://chat.googleapis.com/v1/X?key=gcsecret\"},"
+		     "  \"po\": {\"service\": \"pushover\", \"app_token\": \"appsecret\","
+		     "   \"user_token\": \"usersecret\", \"priority\": 2, \"title\": \"NAS\","
+		     "   \"url\": \"http://127.0.0.1:9/po\"},"
+		     "  \"ap\": {\"service\": \"apprise\","
+		     "   \"url\": \"http://apprise:8000/notify/apsecret\"},"
+		     "  \"hook\": {\"service\": \"webhook\","
+		     "   \"url\": \"https://h.example.com/hooksecret\","
+		     "   \"headers\": {\"Authorization\": \"Bearer headersecret\","
+		     "    \"X-Empty\": \"\"}}}}",
+		     &c);
+	cr_assert_eq(c.notification_count, 6);
+	cr_assert_eq(c.ignored_section_count, 0);
+	cr_assert_eq(c.warning_count, 0);
+	const struct config_notification *n = c.notifications;
+	cr_assert_eq(n[0].service, CONFIG_NOTIFY_SLACK);
+	cr_assert_str_eq(n[0].sender_name, CONFIG_NOTIFY_SENDER_DEFAULT);
+	cr_assert_str_eq(n[0].sender_icon, CONFIG_NOTIFY_ICON_DEFAULT);
+	cr_assert_str_eq(n[0].channel, "#uploads");
+	cr_assert_eq(n[1].service, CONFIG_NOTIFY_DISCORD);
+	cr_assert_eq(n[2].service, CONFIG_NOTIFY_GOOGLE_CHAT);
+	cr_assert_str_eq(n[2].url, "https://chat.googleapis.com/v1/X?key=gcsecret");
+	cr_assert_eq(n[3].service, CONFIG_NOTIFY_PUSHOVER);
+	cr_assert_eq(n[3].priority, 2);
+	cr_assert_str_eq(n[3].title, "NAS");
+	cr_assert(n[3].url_set);
+	cr_assert_str_eq(n[3].url, "http://127.0.0.1:9/po");
+	cr_assert_eq(n[4].service, CONFIG_NOTIFY_APPRISE);
+	cr_assert(n[4].enabled);
+	cr_assert_str_eq(n[4].title, CONFIG_NOTIFY_TITLE_DEFAULT);
+	cr_assert_eq(n[5].service, CONFIG_NOTIFY_WEBHOOK);
+	cr_assert_eq(n[5].header_count, 2);
+	cr_assert_str_eq(n[5].headers[0].name, "Authorization");
+	cr_assert_str_eq(n[5].headers[1].value, "");
+
+	char *text = print_to_string(&c);
+	static const char *const secrets[] = { "slacksecret", "discordsecret", "gcsecret",
+					       "appsecret", "usersecret", "apsecret", "hooksecret",
+					       "headersecret", "127.0.0.1:9" };
+	for (size_t i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++)
+		cr_expect_null(strstr(text, secrets[i]), "%s is in the output", secrets[i]);
+	cJSON *root = cJSON_Parse(text);
+	cr_assert_not_null(root, "not JSON:\n%s", text);
+	cJSON *no = cJSON_GetObjectItem(root, "notifications");
+	cJSON *team = cJSON_GetObjectItem(no, "team");
+	cr_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(team, "service")), "slack");
+	cr_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(team, "webhook_url")), "***");
+	cr_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(team, "channel")), "#uploads");
+	cJSON *po = cJSON_GetObjectItem(no, "po");
+	cr_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(po, "app_token")), "***");
+	cr_assert_eq(cJSON_GetNumberValue(cJSON_GetObjectItem(po, "priority")), 2);
+	cJSON *hook = cJSON_GetObjectItem(no, "hook");
+	cr_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(
+				 cJSON_GetObjectItem(hook, "headers"), "Authorization")),
+			 "***");
+	cJSON_Delete(root);
+	free(text);
+	config_free(&c);
+}
+
+Test(config, pushover_without_url_posts_to_its_api_and_shows_it)
+{
+	struct config c;
+	load_text_ok("{\"remotes\": {\"media\": {\"upload_folder\": \"@TMP@/media\","
+		     " \"upload_remote\": \"gd:\"}}, \"uploader\": {\"media\": {}},"
+		     " \"notifications\": {\"po\": {\"service\": \"pushover\","
+		     " \"app_token\": \"a\", \"user_token\": \"u\"}}}",
+		     &c);
+	cr_assert_str_eq(c.notifications[0].url, CONFIG_NOTIFY_PUSHOVER_URL);
+	cr_assert_eq(c.notifications[0].priority, 0);
+	char *text = print_to_string(&c);
+	cr_assert_not_null(strstr(text, CONFIG_NOTIFY_PUSHOVER_URL), "%s", text);
+	free(text);
+	config_free(&c);
 }

@@ -334,3 +334,35 @@ Test(ledger_file, a_file_of_100k_accounts_loads_exactly_or_is_refused_whole, .in
 	ledger_detach(&big);
 	ledger_unlink(name);
 }
+
+/* The quota fork's rows carry no hours: a rolling-window ledger must still count their bytes,
+ * until 24 h after the window they were uploaded in began. */
+Test(ledger_file, a_fork_file_restored_into_a_rolling_ledger_keeps_its_bytes, .init = setup,
+     .fini = teardown)
+{
+	long long now_s = (long long)(ledger_now_ms() / 1000);
+	char text[256];
+	snprintf(text, sizeof(text),
+		 "{\"media\":{\"sa1.json\":{\"bytes\":5000000,\"reset_time\":%lld.0},"
+		 "\"sa2.json\":{\"bytes\":7,\"reset_time\":%lld.0}}}",
+		 now_s + 20 * 3600, now_s - 3600);
+	put(path, text);
+	struct ledger rolling;
+	char name[80], used[PATH_MAX], err[LEDGER_FILE_ERR_MAX];
+	snprintf(name, sizeof(name), "%s-rolling", shm_name);
+	ledger_unlink(name);
+	struct ledger_options o = { .row_capacity = 16, .window = LEDGER_WINDOW_ROLLING };
+	cr_assert_eq(ledger_create(name, &o, &rolling), LEDGER_OK);
+	cr_assert_eq(ledger_file_restore(&rolling, path, used, sizeof(used), err, sizeof(err)), 0,
+		     "%s", err);
+	int32_t r1, r2;
+	cr_assert_eq(ledger_row_find(&rolling, "media", "sa1.json", &r1), LEDGER_OK);
+	cr_assert_eq(ledger_row_find(&rolling, "media", "sa2.json", &r2), LEDGER_OK);
+	int64_t now = ledger_now_ms();
+	cr_assert_eq(ledger_usage_used(&rolling.rows[r1].usage, LEDGER_WINDOW_ROLLING, now),
+		     5000000, "a window 4 h old still counts its bytes");
+	cr_assert_eq(ledger_usage_used(&rolling.rows[r2].usage, LEDGER_WINDOW_ROLLING, now), 0,
+		     "a window that ended an hour ago counts nothing");
+	ledger_detach(&rolling);
+	ledger_unlink(name);
+}

@@ -1,5 +1,8 @@
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/ptrace.h>
@@ -138,4 +141,57 @@ Test(sandbox, dashboard_filter_kills_a_packet_socket, .timeout = 20)
 {
 	killed_by_sigsys(in_sandbox(SANDBOX_DASHBOARD, do_packet_socket),
 			 "socket(AF_PACKET) in the dashboard");
+}
+
+static void *thread_body(void *arg)
+{
+	return arg;
+}
+
+static void do_notifier_job(void)
+{
+	/* What the notifier needs: libcurl's resolver thread, a name resolved, a socket, reads. */
+	pthread_t t;
+	if (pthread_create(&t, NULL, thread_body, NULL) != 0 || pthread_join(t, NULL) != 0)
+		_exit(91);
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai = NULL;
+	if (getaddrinfo("localhost", "80", &hints, &ai) != 0)
+		_exit(92);
+	freeaddrinfo(ai);
+	do_inet_socket();
+	int fd = open("/etc/hosts", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		_exit(93);
+	close(fd);
+	if (kill(getpid(), 0) != 0)
+		_exit(94);
+	/* Changing files is refused, not killed: a library's stray attempt is no attack. */
+	if (open("/tmp/cplow-notifier-sandbox", O_WRONLY | O_CREAT | O_CLOEXEC, 0600) != -1 ||
+	    errno != EACCES)
+		_exit(95);
+	if (unlink("/tmp/cplow-notifier-sandbox") != -1 || errno != EACCES)
+		_exit(96);
+	if (syscall(SYS_clone3, NULL, 0) != -1 || errno != ENOSYS)
+		_exit(97);
+}
+
+Test(sandbox, notifier_filter_allows_threads_name_resolution_and_sockets, .timeout = 20)
+{
+	int st = in_sandbox(SANDBOX_NOTIFIER, do_notifier_job);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d", st);
+}
+
+Test(sandbox, notifier_filter_kills_execve_fork_and_ptrace, .timeout = 20)
+{
+	killed_by_sigsys(in_sandbox(SANDBOX_NOTIFIER, do_execve), "execve in the notifier");
+	killed_by_sigsys(in_sandbox(SANDBOX_NOTIFIER, do_fork), "fork in the notifier");
+	killed_by_sigsys(in_sandbox(SANDBOX_NOTIFIER, do_ptrace), "ptrace in the notifier");
+}
+
+Test(sandbox, notifier_filter_kills_a_signal_to_another_process_and_a_packet_socket,
+     .timeout = 20)
+{
+	killed_by_sigsys(in_sandbox(SANDBOX_NOTIFIER, do_kill_parent), "kill in the notifier");
+	killed_by_sigsys(in_sandbox(SANDBOX_NOTIFIER, do_packet_socket),
+			 "socket(AF_PACKET) in the notifier");
 }
