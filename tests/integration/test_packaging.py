@@ -316,6 +316,12 @@ class EntrypointTest(SupervisorTest):
         self.confdir = os.path.join(self.work, "config")
         os.makedirs(self.confdir)
         os.chmod(self.work, 0o755)
+        # As the image installs them, readable by its user wherever the build tree is (CI's
+        # checkout may sit below a directory only root can enter).
+        bindir = os.path.join(self.work, "bin")
+        os.makedirs(bindir)
+        self.cplow_bin = shutil.copy2(CPLOW, os.path.join(bindir, "cplow"))
+        self.inspect_bin = shutil.copy2(INSPECT, os.path.join(bindir, "cplow-inspect"))
         ins = dockerfile_instructions()
         runtime = {word: args for stage, word, args in ins if stage == max(i[0] for i in ins)}
         self.argv = exec_form(runtime["ENTRYPOINT"]) + exec_form(runtime["CMD"])
@@ -324,7 +330,7 @@ class EntrypointTest(SupervisorTest):
 
     def ledger_name(self, config):
         # The ledger's name includes the uid: look it up as cplow's user.
-        out = subprocess.run(list(self.as_user) + [INSPECT, "--config", config, "--json"],
+        out = subprocess.run(list(self.as_user) + [self.inspect_bin, "--config", config, "--json"],
                              capture_output=True, text=True, timeout=30)
         return json.loads(out.stdout)["ledger"] if out.returncode == 0 else None
 
@@ -334,7 +340,7 @@ class EntrypointTest(SupervisorTest):
     def healthcheck(self, config, namespace_of=None):
         """The image's HEALTHCHECK command as the image's user: inside cplow's PID namespace
         when given one (as Docker runs it), else here. Returns its exit status."""
-        cmd = self.mapped(self.health, config).replace("cplow-inspect", INSPECT, 1)
+        cmd = self.mapped(self.health, config).replace("cplow-inspect", self.inspect_bin, 1)
         enter = ("nsenter", "--target", str(namespace_of), "--pid", "--mount") if namespace_of else ()
         return subprocess.run(list(enter) + list(self.as_user) + ["sh", "-c", cmd],
                               capture_output=True, timeout=30).returncode
@@ -345,7 +351,7 @@ class EntrypointTest(SupervisorTest):
         subprocess.check_call(["chown", "-R", "%d:%d" % (self.uid, self.gid), self.src,
                                self.confdir])
         self.assertNotEqual(self.healthcheck(cfg), 0, "healthy before cplow ever ran")
-        argv = [CPLOW if a == "cplow" else self.mapped(a, cfg) for a in self.argv]
+        argv = [self.cplow_bin if a == "cplow" else self.mapped(a, cfg) for a in self.argv]
         self.assertEqual(argv[-1], "run")
         n = len(self.runs)
         log_path = os.path.join(self.work, "cplow-%d.log" % n)
@@ -376,7 +382,7 @@ class EntrypointTest(SupervisorTest):
         self.assert_equals_truth(self.file_bytes(cfg), "the ledger file")
         # The ledger outlives cplow and cplow-inspect still exits 0 on it: the HEALTHCHECK
         # looks at "running", and fails.
-        inspect = subprocess.run(list(self.as_user) + [INSPECT, "--config", cfg, "--json"],
+        inspect = subprocess.run(list(self.as_user) + [self.inspect_bin, "--config", cfg, "--json"],
                                  capture_output=True, text=True, timeout=30)
         self.assertEqual(inspect.returncode, 0, inspect.stderr)
         self.assertFalse(json.loads(inspect.stdout)["running"])
