@@ -1,6 +1,6 @@
 """bench_all: every cplow benchmark, printed as one table. Not a test; run it as scripts/bench.
 
-usage: bench_all.py [--quick] [--only SECTION,...] [--json-out PATH]
+usage: bench_all.py [--quick] [--only SECTION,...] [--json-out PATH] [--rclone-nice N]
 sections: ledger, source, small, large, latency, fake
 
 Each figure is the median of its runs, with min and max. Overhead runs alternate plain rclone and
@@ -255,6 +255,8 @@ class Bench:
             if k.startswith("RCLONE_") or k.startswith("BENCH_WRAP_") or k == "CPLOW_CONFIG":
                 del self.base_env[k]
         self.base_env["RCLONE_CONFIG"] = "/dev/null"  # only the environment's remotes
+        if args.rclone_nice:
+            self.base_env["BENCH_WRAP_NICE"] = str(args.rclone_nice)
 
     def close(self):
         for p in self.children:
@@ -442,6 +444,7 @@ class Bench:
                                               res["worker_hwm_at_rclone_exit_kb"])
         if mode == "relay":
             res.update(self.latencies(stamps, watch_out))
+            res["relay_rt"] = min((r.get("rt", 0) for r in move), default=0)
         shutil.rmtree(run_dir, ignore_errors=True)
         return res
 
@@ -449,10 +452,13 @@ class Bench:
         with open(stamps_path) as f:
             stamps = [tuple(int(x) for x in l.split()) for l in f if l.strip()]
         shm, durable = [], []
+        watcher_rt = None
         with open(watch_path) as f:
             for l in f:
                 w = l.split()
-                if w[0] == "shm":
+                if w[0] == "rt":
+                    watcher_rt = int(w[1])
+                elif w[0] == "shm":
                     shm.append((int(w[1]), int(w[2])))
                 elif w[0] == "file":
                     durable.append((int(w[1]), int(w[2])))
@@ -473,6 +479,7 @@ class Bench:
         lat_shm.sort()
         lat_file.sort()
         return dict(copied_lines=len(stamps), shm_first_files=shm[0][1] if shm else None,
+                    watcher_rt=watcher_rt,
                     shm_p50=pct(lat_shm, 50), shm_p99=pct(lat_shm, 99),
                     shm_max=lat_shm[-1] if lat_shm else None, shm_missing=missing_shm,
                     file_p50=pct(lat_file, 50), file_p99=pct(lat_file, 99),
@@ -685,13 +692,14 @@ def build_table(b, params, quick):
 
     if any(k in R for k in ("large", "fake", "small")):
         t.head("Accounting cost: CPU of every cplow process per completed file, us [3]")
-    for key, desc in (("small", "x 4 KiB, local"), ("large", "1 GiB tree, local"),
-                      ("fake", "1 GiB tree, fake remote")):
+    for key, desc in (("small", "x 4 KiB, local"), ("large", "%.0f MiB, local"),
+                      ("fake", "%.0f MiB, fake remote")):
         if key not in R:
             continue
         r = R[key]
         per = [c["cplow_us"] / c["files"] for c in r["cplow"]]
-        label = "%s files %s" % (n(r["files"]), desc)
+        label = "%s files %s" % (n(r["files"]), desc if key == "small" else
+                                 "/ " + desc % (r["bytes"] / MIB))
         judge(label, stats(per), 20, "%.1f", "< 20")
         t.row("  the same per second of upload (ms/s)", stats(
             [c["cplow_us"] / 1e3 / c["wall"] for c in r["cplow"]]), "%.1f")
@@ -710,7 +718,9 @@ def build_table(b, params, quick):
             continue
         r = R[key]
         runs = r["runs"]
-        t.head("Latency of a completed file, ms: %s files x 4 KiB %s [4]" % (n(r["files"]), desc))
+        rt = all(x.get("watcher_rt") for x in runs)
+        t.head("Latency of a completed file, ms: %s files x 4 KiB %s [4]%s" % (
+            n(r["files"]), desc, "" if rt else " (watcher NOT real-time: inflated)"))
         judge("Copied line -> in the shared ledger, p99 (%s)" % r["remote"],
               stats([x["shm_p99"] for x in runs]), 1.0, "%.3f", "< 1")
         t.row("  p50", stats([x["shm_p50"] for x in runs]), "%.3f")
@@ -821,7 +831,9 @@ FOOTNOTES = """\
 [4] cplow runs rclone through bench_rclone_wrap in relay mode: rclone's stderr goes through the
     wrapper, which stamps each read() with CLOCK_REALTIME as it returns, then write()s the bytes
     on to the worker. tests/bench/bench_ledger_watch waits on the ledger's change futex (as the
-    flusher does) and stamps each rise of the ledger's file count; for the file, it stamps the
+    flusher does) and stamps each rise of the ledger's file count; its stamping thread runs
+    SCHED_FIFO (the heading says when it could not), so its own wait for a CPU is not counted
+    (the relay stays SCHED_OTHER: a real-time relay starves the worker at full speed); for the file, it stamps the
     moment the flusher's flush_count moves after an inotify IN_MOVED_TO of sa_quota_cache.json
     (i.e. after rename and the directory's fsync) and sums "files" in that file. Latency of the
     k-th Copied line = first stamp with count >= k minus that line's read stamp. Included and not
@@ -856,6 +868,8 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only", default="")
     ap.add_argument("--json-out", default="")
+    ap.add_argument("--rclone-nice", type=int, default=0,
+                    help="run rclone at this nice value, plain and under cplow (an experiment)")
     args = ap.parse_args()
     params = QUICK if args.quick else FULL
     order = ["ledger", "source", "small", "large", "latency", "fake"]
@@ -879,8 +893,9 @@ def main():
         rclone_version = subprocess.run([RCLONE, "version"], capture_output=True,
                                         text=True).stdout.splitlines()[0]
         print()
-        print("cplow benchmarks, %s mode, %s; %d CPUs, load %s; %s; build %s"
+        print("cplow benchmarks, %s mode%s, %s; %d CPUs, load %s; %s; build %s"
               % ("QUICK (checks that it runs; not figures)" if args.quick else "full",
+                 ", rclone at nice %d" % args.rclone_nice if args.rclone_nice else "",
                  datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), os.cpu_count(),
                  open("/proc/loadavg").read().split()[0], rclone_version, BUILD))
         print(table.render())

@@ -2,7 +2,7 @@
  * bench_ledger_watch: timestamps, with CLOCK_REALTIME, every completed file as it appears in the
  * shared ledger and in the durable ledger file, for scripts/bench's latency figures. Not a test.
  *
- * usage: bench_ledger_watch --config PATH --cache PATH --out FILE [--timeout-s N]
+ * usage: bench_ledger_watch --config PATH --cache PATH --out FILE [--timeout-s N] [--no-rt]
  *
  * Shared memory: it waits on the ledger's own change futex (ledger_wait_change, as the flusher
  * does; the writer's wake-up is a FUTEX_WAKE of every waiter), and after each wake-up reads the
@@ -19,12 +19,19 @@
  *
  * It attaches (read-write, for the futex flag only: it never takes the lock nor writes a row)
  * as soon as the ledger exists, and stops on SIGTERM/SIGINT or after --timeout-s.
+ *
+ * The shared-memory thread runs SCHED_FIFO when it may (--no-rt: not), so that its stamp is
+ * taken when the writer's futex wake-up happens rather than when a CPU comes free: otherwise
+ * the watcher's own wait for a CPU would be counted as cplow's latency. The file thread stays
+ * SCHED_OTHER (it polls every 100 us while the flusher fsyncs the directory). The first line of
+ * the output says which: "rt 1" or "rt 0".
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -158,7 +165,7 @@ static void *file_watch(void *arg)
 		uint64_t now_flushes;
 		while ((now_flushes = atomic_load(&led.hdr->flush_count)) == flushes &&
 		       real_ns() < deadline && !stop) {
-			struct timespec ts = { 0, 20000 };
+			struct timespec ts = { 0, 100000 };
 			nanosleep(&ts, NULL);
 		}
 		int64_t durable = real_ns();
@@ -175,20 +182,25 @@ static void *file_watch(void *arg)
 int main(int argc, char **argv)
 {
 	const char *config = NULL, *out = NULL;
-	int timeout_s = 1800;
-	for (int i = 1; i + 1 < argc; i += 2) {
-		if (!strcmp(argv[i], "--config"))
-			config = argv[i + 1];
-		else if (!strcmp(argv[i], "--cache"))
-			cache_path = argv[i + 1];
-		else if (!strcmp(argv[i], "--out"))
-			out = argv[i + 1];
-		else if (!strcmp(argv[i], "--timeout-s"))
-			timeout_s = atoi(argv[i + 1]);
+	int timeout_s = 1800, want_rt = 1;
+	for (int i = 1; i < argc; i++) {
+		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+		if (!strcmp(argv[i], "--no-rt"))
+			want_rt = 0;
+		else if (v && !strcmp(argv[i], "--config"))
+			config = argv[++i];
+		else if (v && !strcmp(argv[i], "--cache"))
+			cache_path = argv[++i];
+		else if (v && !strcmp(argv[i], "--out"))
+			out = argv[++i];
+		else if (v && !strcmp(argv[i], "--timeout-s"))
+			timeout_s = atoi(argv[++i]);
+		else
+			config = NULL, i = argc; /* unknown: the usage below */
 	}
 	if (!config || !cache_path || !out) {
 		fprintf(stderr, "usage: bench_ledger_watch --config PATH --cache PATH --out FILE "
-				"[--timeout-s N]\n");
+				"[--timeout-s N] [--no-rt]\n");
 		return 2;
 	}
 	struct sigaction sa;
@@ -210,6 +222,11 @@ int main(int argc, char **argv)
 	}
 	pthread_t watcher;
 	int watching = pthread_create(&watcher, NULL, file_watch, NULL) == 0;
+	int rt = 0;
+	if (want_rt) {
+		struct sched_param sp = { .sched_priority = 20 };
+		rt = pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp) == 0;
+	}
 	int64_t last = 0;
 	while (!stop && real_ns() < end) {
 		uint64_t gen = atomic_load(&led.hdr->generation);
@@ -227,6 +244,7 @@ int main(int argc, char **argv)
 	FILE *f = fopen(out, "w");
 	if (!f)
 		return 1;
+	fprintf(f, "rt %d\n", rt);
 	for (size_t i = 0; i < rec_n; i++) {
 		if (recs[i].kind == 's')
 			fprintf(f, "shm %lld %lld\n", (long long)recs[i].at_ns, (long long)recs[i].files);

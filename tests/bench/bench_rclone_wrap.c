@@ -17,13 +17,20 @@
  *          write>" each, in rclone's order.
  *   noop   no rclone at all: sleeps $BENCH_WRAP_NOOP_MS (default 200) and exits 0 having
  *          copied nothing (a listing benchmark's stage).
- * $BENCH_WRAP_REAL is the real rclone (default /usr/bin/rclone).
+ * $BENCH_WRAP_REAL is the real rclone (default /usr/bin/rclone). $BENCH_WRAP_NICE=N runs rclone
+ * at nice N (an experiment: does a nicer rclone let the worker run sooner?).
+ *
+ * $BENCH_WRAP_RT=1 makes the wrapper itself (not rclone) SCHED_FIFO in relay mode, so that its
+ * stamp and write() follow rclone's write() at once; off by default: at full speed a real-time
+ * relay, woken for every line, pushes the worker and the flusher off the CPU and makes the
+ * latency worse, not truer. "rt" in the log line says which it got.
  *
  * SIGINT, SIGTERM and SIGHUP are passed on to rclone; rclone gets PR_SET_PDEATHSIG(SIGKILL) as
  * the worker gives its own child.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -174,6 +181,7 @@ int main(int argc, char **argv)
 	memset(&ru, 0, sizeof ru);
 	struct stamps st = { 0 };
 	long copied = 0;
+	int rt = 0;
 	if (noop) {
 		const char *ms = getenv("BENCH_WRAP_NOOP_MS");
 		long wait_ms = ms ? atol(ms) : 200;
@@ -201,11 +209,19 @@ int main(int argc, char **argv)
 				_exit(127);
 			if (relaying && dup2(pipefd[1], STDERR_FILENO) < 0)
 				_exit(127);
+			const char *nice_env = getenv("BENCH_WRAP_NICE");
+			if (nice_env && atoi(nice_env) != 0)
+				setpriority(PRIO_PROCESS, 0, atoi(nice_env));
 			argv[0] = (char *)real;
 			execv(real, argv);
 			_exit(127);
 		}
 		child = pid;
+		const char *rt_env = getenv("BENCH_WRAP_RT");
+		if (relaying && rt_env && !strcmp(rt_env, "1")) {
+			struct sched_param sp = { .sched_priority = 10 };
+			rt = sched_setscheduler(0, SCHED_FIFO, &sp) == 0;
+		}
 		if (relaying) {
 			close(pipefd[1]);
 			copied = relay(pipefd[0], &st);
@@ -235,13 +251,13 @@ int main(int argc, char **argv)
 				 "{\"argv1\": \"%s\", \"mode\": \"%s\", \"pid\": %d, \"ppid\": %d, "
 				 "\"start_ns\": %lld, \"end_ns\": %lld, \"exit\": %d, "
 				 "\"self_us\": %ld, \"rclone_us\": %ld, \"rclone_maxrss_kb\": %ld, "
-				 "\"parent_hwm_kb\": %ld, \"copied\": %ld}\n",
+				 "\"parent_hwm_kb\": %ld, \"copied\": %ld, \"rt\": %d}\n",
 				 argc > 1 && strlen(argv[1]) < 32 && !strpbrk(argv[1], "\"\\")
 					 ? argv[1] : "?",
 				 mode, (int)getpid(), (int)parent, (long long)start_ns,
 				 (long long)end_ns, code, tv_us(self.ru_utime) + tv_us(self.ru_stime),
 				 tv_us(ru.ru_utime) + tv_us(ru.ru_stime), ru.ru_maxrss,
-				 status_kb(parent, "VmHWM"), copied);
+				 status_kb(parent, "VmHWM"), copied, rt);
 		int fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
 		if (fd >= 0) {
 			if (n > 0)
