@@ -2,6 +2,8 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -54,8 +56,23 @@ static void sleep_ms(int64_t ms)
 	nanosleep(&ts, NULL); /* EINTR is the point: a signal ends the wait */
 }
 
+/* The rows the file holds: a change to stage slots only (a worker's stats every second, its
+ * open files every 20 ms) bumps the generation but leaves the file's content as it is, and
+ * rewriting it then cost the flusher most of its CPU during an upload. */
+struct written_rows {
+	struct ledger_row *rows;   /* row_capacity of them */
+	uint32_t count;
+	bool valid;
+};
+
+static bool rows_unchanged(const struct written_rows *w, const struct ledger_copy *copy)
+{
+	return w->valid && w->count == copy->row_count &&
+	       memcmp(w->rows, copy->rows, (size_t)copy->row_count * sizeof(*copy->rows)) == 0;
+}
+
 static int flush_once(struct ledger *l, struct ledger_copy *copy, const char *path,
-		      uint64_t *written)
+		      struct written_rows *last, bool forced, uint64_t *written)
 {
 	char err[LEDGER_FILE_ERR_MAX];
 	int rc = ledger_read(l, copy, FLUSHER_READ_TIMEOUT_MS);
@@ -63,6 +80,11 @@ static int flush_once(struct ledger *l, struct ledger_copy *copy, const char *pa
 		log_error("cannot snapshot the ledger: %s", ledger_strerror(rc));
 		ledger_note_flush(l, 0, 0, 0);
 		return -1;
+	}
+	if (!forced && rows_unchanged(last, copy)) {
+		ledger_note_flush_current(l, copy->generation, ledger_now_ms());
+		*written = copy->generation;
+		return 0;
 	}
 	int64_t now = ledger_now_ms();
 	if (ledger_file_write(copy, path, now, err, sizeof(err)) < 0) {
@@ -72,6 +94,9 @@ static int flush_once(struct ledger *l, struct ledger_copy *copy, const char *pa
 	}
 	ledger_note_flush(l, copy->generation, now, 1);
 	*written = copy->generation;
+	memcpy(last->rows, copy->rows, (size_t)copy->row_count * sizeof(*copy->rows));
+	last->count = copy->row_count;
+	last->valid = true;
 	return 0;
 }
 
@@ -86,8 +111,11 @@ int flusher_run(const struct flusher_options *opt)
 		log_error("cannot attach the ledger %s: %s", opt->ledger_name, ledger_strerror(rc));
 		return 1;
 	}
-	if (ledger_copy_init(&l, &copy) != LEDGER_OK) {
+	struct written_rows last = { .rows = NULL };
+	if (ledger_copy_init(&l, &copy) != LEDGER_OK ||
+	    !(last.rows = calloc(copy.row_capacity ? copy.row_capacity : 1, sizeof(*last.rows)))) {
 		log_error("out of memory for a ledger copy");
+		ledger_copy_free(&copy);
 		ledger_detach(&l);
 		return 1;
 	}
@@ -113,8 +141,9 @@ int flusher_run(const struct flusher_options *opt)
 			sleep_ms(due);
 			continue; /* re-check stop and the clock */
 		}
+		bool forced = flusher_now;
 		flusher_now = 0;
-		last_ok = flush_once(&l, &copy, opt->cache_path, &written) == 0;
+		last_ok = flush_once(&l, &copy, opt->cache_path, &last, forced, &written) == 0;
 		last_write_ms = ledger_now_ms();
 		if (!last_ok)
 			written = (uint64_t)-1; /* retry after the interval even with no change */
@@ -122,8 +151,9 @@ int flusher_run(const struct flusher_options *opt)
 	/* Final flush unless the file already holds the last generation (or the last write
 	 * failed): a stop signal right after a change loses nothing. */
 	if (atomic_load(&l.hdr->generation) != written || !last_ok)
-		last_ok = flush_once(&l, &copy, opt->cache_path, &written) == 0;
+		last_ok = flush_once(&l, &copy, opt->cache_path, &last, false, &written) == 0;
 	flusher_ledger = NULL;
+	free(last.rows);
 	ledger_copy_free(&copy);
 	ledger_detach(&l);
 	return last_ok ? 0 : 1;

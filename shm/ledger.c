@@ -1014,6 +1014,12 @@ void ledger_wake(struct ledger *l)
 	syscall(SYS_futex, &l->hdr->wake, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
 }
 
+void ledger_note_flush_current(struct ledger *l, uint64_t generation, int64_t at_ms)
+{
+	atomic_store(&l->hdr->flushed_generation, generation);
+	atomic_store(&l->hdr->flushed_at_ms, at_ms);
+}
+
 void ledger_note_flush(struct ledger *l, uint64_t generation, int64_t at_ms, int ok)
 {
 	/* Plain atomics, no lock: these fields belong to the one flusher and are not in any row. */

@@ -13,16 +13,19 @@ static char *dup_or_null(const char *s)
 	return s ? strdup(s) : NULL;
 }
 
-/* An uploader without accounts uploads as its remote: "google:/Media" → "google". */
+/* An uploader without accounts uploads as its remote: "google:/Media" → "google", without
+ * connection-string parameters (they may hold secrets, and the account is shown everywhere).
+ * A remote made on the command line (":local:/backup", ":s3,provider=AWS:bucket") has no name:
+ * its backend is the account then (":local:", ":s3:"). */
 static char *remote_name_of(const char *upload_remote)
 {
-	const char *colon = strchr(upload_remote, ':');
-	size_t n = colon ? (size_t)(colon - upload_remote) : strlen(upload_remote);
-	char *name = malloc(n + 1);
-	if (name) {
-		memcpy(name, upload_remote, n);
-		name[n] = '\0';
-	}
+	bool inline_remote = upload_remote[0] == ':';
+	const char *start = upload_remote + inline_remote;
+	size_t n = strcspn(start, ",:");
+	char *name = malloc(n + 3);
+	if (name)
+		snprintf(name, n + 3, "%s%.*s%s", inline_remote ? ":" : "", (int)n, start,
+			 inline_remote ? ":" : "");
 	return name;
 }
 

@@ -225,3 +225,47 @@ Test(flusher, sigkilled_while_writing_never_leaves_a_bad_or_older_file, .init = 
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	cr_assert_gt(writes_seen, 100, "the file moved in only %d of 200 trials", writes_seen);
 }
+
+/* A worker updates its stage slot every second and records open files every 20 ms: none of
+ * that is in the file, so none of it rewrites the file; a quota change still does. */
+Test(flusher, stage_only_changes_do_not_rewrite_the_file, .init = setup, .fini = teardown,
+     .timeout = 60)
+{
+	int32_t row, slot;
+	cr_assert_eq(ledger_row_get(&L, "media", "sa1", &row), LEDGER_OK);
+	pid_t pid = start_flusher(20);
+	cr_assert_eq(ledger_add(&L, row, 10, ledger_now_ms()), LEDGER_OK);
+	cr_assert(wait_file_bytes("media", "sa1", 10, 5000));
+	/* The count follows the file's rename: wait until the flusher noted that write. */
+	uint64_t added = atomic_load(&L.hdr->generation);
+	int64_t noted = ledger_now_ms() + 5000;
+	while (atomic_load(&L.hdr->flushed_generation) != added && ledger_now_ms() < noted) {
+		struct timespec ts = { 0, 2 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+	uint64_t writes = atomic_load(&L.hdr->flush_count);
+	struct ledger_stage st = { .pid = getpid(), .row = row, .stage_number = 1 };
+	cr_assert_eq(ledger_stage_claim(&L, &st, &slot), LEDGER_OK);
+	uint64_t gen0 = atomic_load(&L.hdr->generation);
+	for (int i = 0; i < 60; i++) { /* 300 ms or more: 15 flush intervals at least */
+		st.bytes_done += 1000;
+		cr_assert_eq(ledger_stage_update(&L, slot, &st), LEDGER_OK);
+		struct timespec ts = { 0, 5 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+	cr_assert_geq(atomic_load(&L.hdr->generation), gen0 + 60, "the stage writes changed nothing");
+	/* The flusher has seen the last of them: its flushed generation caught up. */
+	uint64_t gen1 = atomic_load(&L.hdr->generation);
+	int64_t deadline = ledger_now_ms() + 5000;
+	while (atomic_load(&L.hdr->flushed_generation) != gen1 && ledger_now_ms() < deadline) {
+		struct timespec ts = { 0, 5 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+	cr_assert_eq(atomic_load(&L.hdr->flushed_generation), gen1);
+	cr_assert_eq(atomic_load(&L.hdr->flush_count), writes, "%llu writes for stage changes",
+		     (unsigned long long)(atomic_load(&L.hdr->flush_count) - writes));
+	cr_assert_eq(ledger_add(&L, row, 5, ledger_now_ms()), LEDGER_OK);
+	cr_assert(wait_file_bytes("media", "sa1", 15, 5000), "a quota change was not written");
+	stop(pid, SIGTERM); /* the count follows the rename: read it once the flusher is done */
+	cr_assert_gt(atomic_load(&L.hdr->flush_count), writes);
+}
