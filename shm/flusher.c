@@ -89,6 +89,7 @@ static int flush_once(struct ledger *l, struct ledger_copy *copy, const char *pa
 	int64_t now = ledger_now_ms();
 	if (ledger_file_write(copy, path, now, err, sizeof(err)) < 0) {
 		log_error("cannot write the ledger file: %s; the next flush writes a new one", err);
+		last->valid = false; /* the file may be gone: the next flush must write */
 		ledger_note_flush(l, 0, 0, 0);
 		return -1;
 	}
@@ -148,10 +149,9 @@ int flusher_run(const struct flusher_options *opt)
 		if (!last_ok)
 			written = (uint64_t)-1; /* retry after the interval even with no change */
 	}
-	/* Final flush unless the file already holds the last generation (or the last write
-	 * failed): a stop signal right after a change loses nothing. */
-	if (atomic_load(&l.hdr->generation) != written || !last_ok)
-		last_ok = flush_once(&l, &copy, opt->cache_path, &last, false, &written) == 0;
+	/* Always one final write: a stop signal right after a change loses nothing, and a file
+	 * removed while only stage slots changed (so nothing rewrote it) is there again. */
+	last_ok = flush_once(&l, &copy, opt->cache_path, &last, true, &written) == 0;
 	flusher_ledger = NULL;
 	free(last.rows);
 	ledger_copy_free(&copy);
