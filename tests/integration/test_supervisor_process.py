@@ -70,11 +70,11 @@ def descendants(pid):
         st = _stat(p)
         if st:
             table.setdefault(st[2], []).append(p)
-    out, todo = [], [pid]
-    while todo:
-        for c in table.get(todo.pop(0), []):
+    out, pending = [], [pid]
+    while pending:
+        for c in table.get(pending.pop(0), []):
             out.append(c)
-            todo.append(c)
+            pending.append(c)
     return out
 
 
