@@ -53,35 +53,7 @@ static int devnull_to(int target, int flags)
 	return rc;
 }
 
-int rclone_proc_spawn(const struct rclone_cmd *cmd, struct rclone_proc *p)
-{
-	int pipefd[2];
-	if (pipe2(pipefd, O_CLOEXEC) < 0)
-		return -1;
-	pid_t parent = getpid();
-	pid_t pid = fork();
-	if (pid < 0) {
-		int saved = errno;
-		close(pipefd[0]);
-		close(pipefd[1]);
-		errno = saved;
-		return -1;
-	}
-	if (pid == 0) {
-		child_reset(parent);
-		if (dup2(pipefd[1], STDERR_FILENO) < 0 || devnull_to(STDIN_FILENO, O_RDONLY) < 0 ||
-		    devnull_to(STDOUT_FILENO, O_WRONLY) < 0)
-			_exit(127);
-		child_exec(cmd);
-	}
-	close(pipefd[1]);
-	p->pid = pid;
-	p->out_fd = pipefd[0];
-	p->go_fd = -1;
-	return 0;
-}
-
-int rclone_proc_defer(const struct rclone_cmd *cmd, struct rclone_proc *p)
+int rclone_proc_defer(const struct rclone_cmd *cmd, int out_target, struct rclone_proc *p)
 {
 	int out[2], go[2];
 	if (pipe2(out, O_CLOEXEC) < 0)
@@ -116,7 +88,8 @@ int rclone_proc_defer(const struct rclone_cmd *cmd, struct rclone_proc *p)
 		while (n < 0 && errno == EINTR);
 		if (n != 1)
 			_exit(0); /* cancelled: the pipe closed without a go */
-		if (dup2(out[1], STDOUT_FILENO) < 0 || devnull_to(STDIN_FILENO, O_RDONLY) < 0)
+		if (dup2(out[1], out_target) < 0 || devnull_to(STDIN_FILENO, O_RDONLY) < 0 ||
+		    (out_target != STDOUT_FILENO && devnull_to(STDOUT_FILENO, O_WRONLY) < 0))
 			_exit(127);
 		child_exec(cmd);
 	}

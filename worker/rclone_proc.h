@@ -13,19 +13,18 @@
 
 struct rclone_proc {
 	pid_t pid;
-	int out_fd;   /* read end: rclone's stderr (spawn) or stdout (deferred) */
-	int go_fd;    /* deferred only: write end the child waits on before exec */
+	int out_fd;   /* read end: the command's stderr or stdout */
+	int go_fd;    /* write end the child waits on before exec; -1 once released */
 };
-
-/* Starts the command now; out_fd reads its stderr (its stdout goes to /dev/null). */
-int rclone_proc_spawn(const struct rclone_cmd *cmd, struct rclone_proc *p);
 
 /*
  * Forks now, execs later: the child waits until rclone_proc_release(). The worker forks
- * everything it may need before it enters its seccomp sandbox, where fork and exec are gone.
- * out_fd reads the command's stdout; its stderr is the worker's.
+ * everything it may need early, while it is small (a fork copies page tables, and every page
+ * the worker writes afterwards is copied once more), and before its seccomp sandbox, where
+ * fork and exec are gone. out_fd reads what the command writes to out_target (STDOUT_FILENO:
+ * the rest of its stderr is the worker's; STDERR_FILENO: its stdout goes to /dev/null).
  */
-int rclone_proc_defer(const struct rclone_cmd *cmd, struct rclone_proc *p);
+int rclone_proc_defer(const struct rclone_cmd *cmd, int out_target, struct rclone_proc *p);
 int rclone_proc_release(struct rclone_proc *p);
 
 /* Waits for the process; *status as from waitpid. */

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ledger.h"
@@ -32,6 +33,13 @@
 /* How stale the slot's record of opened files may get: a worker killed in this window can
  * leave a file that arrived whole unknown to the supervisor. */
 #define WORKER_DRAIN_MS 20
+/* At full speed rclone writes a line every few hundred microseconds, and a wake-up per line
+ * cost this worker more CPU than the accounting itself (2 cores, ~40 us a wake-up on a VM).
+ * While lines come faster than one per millisecond, the pipe is read at most every
+ * WORKER_BATCH_US instead: a few files per read, each counted at most that much later. A
+ * remote's pace (tens of files a second) never batches. */
+#define WORKER_BATCH_US 2000
+#define WORKER_BURST_BYTES_PER_MS 200 /* about one log line a millisecond */
 
 struct worker {
 	const struct stage_spec *spec;
@@ -62,6 +70,9 @@ struct worker {
 	int64_t next_poll_ms;
 	uint32_t bwlimit_seen;         /* the last bandwidth request applied */
 	int64_t last_drain_ms;
+	bool watch_pending;            /* the watch has events, not drained yet */
+	int64_t last_read_us;          /* monotonic time of the last read that got data */
+	int64_t read_rate;             /* bytes per ms of rclone's log, smoothed */
 	bool saw_max_transfer;         /* rclone said it reached --max-transfer */
 };
 
@@ -257,6 +268,13 @@ static void poll_stats(struct worker *w)
 
 /* ---- the stage ---- */
 
+static int64_t mono_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static int read_rclone(struct worker *w, char *buf)
 {
 	ssize_t n = read(w->proc.out_fd, buf, WORKER_READ_CHUNK);
@@ -264,8 +282,22 @@ static int read_rclone(struct worker *w, char *buf)
 		return errno == EINTR || errno == EAGAIN ? 1 : 0;
 	if (n == 0)
 		return 0;
+	int64_t now = mono_us(), gap = now - w->last_read_us;
+	if (gap < 1)
+		gap = 1;
+	w->read_rate = (w->read_rate * 3 + (int64_t)n * 1000 / gap) / 4;
+	w->last_read_us = now;
 	rclone_log_feed(&w->reader, buf, (size_t)n, worker_on_line, w);
 	return 1;
+}
+
+/* Microseconds until the pipe is read again while lines come in a burst; 0 otherwise. */
+static int64_t batch_wait_us(const struct worker *w)
+{
+	if (w->read_rate < WORKER_BURST_BYTES_PER_MS)
+		return 0;
+	int64_t left = w->last_read_us + WORKER_BATCH_US - mono_us();
+	return left > 0 ? left : 0;
 }
 
 /* Files rclone has opened go into the stage slot, where the supervisor finds them should this
@@ -275,6 +307,7 @@ static void drain_watch(struct worker *w)
 	if (w->watch_fd < 0)
 		return;
 	w->last_drain_ms = ledger_now_ms();
+	w->watch_pending = false;
 	if (source_watch_drain(&w->source) == SOURCE_WATCH_OVERFLOW)
 		log_warn("too many file events at once; every unfinished file counts as in flight");
 	size_t n;
@@ -309,23 +342,31 @@ static void run_loop(struct worker *w)
 	w->next_poll_ms = ledger_now_ms() + poll_ms;
 	for (;;) {
 		/* The open-watch is drained at most every WORKER_DRAIN_MS: the kernel queues the
-		 * opens, and a wake-up per file would cost more than the file's accounting. */
+		 * opens, and a wake-up per file would cost more than the file's accounting. Once
+		 * it has events waiting it leaves the poll set until its drain is due; with none,
+		 * it costs no wake-up at all. */
 		int64_t now = ledger_now_ms();
-		int watching = w->watch_fd >= 0 && now - w->last_drain_ms >= WORKER_DRAIN_MS;
+		int watching = w->watch_fd >= 0 && !w->watch_pending;
+		int64_t batch_us = batch_wait_us(w);
+		/* While batching, the pipe sits out this poll (a negative fd is ignored). */
 		struct pollfd fds[3] = {
-			{ w->proc.out_fd, POLLIN, 0 },
+			{ batch_us ? -1 : w->proc.out_fd, POLLIN, 0 },
 			{ worker_sigpipe[0], POLLIN, 0 },
 			{ w->watch_fd, POLLIN, 0 },
 		};
-		int timeout = (int)(w->next_poll_ms > now ? w->next_poll_ms - now : 0);
-		if (w->watch_fd >= 0 && !watching && timeout > WORKER_DRAIN_MS)
-			timeout = WORKER_DRAIN_MS;
+		int64_t timeout = w->next_poll_ms - now;
+		if (batch_us && timeout > (batch_us + 999) / 1000)
+			timeout = (batch_us + 999) / 1000;
+		if (w->watch_pending && timeout > w->last_drain_ms + WORKER_DRAIN_MS - now)
+			timeout = w->last_drain_ms + WORKER_DRAIN_MS - now;
 		if (w->stop_sent && timeout > 100)
 			timeout = 100;
-		int n = poll(fds, watching ? 3 : 2, timeout);
+		int n = poll(fds, watching ? 3 : 2, timeout > 0 ? (int)timeout : 0);
 		if (n < 0 && errno != EINTR)
 			break;
 		if (watching && (fds[2].revents & POLLIN))
+			w->watch_pending = true;
+		if (w->watch_pending && ledger_now_ms() - w->last_drain_ms >= WORKER_DRAIN_MS)
 			drain_watch(w);
 		if (fds[1].revents & POLLIN) {
 			char drain[16];
@@ -477,8 +518,6 @@ static int prepare(struct worker *w, char *err, size_t err_len)
 			 ledger_strerror(rc));
 		return -1;
 	}
-	if (source_list(spec->source, &w->source, err, err_len) < 0)
-		return -1;
 	if (triggers_init(&w->triggers, spec->triggers, spec->trigger_count, err, err_len) < 0)
 		return -1;
 	if (rclone_log_reader_init(&w->reader, 0) < 0 ||
@@ -497,7 +536,17 @@ static int prepare(struct worker *w, char *err, size_t err_len)
 		 spec->work_dir ? spec->work_dir : "/tmp", (int)getpid(), spec->stage_number);
 	if (rclone_cmd_build_lsjson(spec, w->files_from, &w->ls_cmd, err, err_len) < 0)
 		return -1;
+	return 0;
+}
 
+/* The listing, the stage slot and the open-watch: after the forks, which stay cheap while the
+ * worker has not yet grown by the listing. */
+static int prepare_source(struct worker *w, char *err, size_t err_len)
+{
+	const struct stage_spec *spec = w->spec;
+	int rc;
+	if (source_list(spec->source, &w->source, err, err_len) < 0)
+		return -1;
 	memset(&w->stage, 0, sizeof(w->stage));
 	w->stage.pid = (int32_t)getpid();
 	w->stage.row = w->row;
@@ -544,20 +593,29 @@ enum stage_result worker_run(const struct stage_spec *spec, struct stage_outcome
 	}
 	if (prepare(w, err, sizeof(err)) < 0)
 		goto out;
+	/* Everything that forks happens first: rclone and the in-flight check's rclones are
+	 * forked now and wait for their go (rclone's after the listing, which comes first). */
+	if (rclone_proc_defer(&w->cmd, STDERR_FILENO, &w->proc) < 0) {
+		w->proc.pid = -1;
+		snprintf(err, sizeof(err), "cannot fork: %s", strerror(errno));
+		goto out;
+	}
+	if (reconcile_prepare(&w->reconcile, &w->ls_cmd, w->files_from) < 0) {
+		snprintf(err, sizeof(err), "cannot fork: %s", strerror(errno));
+		goto out;
+	}
+	if (prepare_source(w, err, sizeof(err)) < 0)
+		goto out;
 	if (source_watch_start(&w->source, spec->source, &w->watch_fd, err, sizeof(err)) < 0) {
 		log_warn("%s; an interrupted stage will check every unfinished file on the remote",
 			 err);
 		err[0] = '\0';
 		w->watch_fd = -1;
 	}
-	/* Everything that forks happens before the sandbox: the in-flight check's rclone is
-	 * forked now and waits for its go. */
-	if (reconcile_prepare(&w->reconcile, &w->ls_cmd, w->files_from) < 0) {
-		snprintf(err, sizeof(err), "cannot fork: %s", strerror(errno));
-		goto out;
-	}
-	if (rclone_proc_spawn(&w->cmd, &w->proc) < 0) {
+	if (rclone_proc_release(&w->proc) < 0) {
 		snprintf(err, sizeof(err), "cannot start %s: %s", w->cmd.argv[0], strerror(errno));
+		rclone_proc_wait(&w->proc, &(int){ 0 });
+		w->proc.pid = -1;
 		goto out;
 	}
 	out->result = STAGE_DONE;
@@ -609,6 +667,8 @@ enum stage_result worker_run(const struct stage_spec *spec, struct stage_outcome
 out:
 	if (err[0])
 		log_error("%s", err);
+	if (w->proc.pid > 0 && w->proc.go_fd >= 0)
+		rclone_proc_cancel(&w->proc); /* forked, never released */
 	reconcile_cancel(&w->reconcile);
 	if (w->slot >= 0) {
 		w->stage.state = LEDGER_STAGE_DONE;
