@@ -71,6 +71,7 @@ static bool rows_unchanged(const struct written_rows *w, const struct ledger_cop
 	       memcmp(w->rows, copy->rows, (size_t)copy->row_count * sizeof(*copy->rows)) == 0;
 }
 
+/* Returns 1 when it wrote the file, 0 when the file already held these rows, -1 on error. */
 static int flush_once(struct ledger *l, struct ledger_copy *copy, const char *path,
 		      struct written_rows *last, bool forced, uint64_t *written)
 {
@@ -83,7 +84,7 @@ static int flush_once(struct ledger *l, struct ledger_copy *copy, const char *pa
 	}
 	if (!forced && rows_unchanged(last, copy)) {
 		ledger_note_flush_current(l, copy->generation, ledger_now_ms());
-		*written = copy->generation;
+		*written = copy->row_generation;
 		return 0;
 	}
 	int64_t now = ledger_now_ms();
@@ -94,11 +95,11 @@ static int flush_once(struct ledger *l, struct ledger_copy *copy, const char *pa
 		return -1;
 	}
 	ledger_note_flush(l, copy->generation, now, 1);
-	*written = copy->generation;
+	*written = copy->row_generation;
 	memcpy(last->rows, copy->rows, (size_t)copy->row_count * sizeof(*copy->rows));
 	last->count = copy->row_count;
 	last->valid = true;
-	return 0;
+	return 1;
 }
 
 int flusher_run(const struct flusher_options *opt)
@@ -128,15 +129,22 @@ int flusher_run(const struct flusher_options *opt)
 		log_warn("running without a sandbox: %s", err);
 
 	/* Write at start even without a change, so the file shows what a restart restored. */
-	uint64_t written = (uint64_t)-1;
-	int64_t last_write_ms = 0;
+	uint64_t written = (uint64_t)-1; /* the row_generation the file holds */
+	int64_t last_write_ms = INT64_MIN / 2;
 	int last_ok = 0;
 	while (!flusher_stop) {
-		uint64_t gen = atomic_load(&l.hdr->generation);
-		if (gen == written && !flusher_now) {
+		if (atomic_load(&l.hdr->row_generation) == written && !flusher_now) {
 			ledger_wait_change(&l, written, FLUSHER_IDLE_WAIT_MS);
+			/* Woken without a row change (the idle bound, a signal): the file is still
+			 * current, which the last-flush age shows. generation is read first, so it
+			 * never claims a row change the file lacks. */
+			uint64_t gen = atomic_load(&l.hdr->generation);
+			if (last_ok && atomic_load(&l.hdr->row_generation) == written)
+				ledger_note_flush_current(&l, gen, ledger_now_ms());
 			continue;
 		}
+		/* The interval runs from the start of the last write, so a slow disk does not
+		 * add its time to the next change's wait. */
 		int64_t due = last_write_ms + interval - ledger_now_ms();
 		if (due > 0 && !flusher_now) {
 			sleep_ms(due);
@@ -144,14 +152,17 @@ int flusher_run(const struct flusher_options *opt)
 		}
 		bool forced = flusher_now;
 		flusher_now = 0;
-		last_ok = flush_once(&l, &copy, opt->cache_path, &last, forced, &written) == 0;
-		last_write_ms = ledger_now_ms();
+		int64_t started = ledger_now_ms();
+		int wrote = flush_once(&l, &copy, opt->cache_path, &last, forced, &written);
+		last_ok = wrote >= 0;
+		if (wrote != 0)
+			last_write_ms = started; /* a check that wrote nothing does not delay a write */
 		if (!last_ok)
 			written = (uint64_t)-1; /* retry after the interval even with no change */
 	}
 	/* Always one final write: a stop signal right after a change loses nothing, and a file
 	 * removed while only stage slots changed (so nothing rewrote it) is there again. */
-	last_ok = flush_once(&l, &copy, opt->cache_path, &last, true, &written) == 0;
+	last_ok = flush_once(&l, &copy, opt->cache_path, &last, true, &written) >= 0;
 	flusher_ledger = NULL;
 	free(last.rows);
 	ledger_copy_free(&copy);

@@ -427,6 +427,19 @@ static void intent_apply(struct ledger *l, const struct ledger_intent *in, int o
 	}
 	if (op & LEDGER_OP_OPEN_COUNTED)
 		l->stages[in->slot].open_files[in->open_index].state = LEDGER_OPEN_COUNTED;
+	if (op & LEDGER_OP_SESSION) {
+		l->hdr->session.files = in->session.files;
+		FAULT(LEDGER_FAULT_APPLY_PARTIAL);
+		l->hdr->session = in->session;
+	}
+}
+
+static void bump_row_generation(struct ledger *l, int op)
+{
+	if (op & (LEDGER_OP_ROW | LEDGER_OP_CREATE)) {
+		atomic_fetch_add(&l->hdr->row_generation, 1);
+		l->rows_changed = 1;
+	}
 }
 
 /* Called by whoever inherits the lock from a dead holder: finish its logged write, or, if it
@@ -445,6 +458,7 @@ static void recover(struct ledger *l)
 		intent_apply(l, &h->intent, op);
 	atomic_store_explicit(&h->seq, atomic_load(&h->seq) + 1, memory_order_release);
 	atomic_fetch_add(&h->generation, 1);
+	bump_row_generation(l, op);
 	atomic_store_explicit(&h->intent.op, LEDGER_OP_NONE, memory_order_release);
 }
 
@@ -494,6 +508,7 @@ static void commit(struct ledger *l, int op)
 			      memory_order_release);
 	FAULT(LEDGER_FAULT_SEQ_EVEN);
 	atomic_fetch_add(&h->generation, 1);
+	bump_row_generation(l, op);
 	atomic_store_explicit(&h->intent.op, LEDGER_OP_NONE, memory_order_release);
 	FAULT(LEDGER_FAULT_INTENT_CLEARED);
 }
@@ -501,7 +516,10 @@ static void commit(struct ledger *l, int op)
 static void unlock(struct ledger *l)
 {
 	pthread_mutex_unlock(&l->hdr->lock);
-	wake_flusher(l->hdr);
+	if (l->rows_changed) {
+		l->rows_changed = 0;
+		wake_flusher(l->hdr);
+	}
 }
 
 static int valid_row(const struct ledger *l, int32_t row)
@@ -832,9 +850,32 @@ int ledger_stage_release(struct ledger *l, int32_t slot)
 	if (rc < 0)
 		return rc;
 	struct ledger_intent *in = &l->hdr->intent;
+	const struct ledger_stage *st = &l->stages[slot];
+	int op = LEDGER_OP_STAGE;
+	/* The session's new totals as an after-image: a redo after our death sets them, never
+	 * adds twice; a write dropped before the intent was logged leaves slot and totals both. */
+	in->session = l->hdr->session;
+	if (st->state != LEDGER_STAGE_FREE && st->started_at_ms >= in->session.started_ms) {
+		in->session.files += st->files_done;
+		in->session.bytes += st->bytes_done;
+		in->session.stages++;
+		op |= LEDGER_OP_SESSION;
+	}
 	in->slot = slot;
 	memset(&in->stage, 0, sizeof(in->stage));
-	commit(l, LEDGER_OP_STAGE);
+	commit(l, op);
+	unlock(l);
+	return LEDGER_OK;
+}
+
+int ledger_session_start(struct ledger *l, int64_t now_ms)
+{
+	int rc = lock(l);
+	if (rc < 0)
+		return rc;
+	struct ledger_intent *in = &l->hdr->intent;
+	in->session = (struct ledger_session){ .started_ms = now_ms };
+	commit(l, LEDGER_OP_SESSION);
 	unlock(l);
 	return LEDGER_OK;
 }
@@ -961,8 +1002,13 @@ int ledger_read(const struct ledger *l, struct ledger_copy *c, int timeout_ms)
 			if (n > c->row_capacity)
 				n = c->row_capacity;
 			c->generation = atomic_load_explicit(&hw->generation, memory_order_relaxed);
+			c->row_generation =
+				atomic_load_explicit(&hw->row_generation, memory_order_relaxed);
 			memcpy(c->rows, l->rows, (size_t)n * sizeof(*c->rows));
 			memcpy(c->stages, l->stages, (size_t)c->slot_capacity * sizeof(*c->stages));
+			/* Inside the bracket: a release moves a stage's counts from its slot to here
+			 * in one write, and a copy must not see them in both or neither. */
+			c->session = h->session;
 			atomic_thread_fence(memory_order_acquire);
 			uint64_t s2 = atomic_load_explicit(&hw->seq, memory_order_relaxed);
 			if (s1 == s2) {
@@ -1000,9 +1046,9 @@ void ledger_wait_change(struct ledger *l, uint64_t seen, int timeout_ms)
 	struct ledger_header *h = l->hdr;
 	uint32_t w = atomic_load(&h->wake);
 	atomic_store(&h->flusher_waiting, 1);
-	/* Pairs with the writer's generation bump then waiting check: either we see its new
+	/* Pairs with the writer's row_generation bump then waiting check: either we see its new
 	 * generation here, or it sees waiting == 1 and bumps wake, failing our futex wait. */
-	if (atomic_load(&h->generation) != seen)
+	if (atomic_load(&h->row_generation) != seen)
 		return;
 	struct timespec ts = { timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000000L };
 	syscall(SYS_futex, &h->wake, FUTEX_WAIT, w, &ts, NULL, 0);

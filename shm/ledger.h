@@ -151,6 +151,20 @@ enum ledger_op {
 	LEDGER_OP_STAGE = 4,        /* whole slot := after.stage */
 	LEDGER_OP_CREATE = 8,       /* index[index_pos] := row + 1, row_count := row + 1 */
 	LEDGER_OP_OPEN_COUNTED = 16,/* slot's open_files[open_index] := counted */
+	LEDGER_OP_SESSION = 32,     /* header's session := the intent's */
+};
+
+/*
+ * The upload session: what the stages of one supervisor run moved. A stage's counters live in
+ * its slot while it runs; releasing the slot folds them in here in the same logged write, so a
+ * finished stage's files are counted once whether or not its releaser dies (the dashboard's
+ * /api/session_stats is these totals plus the slots still held).
+ */
+struct ledger_session {
+	int64_t started_ms;         /* ledger_session_start; 0 = no session started yet */
+	int64_t files;              /* files_done of the released stages */
+	int64_t bytes;              /* bytes_done of the released stages */
+	int64_t stages;             /* stages released */
 };
 
 /*
@@ -170,6 +184,7 @@ struct ledger_intent {
 	int64_t stage_bytes_done;
 	struct ledger_usage usage;
 	struct ledger_stage stage;
+	struct ledger_session session;
 };
 
 struct ledger_header {
@@ -187,6 +202,9 @@ struct ledger_header {
 	pthread_mutex_t lock;
 	_Atomic uint64_t seq;       /* odd while a writer is changing rows or slots */
 	_Atomic uint64_t generation;/* bumped after every completed write */
+	/* Bumped after a write that changed rows (what the ledger file holds): stage-slot
+	 * writes, many a second, move only generation and do not wake the flusher. */
+	_Atomic uint64_t row_generation;
 	_Atomic uint32_t row_count;
 	_Atomic uint32_t flusher_waiting;
 	_Atomic uint32_t wake;      /* futex word the flusher sleeps on */
@@ -198,6 +216,8 @@ struct ledger_header {
 	_Atomic uint64_t flush_count;
 	_Atomic uint64_t flush_errors;
 	_Atomic uint64_t restarts;   /* process restarts, kept by the supervisor */
+	/* Plain: written only inside a logged write (LEDGER_OP_SESSION), read under seq. */
+	struct ledger_session session;
 
 	struct ledger_intent intent;
 };
@@ -209,12 +229,14 @@ struct ledger {
 	struct ledger_stage *stages;
 	size_t map_size;
 	int writable;
+	int rows_changed;             /* by this process's write under the lock: wake the flusher */
 	char name[64];
 };
 
 /* A consistent copy of everything a reader shows: no pointers into shared memory. */
 struct ledger_copy {
 	uint64_t generation;
+	uint64_t row_generation;
 	uint64_t flushed_generation;
 	int64_t flushed_at_ms;
 	int64_t daily_bytes;
@@ -225,6 +247,7 @@ struct ledger_copy {
 	uint64_t restarts;
 	int32_t supervisor_pid;
 	int64_t supervisor_seen_ms;
+	struct ledger_session session;
 	uint32_t row_capacity;        /* of the arrays below, set by ledger_copy_init */
 	struct ledger_row *rows;      /* row_count entries */
 	struct ledger_stage *stages;  /* slot_capacity entries */
@@ -268,7 +291,12 @@ int ledger_set_usage(struct ledger *l, int32_t row, const struct ledger_usage *u
 /* Stage slots. */
 int ledger_stage_claim(struct ledger *l, const struct ledger_stage *init, int32_t *slot);
 int ledger_stage_update(struct ledger *l, int32_t slot, const struct ledger_stage *s);
+/* Frees the slot; a stage that started in the current session (started_at_ms at or after its
+ * start) adds its files_done and bytes_done to the session's totals in the same write. */
 int ledger_stage_release(struct ledger *l, int32_t slot);
+/* Starts a new session at now_ms: zero totals. The supervisor calls it once at startup; stages
+ * that started before (a dead run's slots released later) are not counted in it. */
+int ledger_session_start(struct ledger *l, int64_t now_ms);
 /* Asks the stage's worker to set rclone's bandwidth limit (rate as --bwlimit takes it). */
 int ledger_stage_request_bwlimit(struct ledger *l, int32_t slot, const char *rate);
 /* The worker's side: copies a request newer than *seen into rate and moves *seen; returns 1
@@ -299,7 +327,8 @@ int64_t ledger_usage_remaining(const struct ledger_usage *u, int64_t daily_bytes
 int64_t ledger_usage_used(const struct ledger_usage *u, enum ledger_window window,
 			  int64_t now_ms);
 
-/* The flusher's wait: returns when generation != seen, or after timeout_ms, or on a signal. */
+/* The flusher's wait: returns when row_generation != seen, or after timeout_ms, or on a
+ * signal. Only writes that change rows wake it. */
 void ledger_wait_change(struct ledger *l, uint64_t seen, int timeout_ms);
 /* Makes a waiter in ledger_wait_change return; async-signal-safe. */
 void ledger_wake(struct ledger *l);

@@ -168,8 +168,12 @@ static int count_uploader_rows(const struct ledger_copy *c, const int32_t *order
 	return n;
 }
 
+/* The session the supervisor started (ledger_session_start); without one (a ledger no
+ * supervisor of this version ran on), the oldest stage still held. */
 static int64_t session_start_ms(const struct ledger_copy *c)
 {
+	if (c->session.started_ms > 0)
+		return c->session.started_ms;
 	int64_t start = 0;
 	for (uint32_t i = 0; i < c->slot_capacity; i++) {
 		const struct ledger_stage *s = &c->stages[i];
@@ -279,24 +283,42 @@ static cJSON *unavailable(const char *message)
 	return o;
 }
 
+struct session_totals {
+	int64_t files_total, files_done, bytes_total, bytes_done, speed;
+	int held;                  /* stage slots of the session still held */
+};
+
+/* The released stages' totals (the ledger's session, folded in when each slot was freed: an
+ * earlier stage's listing is what it moved, the rest is the next stage's listing) plus the
+ * slots still held, each stage once: a release moves its counts in the same write. */
+static struct session_totals session_totals(const struct ledger_copy *c)
+{
+	struct session_totals t = { .files_total = c->session.files, .files_done = c->session.files,
+				    .bytes_total = c->session.bytes, .bytes_done = c->session.bytes };
+	for (uint32_t i = 0; i < c->slot_capacity; i++) {
+		const struct ledger_stage *s = &c->stages[i];
+		if (s->state == LEDGER_STAGE_FREE || s->started_at_ms < c->session.started_ms)
+			continue;
+		t.held++;
+		t.files_total += s->files_total;
+		t.files_done += s->files_done;
+		t.bytes_total += s->bytes_total;
+		t.bytes_done += stage_bytes(s);
+		if (s->state == LEDGER_STAGE_RUNNING && s->rc_speed > 0)
+			t.speed += s->rc_speed;
+	}
+	return t;
+}
+
 static cJSON *doc_session(const struct dash *d, int64_t now)
 {
 	const struct ledger_copy *c = &d->copy;
 	int64_t start = session_start_ms(c);
-	if (!start)
+	struct session_totals t = session_totals(c);
+	if (!start || (!t.held && c->session.stages == 0))
 		return unavailable("No upload session is running");
-	int64_t files_total = 0, files_done = 0, bytes_total = 0, bytes_done = 0, speed = 0;
-	for (uint32_t i = 0; i < c->slot_capacity; i++) {
-		const struct ledger_stage *s = &c->stages[i];
-		if (s->state == LEDGER_STAGE_FREE)
-			continue;
-		files_total += s->files_total;
-		files_done += s->files_done;
-		bytes_total += s->bytes_total;
-		bytes_done += stage_bytes(s);
-		if (s->state == LEDGER_STAGE_RUNNING && s->rc_speed > 0)
-			speed += s->rc_speed;
-	}
+	int64_t files_total = t.files_total, files_done = t.files_done;
+	int64_t bytes_total = t.bytes_total, bytes_done = t.bytes_done, speed = t.speed;
 	int sas_used = 0;
 	for (uint32_t i = 0; i < c->row_count; i++) {
 		const struct ledger_usage *u = &c->rows[i].usage;
@@ -328,6 +350,7 @@ static cJSON *doc_session(const struct dash *d, int64_t now)
 		cJSON_AddNullToObject(data, "eta_seconds");
 	cJSON_AddNumberToObject(data, "session_start", (double)start / 1000.0);
 	cJSON_AddNumberToObject(data, "sas_used", sas_used);
+	cJSON_AddNumberToObject(data, "stages_done", (double)c->session.stages);
 	return o;
 }
 
@@ -568,6 +591,14 @@ static char *metrics_text(const struct dash *d, int64_t now, size_t *len)
 			(double)(now - c->flushed_at_ms) / 1000.0);
 	else
 		fputs("cplow_ledger_last_flush_age_seconds NaN\n", f);
+	/* Gauges, not counters: a new cplow run starts a new session at zero. */
+	struct session_totals t = session_totals(c);
+	put_header(f, "cplow_session_files", "gauge",
+		   "Files this cplow run's stages have uploaded, finished stages included.");
+	fprintf(f, "cplow_session_files %lld\n", (long long)t.files_done);
+	put_header(f, "cplow_session_bytes", "gauge",
+		   "Bytes this cplow run's stages have uploaded, finished stages included.");
+	fprintf(f, "cplow_session_bytes %lld\n", (long long)t.bytes_done);
 	put_header(f, "cplow_process_restarts_total", "counter",
 		   "Processes the supervisor restarted after they died.");
 	fprintf(f, "cplow_process_restarts_total %llu\n", (unsigned long long)c->restarts);

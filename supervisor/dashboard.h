@@ -17,7 +17,7 @@
  *                          "remaining_files", "file_percentage", "total_bytes",
  *                          "transferred_bytes", "remaining_bytes", "byte_percentage",
  *                          "duration_seconds", "avg_speed", "current_speed", "eta_seconds",
- *                          "session_start", "sas_used"}}
+ *                          "session_start", "sas_used", "stages_done"}}
  *   /api/rclone_stats      {"available", "data":{"bytes", "speed", "eta", "transfers",
  *                          "transferring":[{"name","size","bytes","speed","eta","percentage"}],
  *                          "checking", "errors"}}
@@ -28,6 +28,7 @@
  *   /api/state             {"health", "status", "service_accounts", "session_stats",
  *                          "rclone_stats", "queue_status", "stages", "refresh_seconds", "now"}
  *   /metrics               Prometheus text format 0.0.4 (cplow_account_*, cplow_stage_*,
+ *                          cplow_session_files, cplow_session_bytes,
  *                          cplow_ledger_last_flush_age_seconds, cplow_process_restarts_total)
  * Times are Unix seconds; unknown values are null. A ledger that cannot be read consistently in
  * time answers 503.
@@ -36,10 +37,13 @@
  *   - "active" is an account with a stage running on it; "complete" one at >= 95 % of its quota;
  *     anything else "ready". sa_index (1-based) and total_sas count the uploader's ledger rows in
  *     natural order; total_stages is total_sas, since a rotation gives each account a stage.
- *   - The session is what the running stages' slots hold (earlier stages free their slots):
- *     transferred_bytes = bytes of completed files + the partial bytes of files in flight, each
- *     stage once (the fork added rclone's live bytes on top of the completed ones). sas_used
- *     counts accounts with a stage now or with an upload since the session started.
+ *   - The session is the supervisor's run (ledger_session_start at startup): the totals the
+ *     ledger kept of its finished stages (folded in when their slots were released) plus the
+ *     slots still held. transferred_bytes = bytes of completed files + the partial bytes of
+ *     files in flight, each stage once (the fork added rclone's live bytes on top of the
+ *     completed ones). An earlier stage's total is what it moved (the files it left are the
+ *     next stage's listing). stages_done counts the finished stages. sas_used counts accounts
+ *     with a stage now or with an upload since the session started.
  *   - With dashboard.token set, every request needs "Authorization: Bearer <token>"; a missing or
  *     wrong one gets 401 and no data. A browser cannot send that header for the page itself, so
  *     "/" (and only "/") also takes the token once as "/?token=<token>": the page's script keeps

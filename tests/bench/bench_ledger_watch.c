@@ -229,7 +229,7 @@ int main(int argc, char **argv)
 	}
 	int64_t last = 0;
 	while (!stop && real_ns() < end) {
-		uint64_t gen = atomic_load(&led.hdr->generation);
+		uint64_t gen = atomic_load(&led.hdr->row_generation);
 		int64_t files = files_now();
 		int64_t at = real_ns();
 		if (files > last) {

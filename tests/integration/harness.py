@@ -142,6 +142,14 @@ def unlink_shm(name):
         pass
 
 
+def drop_ledger(config):
+    """Removes the shared ledger of the cplow run on config, if there is one."""
+    state = subprocess.run([os.path.join(BUILD, "shm/cplow-inspect"), "--config", config,
+                            "--json"], capture_output=True, text=True)
+    if state.returncode == 0:
+        unlink_shm(json.loads(state.stdout)["ledger"])
+
+
 def stage_args(shm, uploader, account, source, dest, workdir, *extra):
     return [os.path.join(BUILD, "tests/stage_tool"), "--ledger", shm, "--create",
             "--uploader", uploader, "--account", account, "--source", source,

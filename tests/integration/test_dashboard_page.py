@@ -2,13 +2,25 @@
 that tests/tools/dashboard_fill fills (and moves on "step"). The rendered DOM must show the
 accounts' bars with the right colour classes and numbers, the session and the files in flight,
 and the new numbers after the ledger changes. A screenshot is left at <build>/dashboard.png.
+
+RealUploadPage loads the page once during a real `cplow upload` (real rclone, the fake remote
+slowed down) and lets the page's own refresh run, reading the live DOM through Chromium's
+DevTools protocol; its screenshot is <build>/dashboard-upload.png.
 """
+import base64
+import fcntl
 import html.parser
+import json
 import os
+import select
 import shutil
 import subprocess
 import tempfile
+import time
 import unittest
+import urllib.request
+
+from harness import FakeRemote, drop_ledger, free_port, make_tree, unlink_shm, wait_for
 
 BUILD = os.environ.get("CPLOW_BUILD_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
 CHROMIUM = "/usr/bin/chromium"
@@ -165,6 +177,203 @@ class DashboardPage(unittest.TestCase):
         self.chromium("--screenshot=" + shot, "--window-size=1200,900", "--hide-scrollbars")
         self.assertTrue(os.path.getsize(shot) > 10000, "screenshot %s is empty" % shot)
         print("screenshot: " + shot)
+
+
+class DevTools:
+    """Headless Chromium driven over --remote-debugging-pipe: commands go in on its fd 3,
+    replies and events come out on its fd 4, each message NUL-terminated JSON. No WebSocket
+    library needed, and the browser keeps one page alive for as long as the test wants."""
+
+    def __init__(self, url, profile, size="1200,900"):
+        to_chrome_r, self._to_w = os.pipe()
+        self._from_r, from_chrome_w = os.pipe()
+
+        def fds():
+            # Out of the way first: either pipe end may itself be fd 3 or 4.
+            a = fcntl.fcntl(to_chrome_r, fcntl.F_DUPFD, 10)
+            b = fcntl.fcntl(from_chrome_w, fcntl.F_DUPFD, 10)
+            os.dup2(a, 3)
+            os.dup2(b, 4)
+        self.proc = subprocess.Popen(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+             "--no-first-run", "--disable-background-networking", "--disable-component-update",
+             "--disable-sync", "--disable-dev-shm-usage", "--user-data-dir=" + profile,
+             "--remote-debugging-pipe", "--window-size=" + size, url],
+            preexec_fn=fds, pass_fds=(3, 4), stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        os.close(to_chrome_r)
+        os.close(from_chrome_w)
+        self._buf = b""
+        self._id = 0
+        self.session = None
+
+    def call(self, method, params=None, timeout=30):
+        self._id += 1
+        msg = {"id": self._id, "method": method, "params": params or {}}
+        if self.session and not method.startswith(("Target.", "Browser.")):
+            msg["sessionId"] = self.session
+        os.write(self._to_w, json.dumps(msg).encode() + b"\0")
+        end = time.monotonic() + timeout
+        while True:
+            while b"\0" in self._buf:
+                raw, self._buf = self._buf.split(b"\0", 1)
+                reply = json.loads(raw)
+                if reply.get("id") == self._id:
+                    if "error" in reply:
+                        raise AssertionError("%s: %s" % (method, reply["error"]))
+                    return reply["result"]
+            left = end - time.monotonic()
+            if left <= 0:
+                raise AssertionError("Chromium did not answer %s in %d s" % (method, timeout))
+            ready, _, _ = select.select([self._from_r], [], [], left)
+            if ready:
+                chunk = os.read(self._from_r, 1 << 20)
+                if not chunk:
+                    raise AssertionError("Chromium closed its pipe (exit %s)" % self.proc.poll())
+                self._buf += chunk
+
+    def attach_page(self, url_prefix):
+        targets = self.call("Target.getTargets")["targetInfos"]
+        page = next((t for t in targets if t["type"] == "page" and
+                     t["url"].startswith(url_prefix)), None)
+        if page is None:
+            raise AssertionError("no page for %s among %s" % (url_prefix, targets))
+        self.session = self.call("Target.attachToTarget",
+                                 {"targetId": page["targetId"], "flatten": True})["sessionId"]
+
+    def evaluate(self, expression):
+        r = self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True})
+        if "exceptionDetails" in r:
+            raise AssertionError("page script failed: %s" % r["exceptionDetails"])
+        return r["result"].get("value")
+
+    def screenshot(self, path):
+        data = self.call("Page.captureScreenshot", {"format": "png"})["data"]
+        with open(path, "wb") as f:
+            f.write(base64.b64decode(data))
+
+    def close(self):
+        try:
+            self.call("Browser.close", timeout=10)
+        except (AssertionError, OSError):
+            pass
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self._to_w)
+        os.close(self._from_r)
+
+
+# What the page shows, read from its live DOM: the session's numbers and each account's bar.
+READ_PAGE = """JSON.stringify({
+  files: (document.getElementById("files-done") || {}).textContent || "",
+  bytes: (document.getElementById("bytes-done") || {}).textContent || "",
+  error: (document.getElementById("error") || {}).textContent || "",
+  bars: Array.prototype.map.call(document.querySelectorAll("tr.account"), function (r) {
+    var f = r.querySelector("div.fill");
+    return [r.getAttribute("data-account"), f ? f.style.width : "", f ? f.className : ""];
+  })
+})"""
+
+
+class RealUploadPage(unittest.TestCase):
+    TOKEN = "page-upload-token"
+
+    def setUp(self):
+        if not os.access(CHROMIUM, os.X_OK):
+            raise AssertionError("Chromium is not installed (%s)" % CHROMIUM)
+        self.cplow = os.path.join(BUILD, "supervisor", "cplow")
+        self.assertTrue(os.access(self.cplow, os.X_OK), "%s is not built" % self.cplow)
+        self.work = tempfile.mkdtemp(prefix="cplow-page-upload-")
+        self.fake = FakeRemote({"a1": ("pw1", 64 << 20)}, self.work)
+        self.src = os.path.join(self.work, "media")
+        os.makedirs(self.src)
+        self.files = make_tree(self.src, 40, seed=61, min_size=200 << 10, max_size=400 << 10)
+        self.env = dict(os.environ)
+        self.env.update(self.fake.remote_env("fake1", "a1"))
+        self.port = free_port()
+        self.config = os.path.join(self.work, "config.json")
+        with open(self.config, "w") as f:
+            json.dump({
+                "core": {"dry_run": False},
+                "remotes": {"media": {
+                    "upload_folder": self.src, "upload_remote": "fake1:/Media",
+                    "rclone_command": "move", "remove_empty_dir_depth": 1,
+                    "rclone_extras": {"--retries": 1, "--low-level-retries": 1}}},
+                "uploader": {"media": {"check_interval": 1, "max_size_gb": 0,
+                                       "rotate_remotes": ["fake1"]}},
+                "quota": {"daily_bytes": 64 << 20, "min_free_bytes": 1,
+                          "continue_min_bytes": 256 << 10},
+                "dashboard": {"enabled": True, "port": self.port, "token": self.TOKEN,
+                              "refresh_seconds": 1},
+            }, f)
+        self.proc = None
+        self.browser = None
+
+    def tearDown(self):
+        if self.browser:
+            self.browser.close()
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.fake.stop()
+        drop_ledger(self.config)
+        shutil.rmtree(self.work, ignore_errors=True)
+
+    def api(self, path):
+        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.port, path),
+                                     headers={"Authorization": "Bearer " + self.TOKEN})
+        try:
+            with urllib.request.urlopen(req, timeout=5) as r:
+                return json.loads(r.read())
+        except OSError:
+            return None
+
+    def test_the_page_loaded_once_follows_a_real_upload(self):
+        self.fake.set_delay(250)  # about a second a file: the upload lasts tens of seconds
+        self.proc = subprocess.Popen([self.cplow, "--config", self.config, "upload"],
+                                     env=self.env, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        wait_for("a stage running behind the dashboard",
+                 lambda: (self.api("/api/status") or {}).get("active"), timeout=60)
+        url = "http://127.0.0.1:%d/" % self.port
+        self.browser = DevTools(url + "?token=" + self.TOKEN,
+                                tempfile.mkdtemp(prefix="chromium-", dir=self.work))
+        self.browser.attach_page(url)
+        # Loaded once: from here on only the page's own refresh (every second) moves the DOM.
+        seen = []
+
+        def page_moves():
+            view = json.loads(self.browser.evaluate(READ_PAGE) or "{}")
+            self.assertEqual(view.get("error", "").strip(), "", view)
+            # "-" until the first stats of a stage have reached the page
+            if view.get("files", "")[:1].isdigit() and (
+                    not seen or view["files"] != seen[-1]["files"] or
+                    view["bytes"] != seen[-1]["bytes"]):
+                seen.append(view)
+            return len(seen) >= 3
+        wait_for("the page's own refresh to show the upload moving three times", page_moves,
+                 timeout=120, step=0.25)
+        self.assertIsNone(self.proc.poll(), "the upload ended before the page was checked")
+        done = [int(v["files"].split("/")[0]) for v in seen]
+        self.assertEqual(done, sorted(done), "files done went down: %s" % seen)
+        self.assertLess(done[0], done[-1], "files done did not rise: %s" % seen)
+        bars = dict((name, width) for name, width, _ in seen[-1]["bars"])
+        self.assertIn("fake1", bars, seen[-1])
+        first = dict((name, width) for name, width, _ in seen[0]["bars"]).get("fake1", "0%")
+        self.assertGreater(float(bars["fake1"].rstrip("%")), float(first.rstrip("%") or 0),
+                           "fake1's bar did not grow: %s" % seen)
+        self.assertTrue(any(c in seen[-1]["bars"][0][2] for c in ("green", "yellow", "red")))
+        shot = os.path.join(os.path.abspath(BUILD), "dashboard-upload.png")
+        if os.path.exists(shot):
+            os.unlink(shot)
+        self.browser.screenshot(shot)
+        self.assertGreater(os.path.getsize(shot), 10000, "screenshot %s is empty" % shot)
+        print("screenshot: " + shot)
+        self.fake.set_delay(0)
+        self.assertEqual(self.proc.wait(timeout=300), 0, "cplow upload failed")
 
 
 if __name__ == "__main__":

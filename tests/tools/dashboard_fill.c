@@ -1,8 +1,9 @@
 /*
  * The dashboard role against a ledger this tool fills, for the page test
  * (tests/integration/test_dashboard_page.py):
- *   dashboard_fill SHM_NAME [TOKEN]
- * creates the ledger, fills it, starts the role on 127.0.0.1:0 and prints the port; then reads
+ *   dashboard_fill SHM_NAME [TOKEN] [--odd-names]
+ * creates the ledger, fills it (with --odd-names also rows whose names need every escape the
+ * Prometheus format has, for tests/integration/test_metrics_promtool.py), starts the role on 127.0.0.1:0 and prints the port; then reads
  * commands on stdin: "step" (files complete, usage moves; prints "ok"), "quit" (or EOF).
  */
 #include <signal.h>
@@ -42,6 +43,33 @@ static int fill(struct ledger *l, int32_t *rows, int32_t *slot)
 	return 0;
 }
 
+/* Label values that need escaping (quote, backslash, newline) or that look like syntax. */
+static int fill_odd(struct ledger *l)
+{
+	static const char *const names[][2] = {
+		{ "we\"ird\\up", "/keys/new\nline \"quoted\" back\\slash \xc3\xa9.json" },
+		{ "media", "remote{a=\"b\",c}=1 # not a comment" },
+		{ "media", "trailing backslash\\" },
+	};
+	int64_t now = ledger_now_ms();
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		int32_t row;
+		if (ledger_row_get(l, names[i][0], names[i][1], &row) != LEDGER_OK ||
+		    ledger_add(l, row, 12345 + (int64_t)i, now) != LEDGER_OK)
+			return -1;
+		if (i == 0 && ledger_ban(l, row, now + 3600000, "cause \"with\" quotes\n", now) != LEDGER_OK)
+			return -1;
+		struct ledger_stage s = { .row = row, .pid = getpid(), .stage_number = 1,
+					  .strategy = "cautious_low_quota", .started_at_ms = now,
+					  .files_total = 3, .bytes_total = 3000, .rc_speed = 100 };
+		int32_t slot;
+		if (i == 0 && (ledger_stage_claim(l, &s, &slot) != LEDGER_OK ||
+			       ledger_add_for_stage(l, slot, 1000, now) != LEDGER_OK))
+			return -1;
+	}
+	return 0;
+}
+
 /* Three files complete on the active account; the first account fills to 75 %. */
 static int step(struct ledger *l, const int32_t *rows, int32_t slot)
 {
@@ -60,15 +88,19 @@ static int step(struct ledger *l, const int32_t *rows, int32_t slot)
 
 int main(int argc, char **argv)
 {
+	int odd = argc > 2 && strcmp(argv[argc - 1], "--odd-names") == 0;
+	if (odd)
+		argc--;
 	if (argc < 2) {
-		fprintf(stderr, "usage: dashboard_fill SHM_NAME [TOKEN]\n");
+		fprintf(stderr, "usage: dashboard_fill SHM_NAME [TOKEN] [--odd-names]\n");
 		return 2;
 	}
 	struct ledger l;
 	struct ledger_options o = { .row_capacity = 64, .slot_capacity = 4, .daily_bytes = QUOTA };
 	int32_t rows[4], slot;
 	ledger_unlink(argv[1]);
-	if (ledger_create(argv[1], &o, &l) != LEDGER_OK || fill(&l, rows, &slot) < 0) {
+	if (ledger_create(argv[1], &o, &l) != LEDGER_OK || fill(&l, rows, &slot) < 0 ||
+	    (odd && fill_odd(&l) < 0)) {
 		fprintf(stderr, "dashboard_fill: cannot create and fill %s\n", argv[1]);
 		ledger_unlink(argv[1]);
 		return 1;

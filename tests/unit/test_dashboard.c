@@ -336,6 +336,61 @@ Test(dashboard, session_counts_stage_bytes_once, .init = start_open, .fini = sto
 	cJSON_Delete(l);
 }
 
+static double sample(const char *text, const char *prefix);
+
+/* REFERENCE §2: the session is the running stage plus the totals of earlier stages, which have
+ * released their slots by then. */
+Test(dashboard, session_keeps_the_totals_of_earlier_stages, .init = start_open, .fini = stop)
+{
+	int64_t start = t0 - 20000;
+	cr_assert_eq(ledger_session_start(&L, start), LEDGER_OK);
+	for (int i = 0; i < 2; i++)
+		cr_assert_eq(ledger_add_for_stage(&L, slot, 100000, ledger_now_ms()), LEDGER_OK);
+	struct ledger_stage st = L.stages[slot];
+	st.inflight_count = 0; /* the stage ended: nothing in flight */
+	cr_assert_eq(ledger_stage_update(&L, slot, &st), LEDGER_OK);
+	cr_assert_eq(ledger_stage_release(&L, slot), LEDGER_OK);
+
+	/* Between stages: the session is still there, with what the first stage moved. */
+	cJSON *s = get_json("/api/session_stats", NULL);
+	cr_assert(cJSON_IsTrue(cJSON_GetObjectItem(s, "available")), "the session ended with its stage");
+	const cJSON *d = cJSON_GetObjectItem(s, "data");
+	cr_assert_eq(num(d, "transferred_files"), 2);
+	cr_assert_eq(num(d, "transferred_bytes"), 200000);
+	cr_assert_eq(num(d, "stages_done"), 1);
+	cr_assert_float_eq(num(d, "session_start"), (double)start / 1000.0, 0.001);
+	cJSON_Delete(s);
+
+	/* The next stage, on the next account: its listing is what the first one left. */
+	struct ledger_stage next = { .row = row_sa10, .pid = getpid(), .stage_number = 3,
+				     .strategy = "moderate_mid_sa", .started_at_ms = ledger_now_ms(),
+				     .files_total = 5, .bytes_total = 300000, .rc_speed = 10000 };
+	int32_t slot2;
+	cr_assert_eq(ledger_stage_claim(&L, &next, &slot2), LEDGER_OK);
+	cr_assert_eq(ledger_add_for_stage(&L, slot2, 50000, ledger_now_ms()), LEDGER_OK);
+	s = get_json("/api/session_stats", NULL);
+	d = cJSON_GetObjectItem(s, "data");
+	cr_assert_eq(num(d, "transferred_files"), 3);
+	cr_assert_eq(num(d, "total_files"), 7);
+	cr_assert_eq(num(d, "remaining_files"), 4);
+	cr_assert_eq(num(d, "transferred_bytes"), 250000);
+	cr_assert_eq(num(d, "total_bytes"), 500000);
+	cr_assert_eq(num(d, "remaining_bytes"), 250000);
+	cr_assert_eq(num(d, "eta_seconds"), 25);
+	cr_assert_float_eq(num(d, "session_start"), (double)start / 1000.0, 0.001);
+	cJSON_Delete(s);
+	cJSON *status = get_json("/api/status", NULL);
+	cr_assert_float_eq(num(status, "session_start"), (double)start / 1000.0, 0.001);
+	cJSON_Delete(status);
+
+	struct resp r;
+	http("GET", "/metrics", NULL, &r);
+	cr_assert_eq(r.status, 200);
+	cr_assert_eq(sample(r.body, "cplow_session_files "), 3);
+	cr_assert_eq(sample(r.body, "cplow_session_bytes "), 250000);
+	free(r.body);
+}
+
 Test(dashboard, rclone_and_queue_stats, .init = start_open, .fini = stop)
 {
 	cJSON *r = get_json("/api/rclone_stats", NULL);

@@ -1,10 +1,13 @@
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -87,19 +90,47 @@ static int stop(pid_t pid, int sig)
 	return st;
 }
 
+/* Waits until the flusher sleeps in its idle wait again: a writer's wake clears
+ * flusher_waiting, and the flusher sets it only once it has nothing left to write. */
+static int wait_flusher_idle(int deadline_ms)
+{
+	int64_t end = ledger_now_ms() + deadline_ms;
+	while (ledger_now_ms() < end) {
+		if (atomic_load(&L.hdr->flusher_waiting))
+			return 1;
+		struct timespec ts = { 0, 1000000 };
+		nanosleep(&ts, NULL);
+	}
+	return 0;
+}
+
+/* A change must wake the flusher (futex), not wait for its idle bound (FLUSHER_IDLE_WAIT_MS,
+ * 1 s): each change below lands right after the flusher went idle, so the timer alone would
+ * take about a second, and the bound is well under that. */
+#define FLUSH_WAKE_BOUND_MS 300
+
 Test(flusher, writes_the_file_soon_after_a_change, .init = setup, .fini = teardown,
-     .timeout = 30)
+     .timeout = 60)
 {
 	int32_t row;
 	cr_assert_eq(ledger_row_get(&L, "media", "sa1", &row), LEDGER_OK);
-	pid_t pid = start_flusher(100);
-	cr_assert_eq(ledger_add(&L, row, 4242, ledger_now_ms()), LEDGER_OK);
-	int64_t t = ledger_now_ms();
-	cr_assert(wait_file_bytes("media", "sa1", 4242, 5000), "the change never reached the file");
-	/* Woken by the change, not by a timer: well within interval plus a write. */
-	cr_assert_lt(ledger_now_ms() - t, 1000);
-	cr_assert_eq(ledger_add(&L, row, 1, ledger_now_ms()), LEDGER_OK);
-	cr_assert(wait_file_bytes("media", "sa1", 4243, 5000));
+	pid_t pid = start_flusher(20);
+	int64_t want = 0, worst = 0;
+	for (int change = 0; change < 8; change++) {
+		cr_assert(wait_flusher_idle(5000), "change %d: the flusher never went idle", change);
+		int64_t t = ledger_now_ms();
+		want += 1000 + change;
+		cr_assert_eq(ledger_add(&L, row, 1000 + change, t), LEDGER_OK);
+		cr_assert(wait_file_bytes("media", "sa1", want, 5000),
+			  "change %d never reached the file", change);
+		int64_t took = ledger_now_ms() - t;
+		cr_assert_lt(took, FLUSH_WAKE_BOUND_MS,
+			     "change %d reached the file after %lld ms: woken by the timer, not the "
+			     "change", change, (long long)took);
+		if (took > worst)
+			worst = took;
+	}
+	cr_log_info("worst change-to-file time: %lld ms", (long long)worst);
 	/* It did all that from inside its seccomp filter (mode 2 = filter). */
 	char status_path[64], line[256];
 	snprintf(status_path, sizeof(status_path), "/proc/%d/status", (int)pid);
@@ -226,8 +257,24 @@ Test(flusher, sigkilled_while_writing_never_leaves_a_bad_or_older_file, .init = 
 	cr_assert_gt(writes_seen, 100, "the file moved in only %d of 200 trials", writes_seen);
 }
 
+/* The file's identity: every write renames a new file into place. */
+static struct stat file_identity(void)
+{
+	struct stat st;
+	cr_assert_eq(stat(path, &st), 0, "%s: %s", path, strerror(errno));
+	return st;
+}
+
+/* Inode numbers are reused, so identity is the inode and the modification time together. */
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+	return a->st_ino == b->st_ino && a->st_mtim.tv_sec == b->st_mtim.tv_sec &&
+	       a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
 /* A worker updates its stage slot every second and records open files every 20 ms: none of
- * that is in the file, so none of it rewrites the file; a quota change still does. */
+ * that is in the file, so none of it rewrites the file; a quota change still does, within the
+ * wake bound (the stage writes must not leave the flusher deaf to rows). */
 Test(flusher, stage_only_changes_do_not_rewrite_the_file, .init = setup, .fini = teardown,
      .timeout = 60)
 {
@@ -244,6 +291,7 @@ Test(flusher, stage_only_changes_do_not_rewrite_the_file, .init = setup, .fini =
 		nanosleep(&ts, NULL);
 	}
 	uint64_t writes = atomic_load(&L.hdr->flush_count);
+	struct stat before = file_identity();
 	struct ledger_stage st = { .pid = getpid(), .row = row, .stage_number = 1 };
 	cr_assert_eq(ledger_stage_claim(&L, &st, &slot), LEDGER_OK);
 	uint64_t gen0 = atomic_load(&L.hdr->generation);
@@ -264,8 +312,28 @@ Test(flusher, stage_only_changes_do_not_rewrite_the_file, .init = setup, .fini =
 	cr_assert_eq(atomic_load(&L.hdr->flushed_generation), gen1);
 	cr_assert_eq(atomic_load(&L.hdr->flush_count), writes, "%llu writes for stage changes",
 		     (unsigned long long)(atomic_load(&L.hdr->flush_count) - writes));
-	cr_assert_eq(ledger_add(&L, row, 5, ledger_now_ms()), LEDGER_OK);
-	cr_assert(wait_file_bytes("media", "sa1", 15, 5000), "a quota change was not written");
+	struct stat after = file_identity();
+	cr_assert(same_file(&after, &before), "the file was replaced while only stage slots changed");
+	/* Then a row change, straight after a stage write: on the file within the bound. */
+	for (int change = 1; change <= 3; change++) {
+		st.bytes_done += 1000;
+		cr_assert_eq(ledger_stage_update(&L, slot, &st), LEDGER_OK);
+		int64_t t = ledger_now_ms();
+		cr_assert_eq(ledger_add(&L, row, 5, t), LEDGER_OK);
+		cr_assert(wait_file_bytes("media", "sa1", 10 + 5 * change, 5000),
+			  "quota change %d was not written", change);
+		int64_t took = ledger_now_ms() - t;
+		cr_assert_lt(took, FLUSH_WAKE_BOUND_MS, "quota change %d took %lld ms to reach the "
+			     "file", change, (long long)took);
+		struct stat now = file_identity();
+		cr_assert(!same_file(&now, &before), "the quota change did not replace the file");
+		/* Stage-only writes again between the row changes, with the flusher idle. */
+		cr_assert(wait_flusher_idle(5000));
+		for (int i = 0; i < 5; i++) {
+			st.bytes_done += 1000;
+			cr_assert_eq(ledger_stage_update(&L, slot, &st), LEDGER_OK);
+		}
+	}
 	stop(pid, SIGTERM); /* the count follows the rename: read it once the flusher is done */
 	cr_assert_gt(atomic_load(&L.hdr->flush_count), writes);
 }

@@ -134,6 +134,59 @@ Test(ledger, attach_refuses_another_layout_with_a_clear_error)
 	ledger_unlink(name);
 }
 
+/* Runs the built cplow-inspect with args; its stderr (up to len - 1 bytes) into err. */
+static int run_inspect(const char *shm, char *err, size_t len)
+{
+	int fds[2];
+	cr_assert_eq(pipe(fds), 0);
+	pid_t pid = test_fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		dup2(fds[1], 2);
+		int null = open("/dev/null", O_WRONLY);
+		dup2(null, 1);
+		close(fds[0]);
+		execl(CPLOW_INSPECT, "cplow-inspect", "--shm", shm, (char *)NULL);
+		_exit(127);
+	}
+	close(fds[1]);
+	size_t got = 0;
+	ssize_t n;
+	while (got + 1 < len && (n = read(fds[0], err + got, len - 1 - got)) > 0)
+		got += (size_t)n;
+	err[got] = '\0';
+	close(fds[0]);
+	return wait_child(pid);
+}
+
+/* An object a cplow of another layout created: right magic, version and size, another hash. */
+Test(ledger, attach_refuses_another_layout_hash_and_inspect_says_so, .init = setup,
+     .fini = teardown, .timeout = 30)
+{
+	int32_t row;
+	cr_assert_eq(ledger_row_get(&L, "media", "sa1", &row), LEDGER_OK);
+	cr_assert_eq(ledger_add(&L, row, 5, T0), LEDGER_OK);
+	struct ledger l;
+	cr_assert_eq(ledger_attach(shm_name, 0, &l), LEDGER_OK, "the object was bad before the flip");
+	ledger_detach(&l);
+	L.hdr->layout_hash ^= 0x00010000u;
+	cr_assert_eq(ledger_attach(shm_name, 1, &l), LEDGER_ERR_LAYOUT);
+	cr_assert_eq(ledger_attach(shm_name, 0, &l), LEDGER_ERR_LAYOUT);
+
+	char err[1024], want[256];
+	int st = run_inspect(shm_name, err, sizeof(err));
+	cr_assert(WIFEXITED(st), "cplow-inspect died: status %d, stderr: %s", st, err);
+	cr_assert_eq(WEXITSTATUS(st), 1, "exit %d, stderr: %s", WEXITSTATUS(st), err);
+	snprintf(want, sizeof(want), "cplow-inspect: cannot read ledger %s: shared ledger has "
+		 "another layout (built by another cplow version?)\n", shm_name);
+	cr_assert_str_eq(err, want);
+
+	/* Flipped back, the same object reads again: the hash alone was the refusal. */
+	L.hdr->layout_hash ^= 0x00010000u;
+	st = run_inspect(shm_name, err, sizeof(err));
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d, stderr: %s", st, err);
+}
+
 Test(ledger, attach_refuses_a_truncated_object, .init = setup, .fini = teardown)
 {
 	char path[128];
@@ -579,4 +632,124 @@ Test(ledger, name_is_stable_per_config_and_user)
 	char prefix[32];
 	snprintf(prefix, sizeof(prefix), "/cplow-%u-", (unsigned)geteuid());
 	cr_assert_eq(strncmp(a, prefix, strlen(prefix)), 0, "%s", a);
+}
+
+/* ---- the session's totals ---- */
+
+static struct ledger_session session_of(void)
+{
+	struct ledger_copy c;
+	cr_assert_eq(ledger_copy_init(&L, &c), LEDGER_OK);
+	cr_assert_eq(ledger_read(&L, &c, 1000), LEDGER_OK);
+	struct ledger_session s = c.session;
+	ledger_copy_free(&c);
+	return s;
+}
+
+/* A stage on row that started at started_ms and completed `files` files of 100 bytes. */
+static int32_t stage_with_files(int32_t row, int64_t started_ms, int files)
+{
+	int32_t slot;
+	struct ledger_stage init = { .row = row, .pid = getpid(), .started_at_ms = started_ms };
+	cr_assert_eq(ledger_stage_claim(&L, &init, &slot), LEDGER_OK);
+	for (int i = 0; i < files; i++)
+		cr_assert_eq(ledger_add_for_stage(&L, slot, 100, started_ms + 1), LEDGER_OK);
+	return slot;
+}
+
+Test(ledger, released_stages_fold_into_the_session_totals, .init = setup, .fini = teardown)
+{
+	int32_t row;
+	cr_assert_eq(ledger_row_get(&L, "media", "sa1", &row), LEDGER_OK);
+	/* A dead run's stage, released after the new session started: not this session's. */
+	int32_t old = stage_with_files(row, T0 - 5, 4);
+	cr_assert_eq(ledger_session_start(&L, T0), LEDGER_OK);
+	struct ledger_session s = session_of();
+	cr_assert_eq(s.started_ms, T0);
+	cr_assert_eq(s.files + s.bytes + s.stages, 0);
+	cr_assert_eq(ledger_stage_release(&L, old), LEDGER_OK);
+	s = session_of();
+	cr_assert_eq(s.files + s.bytes + s.stages, 0, "a stage from before the session counted");
+
+	int32_t a = stage_with_files(row, T0 + 10, 3);
+	cr_assert_eq(ledger_stage_release(&L, a), LEDGER_OK);
+	int32_t b = stage_with_files(row, T0 + 20, 2);
+	cr_assert_eq(ledger_stage_release(&L, b), LEDGER_OK);
+	cr_assert_eq(ledger_stage_release(&L, b), LEDGER_OK); /* a free slot adds nothing */
+	s = session_of();
+	cr_assert_eq(s.files, 5);
+	cr_assert_eq(s.bytes, 500);
+	cr_assert_eq(s.stages, 2);
+	cr_assert_eq(usage_of(row).used_bytes, 900, "the row is untouched by the session");
+
+	cr_assert_eq(ledger_session_start(&L, T0 + 100), LEDGER_OK);
+	s = session_of();
+	cr_assert_eq(s.started_ms, T0 + 100);
+	cr_assert_eq(s.files + s.bytes + s.stages, 0);
+}
+
+Test(ledger, release_killed_at_each_point_counts_the_stage_in_the_session_exactly_once,
+     .init = setup, .fini = teardown, .timeout = 60)
+{
+	int32_t row;
+	cr_assert_eq(ledger_row_get(&L, "media", "sa1", &row), LEDGER_OK);
+	cr_assert_eq(ledger_session_start(&L, T0), LEDGER_OK);
+	int64_t files = 0, stages = 0;
+	for (int p = 0; p < LEDGER_FAULT_POINTS; p++) {
+		int32_t slot = stage_with_files(row, T0 + p, 2);
+		pid_t kid = test_fork();
+		cr_assert_geq(kid, 0);
+		if (kid == 0) {
+			kill_at = (enum ledger_fault_point)p;
+			ledger_fault_hook = kill_self;
+			ledger_stage_release(&L, slot);
+			_exit(0); /* not reached */
+		}
+		int st = wait_child(kid);
+		cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "point %d", p);
+		/* The next writer inherits the lock and finishes or drops the release. */
+		cr_assert_eq(ledger_add(&L, row, 1, T0), LEDGER_OK, "point %d", p);
+		struct ledger_copy c;
+		cr_assert_eq(ledger_copy_init(&L, &c), LEDGER_OK);
+		cr_assert_eq(ledger_read(&L, &c, 1000), LEDGER_OK);
+		int redone = p >= LEDGER_FAULT_INTENT_LOGGED;
+		cr_assert_eq(c.stages[slot].state, redone ? LEDGER_STAGE_FREE : LEDGER_STAGE_RUNNING,
+			     "point %d", p);
+		ledger_copy_free(&c);
+		if (!redone) /* dropped whole: releasing again counts it now, once */
+			cr_assert_eq(ledger_stage_release(&L, slot), LEDGER_OK);
+		files += 2;
+		stages++;
+		struct ledger_session s = session_of();
+		cr_assert_eq(s.files, files, "point %d: %lld != %lld", p, (long long)s.files,
+			     (long long)files);
+		cr_assert_eq(s.bytes, 100 * files, "point %d", p);
+		cr_assert_eq(s.stages, stages, "point %d", p);
+		cr_assert_eq(atomic_load(&L.hdr->seq) & 1, 0);
+		cr_assert_eq(atomic_load(&L.hdr->intent.op), LEDGER_OP_NONE);
+	}
+	/* Starting a session, killed at each point: either the old totals or zero, never a mix. */
+	for (int p = 0; p < LEDGER_FAULT_POINTS; p++) {
+		struct ledger_session before = session_of();
+		pid_t kid = test_fork();
+		cr_assert_geq(kid, 0);
+		if (kid == 0) {
+			kill_at = (enum ledger_fault_point)p;
+			ledger_fault_hook = kill_self;
+			ledger_session_start(&L, T0 + 1000 + p);
+			_exit(0);
+		}
+		int st = wait_child(kid);
+		cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "point %d", p);
+		cr_assert_eq(ledger_add(&L, row, 1, T0), LEDGER_OK);
+		struct ledger_session s = session_of();
+		if (p >= LEDGER_FAULT_INTENT_LOGGED) {
+			cr_assert_eq(s.started_ms, T0 + 1000 + p, "point %d", p);
+			cr_assert_eq(s.files + s.bytes + s.stages, 0, "point %d", p);
+		} else {
+			cr_assert(memcmp(&s, &before, sizeof(s)) == 0, "point %d", p);
+		}
+		/* Keep a count to lose on the next round. */
+		cr_assert_eq(ledger_stage_release(&L, stage_with_files(row, T0 + 2000, 1)), LEDGER_OK);
+	}
 }
