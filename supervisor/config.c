@@ -1412,7 +1412,8 @@ static int parse_uploader(struct ctx *x, struct config_uploader *u, const cJSON 
 
 /* The ledger counts quota per (uploader, account): two uploaders on one account would each
  * spend the account's whole daily quota. Legal, since Google may count differently for
- * shared drives, but worth a line. */
+ * shared drives, but worth a line. Their stages on it take turns (supervisor.c,
+ * account_busy), which the line says too, so a waiting uploader is no surprise. */
 static int warn_shared_accounts(struct ctx *x)
 {
 	struct config *c = x->c;
@@ -1426,8 +1427,9 @@ static int warn_shared_accounts(struct ctx *x)
 			if (u->service_account_path && e->service_account_path &&
 			    strcmp(u->service_account_path, e->service_account_path) == 0 &&
 			    warn(x, kp(p, pu, "service_account_path"),
-				 "the same directory as %s's: each uploader counts the accounts' "
-				 "daily quota on its own", pe) < 0)
+				 "the same directory as %s's: stages on one account take turns, "
+				 "and each uploader counts the accounts' daily quota on its own",
+				 pe) < 0)
 				return -1;
 			kp(pl, pu, "rotate_remotes");
 			for (size_t a = 0; a < u->rotate_remote_count; a++) {
@@ -1435,8 +1437,9 @@ static int warn_shared_accounts(struct ctx *x)
 					if (strcmp(u->rotate_remotes[a], e->rotate_remotes[b]) != 0)
 						continue;
 					if (warn(x, kpi(p, pl, a),
-						 "also in %s's rotate_remotes: each uploader "
-						 "counts the account's daily quota on its own",
+						 "also in %s's rotate_remotes: stages on it "
+						 "take turns, and each uploader counts the "
+						 "account's daily quota on its own",
 						 pe) < 0)
 						return -1;
 				}

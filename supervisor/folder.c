@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "utf8.h"
@@ -691,13 +692,29 @@ bool folder_schedule_allows(const char *from_hhmm, const char *to_hhmm, int minu
     int from, until;
     if (folder_parse_hhmm(from_hhmm, &from) < 0 || folder_parse_hhmm(to_hhmm, &until) < 0)
         return false;
-    if (minutes_of_day_now < 0 || minutes_of_day_now >= 24 * 60)
+    return folder_schedule_allows_minutes(from, until, minutes_of_day_now);
+}
+
+bool folder_schedule_allows_minutes(int from_min, int until_min, int minutes_of_day_now)
+{
+    const int day = 24 * 60;
+    if (from_min < 0 || from_min >= day || until_min < 0 || until_min >= day ||
+        minutes_of_day_now < 0 || minutes_of_day_now >= day)
         return false;
-    if (from == until)
+    if (from_min == until_min)
         return true;
-    if (from < until)
-        return minutes_of_day_now >= from && minutes_of_day_now < until;
-    return minutes_of_day_now >= from || minutes_of_day_now < until;
+    if (from_min < until_min)
+        return minutes_of_day_now >= from_min && minutes_of_day_now < until_min;
+    return minutes_of_day_now >= from_min || minutes_of_day_now < until_min;
+}
+
+int folder_minute_of_day(int64_t now_s)
+{
+    time_t t = (time_t)now_s;
+    struct tm tm;
+    if (!localtime_r(&t, &tm))
+        return -1;
+    return tm.tm_hour * 60 + tm.tm_min;
 }
 
 /* --- empty directories ------------------------------------------------------------------ */

@@ -167,6 +167,14 @@ int folder_parse_hhmm(const char *s, int *minutes);
  */
 bool folder_schedule_allows(const char *from_hhmm, const char *to_hhmm, int minutes_of_day_now);
 
+/* The same rule for times already parsed (minutes after midnight, as the config keeps them):
+ * what `cplow run` asks. A minute outside 0-1439, in any argument, allows nothing. */
+bool folder_schedule_allows_minutes(int from_min, int until_min, int minutes_of_day_now);
+
+/* The local time's minutes after midnight (0-1439) at now_s: schedules are local time, as
+ * cloudplow's are (a container sets TZ). -1, which no schedule allows, if it cannot tell. */
+int folder_minute_of_day(int64_t now_s);
+
 /* --- empty directories ------------------------------------------------------------------ */
 
 struct folder_removed {

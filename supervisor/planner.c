@@ -1,6 +1,7 @@
 #include "planner.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +66,10 @@ int planner_accounts(const struct config_uploader *u, struct planner_accounts *o
 		}
 		if (!p->name)
 			goto nomem;
+		char id[PATH_MAX + 8];
+		if (planner_account_identity(u, p->name, id, sizeof(id)) == 0 &&
+		    !(p->identity = strdup(id)))
+			goto nomem;
 	}
 	account_keys_free(&keys);
 	*out = a;
@@ -82,9 +87,27 @@ void planner_accounts_free(struct planner_accounts *a)
 		free(a->v[i].name);
 		free(a->v[i].remote);
 		free(a->v[i].key_path);
+		free(a->v[i].identity);
 	}
 	free(a->v);
 	memset(a, 0, sizeof(*a));
+}
+
+int planner_account_identity(const struct config_uploader *u, const char *account, char *out,
+			     size_t out_len)
+{
+	int n;
+	if (u->rotate_remote_count) {
+		n = snprintf(out, out_len, "remote:%s", account);
+	} else if (u->service_account_path) {
+		/* Two uploaders may reach one key file by different paths (a symlinked directory,
+		 * a relative path from another working directory). */
+		char real[PATH_MAX];
+		n = snprintf(out, out_len, "key:%s", realpath(account, real) ? real : account);
+	} else {
+		return -1;
+	}
+	return n >= 0 && (size_t)n < out_len ? 0 : -1;
 }
 
 const struct config_stage *planner_strategy(const struct config *c, double share_left)
@@ -101,10 +124,12 @@ static void earliest(int64_t *at, int64_t t)
 		*at = t;
 }
 
-void planner_choose(const struct config *c, const char *uploader,
-		    const struct planner_accounts *a, const struct ledger *l,
-		    const struct ledger_copy *lc, const bool *busy, const bool *given_up,
-		    int64_t now_ms, struct plan *out)
+/* planner_choose, with moved[i] (may be NULL) bytes taken off account i's remaining quota:
+ * what a simulated stage has spent. */
+static void choose(const struct config *c, const char *uploader,
+		   const struct planner_accounts *a, const struct ledger *l,
+		   const struct ledger_copy *lc, const bool *busy, const bool *given_up,
+		   const int64_t *moved, int64_t now_ms, struct plan *out)
 {
 	memset(out, 0, sizeof(*out));
 	out->account = -1;
@@ -129,6 +154,8 @@ void planner_choose(const struct config *c, const char *uploader,
 			continue;
 		}
 		int64_t left = ledger_usage_remaining(u, daily, c->quota.window, now_ms);
+		if (moved)
+			left = left > moved[i] ? left - moved[i] : 0;
 		if (left < c->quota.min_free_bytes) {
 			full++;
 			earliest(&out->wait_until_ms, u->reset_at_ms);
@@ -145,9 +172,77 @@ void planner_choose(const struct config *c, const char *uploader,
 					      : 0;
 		return;
 	}
+	out->busy_count = taken;
 	snprintf(out->why, sizeof(out->why),
 		 "%zu accounts: %zu banned, %zu with less than %lld bytes left, %zu busy, %zu given "
 		 "up on in this run",
 		 a->count, banned, full, (long long)c->quota.min_free_bytes, taken,
 		 a->count - banned - full - taken);
+}
+
+void planner_choose(const struct config *c, const char *uploader,
+		    const struct planner_accounts *a, const struct ledger *l,
+		    const struct ledger_copy *lc, const bool *busy, const bool *given_up,
+		    int64_t now_ms, struct plan *out)
+{
+	choose(c, uploader, a, l, lc, busy, given_up, NULL, now_ms, out);
+}
+
+size_t planner_simulate(const struct config *c, const char *uploader,
+			const struct planner_accounts *a, const struct ledger *l,
+			const struct ledger_copy *lc, int64_t now_ms, int64_t source_bytes,
+			struct planner_step *steps, size_t max, int64_t *left_bytes,
+			struct plan *stop)
+{
+	size_t n = 0, count = a->count ? a->count : 1;
+	int64_t left = source_bytes > 0 ? source_bytes : 0;
+	int64_t *moved = calloc(count, sizeof(*moved));
+	bool *given_up = calloc(count, sizeof(*given_up));
+	memset(stop, 0, sizeof(*stop));
+	stop->account = -1;
+	if (!moved || !given_up) {
+		snprintf(stop->why, sizeof(stop->why), "out of memory");
+		goto out;
+	}
+	while (n < max) {
+		struct plan p;
+		choose(c, uploader, a, l, lc, NULL, given_up, moved, now_ms, &p);
+		if (p.account < 0) {
+			*stop = p;
+			break;
+		}
+		int64_t m = p.max_transfer_bytes < left ? p.max_transfer_bytes : left;
+		steps[n].plan = p;
+		steps[n].moved_bytes = m;
+		n++;
+		moved[p.account] += m;
+		left -= m;
+		if (left == 0)
+			break;
+		/* The supervisor's rule after a stage that moved something (stage_finished): go on
+		 * while the account has more than continue_min_bytes left. One that moved nothing
+		 * (--max-transfer 0) is given up on, so the plan cannot loop. */
+		if (m == 0 || p.remaining_bytes - m <= c->quota.continue_min_bytes)
+			given_up[p.account] = true;
+	}
+out:
+	free(moved);
+	free(given_up);
+	*left_bytes = left;
+	return n;
+}
+
+bool planner_suspension_note(struct planner_suspension *s, const char *why)
+{
+	if (s->active && strcmp(s->why, why) == 0)
+		return false;
+	s->active = true;
+	snprintf(s->why, sizeof(s->why), "%s", why);
+	return true;
+}
+
+void planner_suspension_end(struct planner_suspension *s)
+{
+	s->active = false;
+	s->why[0] = '\0';
 }

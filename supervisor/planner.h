@@ -22,6 +22,8 @@ struct planner_account {
 	char *name;          /* the ledger's account key: key file path or remote name */
 	char *remote;        /* rotate_remotes: the remote that replaces upload_remote's */
 	char *key_path;      /* service accounts: the key file */
+	char *identity;      /* what another uploader's account must equal to be this one
+			      * (planner_account_identity); NULL: the upload_remote as it is */
 };
 
 struct planner_accounts {
@@ -34,6 +36,17 @@ int planner_accounts(const struct config_uploader *u, struct planner_accounts *o
 		     size_t err_len);
 void planner_accounts_free(struct planner_accounts *a);
 
+/*
+ * An account's identity across uploaders, so that two uploaders naming one account never run
+ * stages on it at once: "remote:<name>" for a rotate_remotes entry, "key:<real path>" for a
+ * service-account key file (symbolic links and "/sa/../sa" resolved; the path as given when it
+ * cannot be resolved). `account` is the ledger's account name under uploader u. Returns 0, or
+ * -1 when the account has no identity beyond its uploader (an uploader without accounts, whose
+ * one account is its upload_remote) or out does not hold it.
+ */
+int planner_account_identity(const struct config_uploader *u, const char *account, char *out,
+			     size_t out_len);
+
 struct plan {
 	int account;                     /* index into the accounts; -1: none can take a stage */
 	int64_t remaining_bytes;
@@ -41,6 +54,7 @@ struct plan {
 	int64_t max_transfer_bytes;
 	int64_t max_size_bytes;          /* 0: not passed */
 	int64_t wait_until_ms;           /* account -1: when the first one frees up; 0: never */
+	size_t busy_count;               /* account -1: accounts skipped as busy (worth waiting) */
 	char why[160];                   /* account -1: why, for one log line */
 };
 
@@ -53,6 +67,41 @@ void planner_choose(const struct config *c, const char *uploader,
 		    const struct planner_accounts *a, const struct ledger *l,
 		    const struct ledger_copy *lc,
 		    const bool *busy, const bool *given_up, int64_t now_ms, struct plan *out);
+
+/* One stage of a simulated upload (planner_simulate). */
+struct planner_step {
+	struct plan plan;                /* as planner_choose plans it at that point */
+	int64_t moved_bytes;             /* what the simulation assumes the stage moves */
+};
+
+/*
+ * `upload --dry-run`: the stages an upload of source_bytes would run, planned as planner_choose
+ * plans them, from each account's remaining quota in the ledger. Each stage is assumed to move
+ * min(its --max-transfer, the source bytes left) and to take that from its account; another
+ * stage follows on the same account while more than quota.continue_min_bytes is left, then the
+ * next account, as the supervisor does (file sizes, --max-size and failures are not
+ * simulated). The first stage is planned even for an empty source; planning stops when the
+ * source is covered, when no account can take a stage (*stop says why) or after max steps.
+ * Returns the number of steps written; *left_bytes is what no stage covers.
+ */
+size_t planner_simulate(const struct config *c, const char *uploader,
+			const struct planner_accounts *a, const struct ledger *l,
+			const struct ledger_copy *lc, int64_t now_ms, int64_t source_bytes,
+			struct planner_step *steps, size_t max, int64_t *left_bytes,
+			struct plan *stop);
+
+/*
+ * Whether a suspension is news worth a log line: the first of an episode, or one for another
+ * reason than the last. An episode lasts until planner_suspension_end() (an upload that moved
+ * something); its deadline may move on without news (accounts given up on are tried again
+ * every check_interval).
+ */
+struct planner_suspension {
+	bool active;
+	char why[sizeof(((struct plan *)0)->why)];
+};
+bool planner_suspension_note(struct planner_suspension *s, const char *why);
+void planner_suspension_end(struct planner_suspension *s);
 
 /* The strategy row for a share of the quota left. */
 const struct config_stage *planner_strategy(const struct config *c, double share_left);

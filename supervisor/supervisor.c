@@ -67,7 +67,8 @@ struct up {
 	struct up_stage stage;
 	bool cycle;                   /* an upload is under way: plan stages until it ends */
 	int64_t next_check_ms;        /* run mode: the next size/schedule check */
-	int64_t suspended_until_ms;   /* run mode: logged once per suspension */
+	struct planner_suspension suspension; /* run mode: logged once per episode */
+	bool waiting;                 /* for an account another uploader's stage is using */
 	bool failed;                  /* the last stage failed and no account was left */
 	int64_t files, bytes;         /* this run, for the summary */
 };
@@ -274,16 +275,45 @@ static void free_stage(struct up_stage *st)
 	memset(st, 0, sizeof(*st));
 }
 
+/* Whether the ledger row's account, of a stage some uploader runs, is the account `id`
+ * (planner_account_identity). The row's uploader need not be one this run uploads (`upload -u`):
+ * its config says how to name its accounts. */
+static bool row_is_account(const struct sup *s, const struct ledger_row *r, const char *id)
+{
+	const struct config_uploader *o = config_find_uploader(&s->cfg, r->uploader);
+	char other[PATH_MAX + 8];
+	return o && planner_account_identity(o, r->account, other, sizeof(other)) == 0 &&
+	       strcmp(other, id) == 0;
+}
+
+/* Whether account i of up is in use: by a stage of this uploader, or of another whose
+ * rotate_remotes or key files name the same account (two stages on one account at once
+ * would each plan from a quota the other is spending). */
 static bool account_busy(const struct sup *s, const struct up *up, size_t i)
 {
+	const struct planner_account *a = &up->accounts.v[i];
+	/* Our own stages first: a worker claims its ledger slot only once it runs, so a stage
+	 * forked a moment ago is not in the copy yet. */
+	for (size_t k = 0; k < s->up_count; k++) {
+		const struct up *o = &s->ups[k];
+		if (o == up || o->state != UP_RUNNING)
+			continue;
+		const struct planner_account *b = &o->accounts.v[o->account];
+		if (a->identity && b->identity && strcmp(a->identity, b->identity) == 0)
+			return true;
+	}
 	/* A worker of an earlier cplow may still be finishing on it (it stops gracefully when
 	 * its supervisor dies, and reconciles first). */
-	int32_t row;
-	if (ledger_row_find(&s->ledger, up->u->name, up->accounts.v[i].name, &row) != LEDGER_OK)
-		return false;
 	for (uint32_t k = 0; k < s->copy.slot_capacity; k++) {
 		const struct ledger_stage *st = &s->copy.stages[k];
-		if (st->state == LEDGER_STAGE_RUNNING && st->row == row && procs_alive(st->pid))
+		if (st->state != LEDGER_STAGE_RUNNING || st->row < 0 ||
+		    (uint32_t)st->row >= s->copy.row_count)
+			continue;
+		const struct ledger_row *r = &s->copy.rows[st->row];
+		bool same = strcmp(r->uploader, up->u->name) == 0 ? strcmp(r->account, a->name) == 0
+								   : a->identity &&
+									     row_is_account(s, r, a->identity);
+		if (same && procs_alive(st->pid))
 			return true;
 	}
 	return false;
@@ -391,6 +421,18 @@ static void start_stage(struct sup *s, struct up *up)
 	struct plan p;
 	planner_choose(&s->cfg, up->u->name, &up->accounts, &s->ledger, &s->copy, busy,
 		       up->given_up, now, &p);
+	if (p.account < 0 && p.busy_count > 0) {
+		/* Another stage (another uploader's, naming the same account) has the account this
+		 * one wants: wait for it, in either mode; the loop asks again when a worker ends
+		 * and at every tick. */
+		if (!up->waiting)
+			log_info("uploader %s: waiting for an account another stage is using (%s)",
+				 up->u->name, p.why);
+		up->waiting = true;
+		up->state = UP_IDLE;
+		return;
+	}
+	up->waiting = false;
 	if (p.account < 0) {
 		notify_upload_finished(up->u->name, p.why, up->failed);
 		if (s->opt->mode == SUPERVISOR_UPLOAD) {
@@ -402,13 +444,14 @@ static void start_stage(struct sup *s, struct up *up)
 		int64_t until = p.wait_until_ms ? p.wait_until_ms
 						: now + (int64_t)up->u->check_interval_min * 60000;
 		up->cycle = false;
-		if (up->suspended_until_ms != until) {
+		/* Once per episode: with accounts only given up on (files larger than any
+		 * --max-transfer), `until` is the next check and moves on every interval. */
+		if (planner_suspension_note(&up->suspension, p.why)) {
 			time_t t = (time_t)(until / 1000);
 			char when[64];
 			strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", gmtime(&t));
 			log_warn("uploader %s suspended until %s: %s", up->u->name, when, p.why);
 			notify_suspended(up->u->name, until, p.why);
-			up->suspended_until_ms = until;
 		}
 		up->state = UP_IDLE;
 		up->next_check_ms = until;
@@ -639,6 +682,8 @@ static void stage_finished(struct sup *s, struct up *up, int status)
 		 up->stage_number, stage_result_name(result), (long long)files, (long long)bytes);
 	up->files += files;
 	up->bytes += bytes;
+	if (files > 0)
+		planner_suspension_end(&up->suspension); /* the next suspension is news again */
 	int account = up->account;
 	int64_t max_size = up->max_size_bytes;
 	up->worker = 0;
@@ -707,22 +752,13 @@ static void stage_finished(struct sup *s, struct up *up, int status)
 
 /* ---- run mode: when an uploader is due ---- */
 
-static bool schedule_allows(const struct config_schedule *sc, int64_t now_ms)
-{
-	if (!sc->enabled || sc->allowed_from_min < 0 || sc->allowed_until_min < 0)
-		return true;
-	time_t t = (time_t)(now_ms / 1000);
-	struct tm tm;
-	localtime_r(&t, &tm);
-	int m = tm.tm_hour * 60 + tm.tm_min;
-	int from = sc->allowed_from_min, until = sc->allowed_until_min;
-	return from < until ? (m >= from && m < until) : (m >= from || m < until);
-}
-
 static bool uploader_due(const struct up *up, int64_t now_ms, char *why, size_t len)
 {
 	const struct config_uploader *u = up->u;
-	if (!schedule_allows(&u->schedule, now_ms)) {
+	if (u->schedule.enabled &&
+	    !folder_schedule_allows_minutes(u->schedule.allowed_from_min,
+					    u->schedule.allowed_until_min,
+					    folder_minute_of_day(now_ms / 1000))) {
 		snprintf(why, len, "outside its schedule");
 		return false;
 	}
@@ -930,9 +966,15 @@ static int apply_reload(struct sup *s, char *err, size_t err_len)
 static void schedule_uploads(struct sup *s)
 {
 	int64_t now = ledger_now_ms();
-	for (size_t i = 0; i < s->up_count; i++) {
+	/* Uploaders waiting for a shared account go first: the one that just finished a stage
+	 * on it would otherwise take it again at once. */
+	bool waited[s->up_count + 1];
+	for (size_t i = 0; i < s->up_count; i++)
+		waited[i] = s->ups[i].waiting;
+	for (size_t pass = 0; pass < 2 * s->up_count; pass++) {
+		size_t i = pass % s->up_count;
 		struct up *up = &s->ups[i];
-		if (up->state != UP_IDLE)
+		if (up->state != UP_IDLE || waited[i] != (pass < s->up_count))
 			continue;
 		if (!up->cycle) {
 			/* Run mode: an upload starts when the uploader is due. (`upload` starts every
@@ -1038,39 +1080,85 @@ static void summary(const struct sup *s)
 	}
 }
 
-/* --dry-run: the first stage of each uploader and its rclone command. */
+#define SUP_DRY_RUN_STAGES_MAX 200
+
+/* The bytes an upload would take from the uploader's folder: its size check's count (minus
+ * size_excludes, and only files old enough under an age check). */
+static int dry_run_source_bytes(const struct up *up, int64_t now_ms, int64_t *out, char *err,
+				size_t err_len)
+{
+	const struct config_uploader *u = up->u;
+	struct folder_usage usage;
+	int64_t min_age = u->check_type == CONFIG_CHECK_AGE ? (int64_t)u->check_limit_minutes * 60 : 0;
+	if (folder_size(u->remote->upload_folder, (const char *const *)u->size_excludes,
+			u->size_exclude_count, min_age, now_ms / 1000, &usage, err, err_len) < 0)
+		return -1;
+	*out = usage.total_bytes;
+	return 0;
+}
+
+/* --dry-run: each uploader's planned stages, from its accounts' remaining quota, with the
+ * rclone command of each (planner_simulate says what is assumed). Stage 1's command is the
+ * first line that starts with the rclone binary: scripts (tests/bench) take it from there. */
 static int dry_run(struct sup *s)
 {
 	int64_t now = ledger_now_ms();
 	if (read_copy(s) < 0)
 		return SUPERVISOR_EXIT_FAILED;
+	struct planner_step *steps = calloc(SUP_DRY_RUN_STAGES_MAX, sizeof(*steps));
+	if (!steps) {
+		log_error("out of memory");
+		return SUPERVISOR_EXIT_FAILED;
+	}
 	for (size_t i = 0; i < s->up_count; i++) {
 		struct up *up = &s->ups[i];
-		struct plan p;
-		planner_choose(&s->cfg, up->u->name, &up->accounts, &s->ledger, &s->copy, NULL, NULL,
-			       now, &p);
-		printf("uploader %s: %zu accounts\n", up->u->name, up->accounts.count);
-		if (p.account < 0) {
-			printf("  no stage: %s\n", p.why);
-			continue;
-		}
-		up->stage_number = 1;
 		char err[CONFIG_ERR_MAX], line[8192];
-		struct rclone_cmd cmd;
-		if (build_stage(s, up, &p, err, sizeof(err)) < 0 ||
-		    rclone_cmd_build(&up->stage.spec, "RCUSER", "RCPASS", &cmd, err, sizeof(err)) < 0) {
-			printf("  cannot plan: %s\n", err);
-			free_stage(&up->stage);
+		int64_t source = 0, left = 0;
+		if (dry_run_source_bytes(up, now, &source, err, sizeof(err)) < 0) {
+			printf("uploader %s: %zu accounts\n  cannot measure the upload folder: %s\n",
+			       up->u->name, up->accounts.count, err);
 			continue;
 		}
-		rclone_cmd_render(&cmd, line, sizeof(line));
-		printf("  stage 1 on %s: %s, %lld bytes left, --max-transfer %lld bytes, --max-size "
-		       "%lld bytes\n  %s\n",
-		       up->accounts.v[p.account].name, p.strategy->name, (long long)p.remaining_bytes,
-		       (long long)p.max_transfer_bytes, (long long)p.max_size_bytes, line);
-		rclone_cmd_free(&cmd);
-		free_stage(&up->stage);
+		printf("uploader %s: %zu accounts, %lld bytes to upload\n", up->u->name,
+		       up->accounts.count, (long long)source);
+		struct plan stop;
+		size_t n = planner_simulate(&s->cfg, up->u->name, &up->accounts, &s->ledger, &s->copy,
+					    now, source, steps, SUP_DRY_RUN_STAGES_MAX, &left, &stop);
+		if (n == 0) {
+			printf("  no stage: %s\n", stop.why);
+			continue;
+		}
+		for (size_t k = 0; k < n; k++) {
+			const struct plan *p = &steps[k].plan;
+			struct rclone_cmd cmd;
+			up->stage_number = (int)k + 1;
+			if (build_stage(s, up, p, err, sizeof(err)) < 0 ||
+			    rclone_cmd_build(&up->stage.spec, "RCUSER", "RCPASS", &cmd, err,
+					     sizeof(err)) < 0) {
+				printf("  stage %zu on %s: cannot plan: %s\n", k + 1,
+				       up->accounts.v[p->account].name, err);
+				free_stage(&up->stage);
+				continue;
+			}
+			rclone_cmd_render(&cmd, line, sizeof(line));
+			printf("  stage %zu on %s: %s, %lld bytes left, --max-transfer %lld bytes, "
+			       "--max-size %lld bytes; moves up to %lld bytes\n  %s\n",
+			       k + 1, up->accounts.v[p->account].name, p->strategy->name,
+			       (long long)p->remaining_bytes, (long long)p->max_transfer_bytes,
+			       (long long)p->max_size_bytes, (long long)steps[k].moved_bytes, line);
+			rclone_cmd_free(&cmd);
+			free_stage(&up->stage);
+		}
+		if (left == 0)
+			printf("  %zu stages cover the %lld bytes\n", n, (long long)source);
+		else if (!stop.why[0])
+			printf("  %lld bytes left after the first %zu stages (the plan stops there)\n",
+			       (long long)left, n);
+		else
+			printf("  %lld bytes left for later: no account can take another stage (%s)\n",
+			       (long long)left, stop.why);
 	}
+	free(steps);
 	return SUPERVISOR_EXIT_OK;
 }
 
@@ -1131,6 +1219,10 @@ int supervisor_main(const struct supervisor_options *opt)
 		code = dry_run(s);
 		goto out;
 	}
+	/* The dashboard's session: this run's stages (a dry run moves nothing, so not there). */
+	if (ledger_session_start(&s->ledger, ledger_now_ms()) != LEDGER_OK)
+		log_warn("cannot start the session's totals in the ledger; the dashboard's session "
+			 "shows only running stages");
 	snprintf(s->work_dir, sizeof(s->work_dir), "%s/cplow-%d-XXXXXX",
 		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (int)getpid());
 	if (!mkdtemp(s->work_dir)) {

@@ -2,6 +2,8 @@
 rclone and the fake quota remote. The fake's accepted bytes per user are the truth."""
 import json
 import os
+import re
+import shlex
 import shutil
 import signal
 import socket
@@ -12,11 +14,12 @@ import unittest
 import urllib.error
 import urllib.request
 
-from harness import (BUILD, FakeRemote, child_named, children, free_port, make_tree, unlink_shm,
-                     wait_for)
+from harness import (BUILD, FakeRemote, child_named, children, drop_ledger, free_port, make_tree,
+                     unlink_shm, wait_for)
 from test_dashboard_page import CHROMIUM, Dom
 
 CPLOW = os.path.join(BUILD, "supervisor/cplow")
+FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 STRATEGIES = [(0.8, "aggressive_fresh_sa"), (0.5, "moderate_mid_sa"),
               (0.25, "cautious_low_quota"), (0.0, "conservative_cleanup")]
 
@@ -39,10 +42,7 @@ class SupervisorTest(unittest.TestCase):
                 p.wait()
         if self.fake:
             self.fake.stop()
-        state = subprocess.run([os.path.join(BUILD, "shm/cplow-inspect"), "--config",
-                                self.config, "--json"], capture_output=True, text=True)
-        if state.returncode == 0:
-            unlink_shm(json.loads(state.stdout)["ledger"])
+        drop_ledger(self.config)
         shutil.rmtree(self.work, ignore_errors=True)
 
     def setup_upload(self, accounts, quota, count, seed, **tree):
@@ -439,6 +439,213 @@ class SupervisorTest(unittest.TestCase):
         for d in (a, b):
             d.pop("last_flush", None)
         self.assertEqual(a, b)
+
+    # ---- upload --dry-run: the whole plan ----
+
+    def test_dry_run_prints_every_planned_stage_and_its_command(self):
+        quota = 4 << 20
+        self.setup_upload(3, quota, 30, seed=31, min_size=100 << 10, max_size=400 << 10)
+        source = sum(self.files.values())
+        self.assertGreater(source, quota + (quota >> 1), "the plan must need a second account")
+        r = self.cplow("upload", "--dry-run")
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        lines = r.stdout.splitlines()
+        self.assertEqual(lines[0], "uploader media: 3 accounts, %d bytes to upload" % source)
+        # The expected plan, simulated here as planner_simulate's header describes it: each
+        # stage takes its --max-transfer (a share of what its account has left) from what the
+        # source has left; the account goes on while more than continue_min_bytes is left.
+        shares = {"aggressive_fresh_sa": 0.5, "moderate_mid_sa": 0.6,
+                  "cautious_low_quota": 0.7, "conservative_cleanup": 0.8}
+        want, left, source_left = [], {"fake1": quota, "fake2": quota, "fake3": quota}, source
+        for account in ("fake1", "fake2", "fake3"):
+            while source_left > 0:
+                strategy = strategy_for(left[account] / quota)
+                max_transfer = int(shares[strategy] * left[account])
+                moved = min(max_transfer, source_left)
+                want.append((account, strategy, left[account], max_transfer, moved))
+                left[account] -= moved
+                source_left -= moved
+                if left[account] <= 256 << 10:
+                    break
+        got = []
+        for i, line in enumerate(lines):
+            m = re.match(r"  stage (\d+) on (\S+): (\w+), (\d+) bytes left, --max-transfer (\d+) "
+                         r"bytes, --max-size \d+ bytes; moves up to (\d+) bytes$", line)
+            if not m:
+                continue
+            self.assertEqual(int(m.group(1)), len(got) + 1)
+            got.append((m.group(2), m.group(3), int(m.group(4)), int(m.group(5)),
+                        int(m.group(6))))
+            # The stage's rclone command follows it, with the stage's own account and limit.
+            cmd = shlex.split(lines[i + 1])
+            self.assertEqual(cmd[:4], ["/usr/bin/rclone", "move", self.src,
+                                       m.group(2) + ":/Media"])
+            self.assertIn("--max-transfer=%sB" % m.group(5), cmd)
+        self.assertEqual(got, want)
+        self.assertEqual({g[0] for g in got}, {"fake1", "fake2"}, "the third is not needed")
+        self.assertEqual(lines[-1], "  %d stages cover the %d bytes" % (len(want), source))
+        # Stage 1's command is the first line that starts with the rclone binary
+        # (tests/bench/bench_all.py takes it from there).
+        first = next(l for l in lines if l.strip().startswith("/usr/bin/rclone"))
+        self.assertIn("fake1:/Media", first)
+        # Nothing moved.
+        self.assertEqual(self.fake.truth()["users"]["a1"]["accepted_files"], 0)
+        self.assertEqual(sum(len(fs) for _, _, fs in os.walk(self.src)), 30)
+
+    def test_dry_run_says_what_no_account_has_room_for(self):
+        quota = 1 << 20
+        self.setup_upload(2, quota, 12, seed=32, min_size=200 << 10, max_size=300 << 10)
+        source = sum(self.files.values())
+        r = self.cplow("upload", "--dry-run")
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        moved = sum(int(x) for x in re.findall(r"moves up to (\d+) bytes", r.stdout))
+        self.assertLess(moved, 2 * quota + 1)
+        self.assertIn("\n  %d bytes left for later: no account can take another stage (2 "
+                      "accounts: " % (source - moved), r.stdout)
+
+    # ---- the command line ----
+
+    def setup_two_uploaders(self, seed):
+        quota = 16 << 20
+        self.fake = FakeRemote({"a1": ("pw1", quota), "a2": ("pw2", quota)}, self.work)
+        self.env = dict(os.environ)
+        self.env.update(self.fake.remote_env("fake1", "a1"))
+        self.env.update(self.fake.remote_env("fake2", "a2"))
+        self.folders, self.trees = {}, {}
+        cfg = {"remotes": {}, "uploader": {},
+               "quota": {"daily_bytes": quota, "min_free_bytes": 1}}
+        for name, remote in (("movies", "fake1"), ("tv", "fake2")):
+            self.folders[name] = os.path.join(self.work, name)
+            os.makedirs(self.folders[name])
+            self.trees[name] = make_tree(self.folders[name], 5, seed=seed + len(name),
+                                         max_size=200 << 10)
+            cfg["remotes"][name] = {"upload_folder": self.folders[name],
+                                    "upload_remote": remote + ":/" + name,
+                                    "rclone_extras": {"--retries": 1}}
+            cfg["uploader"][name] = {"max_size_gb": 0, "rotate_remotes": [remote]}
+        with open(self.config, "w") as f:
+            json.dump(cfg, f)
+
+    def test_upload_u_runs_only_the_named_uploader(self):
+        self.setup_two_uploaders(seed=33)
+        r = self.cplow("upload", "-u", "tv")
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        truth = self.fake.truth()["users"]
+        self.assertEqual(truth["a2"]["accepted_bytes"], sum(self.trees["tv"].values()))
+        self.assertEqual(truth["a1"]["accepted_files"], 0, "movies uploaded")
+        self.assertEqual(sum(len(fs) for _, _, fs in os.walk(self.folders["movies"])), 5)
+        self.assertNotIn("movies", ledger_state_of(self.config)["uploaders"])
+        self.assertNotIn("uploader movies", r.stderr)
+        # A name no uploader has is a config error, and nothing runs.
+        r = self.cplow("upload", "-u", "music")
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("no uploader named music in %s" % self.config, r.stderr)
+        self.assertEqual(self.fake.truth()["users"]["a1"]["accepted_files"], 0)
+
+    def test_reset_quota_of_one_uploader_keeps_the_others(self):
+        self.setup_two_uploaders(seed=34)
+        r = self.cplow("upload")
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        state = ledger_state_of(self.config)["uploaders"]
+        tv_used = state["tv"][0]["used_bytes"]
+        self.assertEqual(state["movies"][0]["used_bytes"], sum(self.trees["movies"].values()))
+        self.assertGreater(tv_used, 0)
+        r = self.cplow("reset-quota", "--uploader", "movies")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, "reset movies / fake1 (was %d bytes)\n"
+                         % sum(self.trees["movies"].values()))
+        state = ledger_state_of(self.config)["uploaders"]
+        self.assertEqual(state["movies"][0]["used_bytes"], 0)
+        self.assertEqual(state["tv"][0]["used_bytes"], tv_used)
+        with open(os.path.join(self.work, "sa_quota_cache.json")) as f:
+            on_disk = json.load(f)
+        self.assertEqual(on_disk["movies"]["fake1"]["bytes"], 0)
+        self.assertEqual(on_disk["tv"]["fake2"]["bytes"], tv_used)
+
+    def test_cplow_config_names_the_config_when_config_is_not_given(self):
+        self.setup_upload(1, 4 << 20, 2, seed=35, max_size=100 << 10)
+        elsewhere = os.path.join(self.work, "elsewhere")
+        os.makedirs(elsewhere)  # no config.json here: ./config.json would fail
+        env = dict(self.env, CPLOW_CONFIG=self.config)
+        r = subprocess.run([CPLOW, "check-config"], env=env, cwd=elsewhere,
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout)["quota"]["daily_bytes"], 4 << 20)
+        r = subprocess.run([CPLOW, "upload"], env=env, cwd=elsewhere, capture_output=True,
+                           text=True, timeout=300)
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        self.assert_everything_moved()
+        # --config wins over the environment.
+        missing = os.path.join(elsewhere, "other.json")
+        r = subprocess.run([CPLOW, "--config", missing, "check-config"], env=env, cwd=elsewhere,
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn(missing, r.stderr)
+
+    # ---- failures ----
+
+    def test_a_dead_worker_is_retried_on_its_account_a_bounded_number_of_times(self):
+        self.setup_upload(2, 64 << 20, 40, seed=36, min_size=100 << 10, max_size=300 << 10)
+        self.fake.set_delay(60)  # a stage lasts long enough to be killed mid-way
+        p = self.start("upload")
+        killed = []
+        for _ in range(3):
+            victim = wait_for("a new worker with rclone running",
+                              lambda: (w := worker_of(p.pid)) and w not in killed and w or
+                              p.poll() is not None, timeout=120)
+            self.assertIsNone(p.poll(), "cplow ended before three workers were killed")
+            os.kill(victim, signal.SIGKILL)
+            killed.append(victim)
+        self.fake.set_delay(0)
+        out, err = p.communicate(timeout=240)
+        self.assertEqual(p.returncode, 0, err[-3000:])
+        on = re.findall(r"stage (\d+) on (fake\d) \(", err)
+        self.assertEqual(on[:4], [("1", "fake1"), ("2", "fake1"), ("3", "fake1"),
+                                  ("4", "fake2")], err[-3000:])
+        self.assertNotIn(("5", "fake1"), on)
+        self.assertEqual(err.count("was killed by signal 9"), 3)
+        self.assertIn("3 failed stages in a row on fake1; trying the next account", err)
+        wait_for("uploads in flight to end", lambda: self.fake.truth()["in_progress"] == 0)
+        self.assert_everything_moved()
+
+    # ---- run mode: suspensions ----
+
+    def test_a_suspension_for_accounts_given_up_on_is_logged_once(self):
+        # One file larger than any stage's --max-transfer (half of a fresh account's quota)
+        # but under its --max-size: every stage moves nothing and gives its account up, so
+        # every check ends in a suspension until the next check.
+        quota = 4 << 20
+        self.setup_upload(2, quota, 0, seed=37)
+        with open(os.path.join(self.src, "big.bin"), "wb") as f:
+            f.write(os.urandom(int(quota * 0.6)))
+        # libfaketime runs cplow's clock 60 times fast: a check_interval of one minute passes
+        # every second (rclone's Go clock and the fake remote keep real time). Preloaded
+        # directly rather than through the faketime command, which would stand between the
+        # test and cplow's SIGTERM.
+        env = dict(self.env, ASAN_OPTIONS="verify_asan_link_order=0", FAKETIME="+0 x60",
+                   LD_PRELOAD=FAKETIME_LIB)
+        log = open(os.path.join(self.work, "run.log"), "w+")
+        self.addCleanup(log.close)
+        p = subprocess.Popen([CPLOW, "--config", self.config, "run"],
+                             env=env, stdout=subprocess.DEVNULL, stderr=log, text=True)
+        self.procs.append(p)
+
+        def text():
+            log.flush()
+            with open(log.name) as f:
+                return f.read()
+        wait_for("four checks that end suspended",
+                 lambda: text().count("is due: uploading") >= 5 or p.poll() is not None,
+                 timeout=180, step=0.2)
+        self.assertIsNone(p.poll(), text()[-3000:])
+        p.send_signal(signal.SIGTERM)
+        self.assertEqual(p.wait(timeout=60), 143, text()[-3000:])
+        err = text()
+        # Every check went through both accounts and was suspended again...
+        self.assertGreaterEqual(err.count("on fake2 (2 of 2)"), 4, err[-3000:])
+        # ...and said so once.
+        self.assertEqual(err.count("uploader media suspended until"), 1, err[-3000:])
+        self.assertEqual(self.fake.truth()["users"]["a1"]["accepted_files"], 0)
 
 
 def ledger_state_of(config):

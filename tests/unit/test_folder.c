@@ -663,10 +663,45 @@ Test(folder, schedule_table, .timeout = 10)
         { "4:00", "08:00", HM(5, 0), false },
         { "04:00", "24:00", HM(5, 0), false },
     };
-    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
         cr_expect_eq(folder_schedule_allows(table[i].from, table[i].until, table[i].now),
                      table[i].allowed, "%s-%s at %02d:%02d", table[i].from, table[i].until,
                      table[i].now / 60, table[i].now % 60);
+        /* The minutes form is what `cplow run` calls, with the config's parsed times: the
+         * same table holds for it. */
+        int from, until;
+        if (folder_parse_hhmm(table[i].from, &from) == 0 &&
+            folder_parse_hhmm(table[i].until, &until) == 0)
+            cr_expect_eq(folder_schedule_allows_minutes(from, until, table[i].now),
+                         table[i].allowed, "minutes %d-%d at %d", from, until, table[i].now);
+    }
+}
+
+Test(folder, schedule_minutes_outside_the_day_allow_nothing, .timeout = 10)
+{
+    /* -1 is the config's "not given"; the supervisor asks only for an enabled schedule,
+     * which the config refuses without both times. */
+    cr_expect_not(folder_schedule_allows_minutes(-1, HM(6, 0), HM(5, 0)));
+    cr_expect_not(folder_schedule_allows_minutes(HM(22, 0), -1, HM(23, 0)));
+    cr_expect_not(folder_schedule_allows_minutes(HM(22, 0), HM(24, 0), HM(23, 0)));
+    cr_expect_not(folder_schedule_allows_minutes(HM(22, 0), HM(6, 0), -1));
+}
+
+/* `cplow run` turns its clock into the local minute of the day: a window that wraps past
+ * midnight in local time, with a zone whose offset is not whole hours. */
+Test(folder, the_minute_of_day_is_local_time, .timeout = 10)
+{
+    setenv("TZ", "UTC0", 1);
+    tzset();
+    const int64_t t = 1767225600 - 60; /* 2025-12-31 23:59:00 UTC */
+    cr_assert_eq(folder_minute_of_day(t), HM(23, 59));
+    cr_assert_eq(folder_minute_of_day(t + 60), 0);
+    setenv("TZ", "IST-5:30", 1); /* POSIX form: UTC+5:30 */
+    tzset();
+    cr_assert_eq(folder_minute_of_day(t), HM(5, 29));
+    cr_assert(folder_schedule_allows_minutes(HM(22, 0), HM(6, 0), folder_minute_of_day(t)));
+    cr_assert_not(folder_schedule_allows_minutes(HM(22, 0), HM(6, 0),
+                                                 folder_minute_of_day(t + 3600)));
 }
 
 Test(folder, hhmm_parses_strictly, .timeout = 10)
