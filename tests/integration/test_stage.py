@@ -13,7 +13,7 @@ import tempfile
 import time
 import unittest
 
-from harness import (BUILD, FakeRemote, child_named, ledger_bytes, ledger_row, ledger_state,
+from harness import (BUILD, RCLONE, FakeRemote, child_named, ledger_bytes, ledger_row, ledger_state,
                      make_tree, run_stage, stage_args, unlink_shm, wait_for)
 
 AMPLE = 0  # unlimited
@@ -275,6 +275,184 @@ exec /usr/bin/rclone "$@"
                                              self.work, "--sandbox"))
         self.assertEqual(outcome["result"], "done", run.stderr[-2000:])
         self.assertEqual(self.assert_ledger_is_truth("gina"), sum(files.values()))
+
+    # --- rclone's exit code → the stage result -------------------------------------------
+
+    def run_stage_exit(self, env, *args):
+        """run_stage, and the stage_tool exit code (the result's enum value) checked too."""
+        outcome, run = run_stage(env, *args)
+        want_exit = {"done": 0, "max-transfer": 1, "fatal": 2, "nothing": 3,
+                     "interrupted": 5, "failed": 6}[outcome["result"]]
+        self.assertEqual(run.returncode, want_exit, run.stderr[-2000:])
+        return outcome, run
+
+    def test_nothing_to_transfer_exit_9_is_nothing_and_counts_nothing(self):
+        # The real rclone: a copy of a source already on the remote, with
+        # --error-on-no-transfer, transfers nothing and exits 9.
+        fake = self.start_fake(jack=AMPLE)
+        src, files = self.source(6, seed=11, max_size=100 << 10, dirs=2)
+        env = fake.remote_env("fake", "jack")
+        first, _ = self.run_stage_exit(env, *stage_args(self.shm, "media", "acct", src,
+                                                        "fake:media", self.work,
+                                                        "--command", "copy"))
+        self.assertEqual(first["result"], "done", first)
+        self.assertEqual(self.assert_ledger_is_truth("jack"), sum(files.values()))
+        again, run = self.run_stage_exit(env, *stage_args(self.shm, "media", "acct", src,
+                                                          "fake:media", self.work,
+                                                          "--command", "copy",
+                                                          "--extra", "--error-on-no-transfer"))
+        self.assertEqual(again["rclone_exit"], 9, run.stderr[-2000:])
+        self.assertEqual(again["result"], "nothing", again)
+        self.assertEqual((again["files"], again["bytes"]), (0, 0))
+        self.assertEqual(self.assert_ledger_is_truth("jack"), sum(files.values()))
+        self.assertEqual(ledger_row(self.shm, "media", "acct")["files"], len(files))
+
+    def test_rclone_fatal_exit_7_is_fatal_and_keeps_what_was_counted(self):
+        # rclone exits 7 on a fatal error (an account suspended, say), which the fake remote
+        # cannot make the real rclone report: a wrapper runs the real rclone for the whole
+        # move and then exits 7 itself, so the files the real rclone logged are still there
+        # to be counted (and the in-flight check's lsjson goes straight to the real rclone).
+        fake = self.start_fake(kate=AMPLE)
+        src, files = self.source(8, seed=12, max_size=200 << 10, dirs=2)
+        wrapper = os.path.join(self.work, "rclone-exit-7")
+        with open(wrapper, "w") as f:
+            f.write("""#!/bin/sh
+case " $* " in *" lsjson "*) exec %s "$@";; esac
+%s "$@"
+exit 7
+""" % (RCLONE, RCLONE))
+        os.chmod(wrapper, 0o755)
+        outcome, run = self.run_stage_exit(fake.remote_env("fake", "kate"),
+                                           *stage_args(self.shm, "media", "acct", src,
+                                                       "fake:media", self.work,
+                                                       "--rclone", wrapper))
+        self.assertEqual(outcome["rclone_exit"], 7, run.stderr[-2000:])
+        self.assertEqual(outcome["result"], "fatal", outcome)
+        self.assertEqual(outcome["files"], len(files))
+        self.assertEqual(self.assert_ledger_is_truth("kate"), sum(files.values()))
+
+    def test_other_rclone_exit_codes_are_failed(self):
+        # The real rclone: an unknown flag is a usage error, exit 1, before any transfer.
+        fake = self.start_fake(liam=AMPLE)
+        src, files = self.source(3, seed=13, max_size=50 << 10, dirs=0)
+        outcome, run = self.run_stage_exit(fake.remote_env("fake", "liam"),
+                                           *stage_args(self.shm, "media", "acct", src,
+                                                       "fake:media", self.work,
+                                                       "--extra", "--no-such-flag-cplow"))
+        self.assertEqual(outcome["rclone_exit"], 1, run.stderr[-2000:])
+        self.assertEqual(outcome["result"], "failed", outcome)
+        self.assertEqual(self.assert_ledger_is_truth("liam"), 0)
+        self.assertEqual(sorted(os.listdir(src)), sorted(files), "a failed stage moved files")
+
+    # --- what rclone inherits -------------------------------------------------------------
+
+    def test_rclone_starts_with_no_ignored_or_blocked_signals(self):
+        # The worker's parent ignores SIGINT and SIGHUP and blocks SIGTERM and SIGUSR2, all of
+        # which survive fork and exec; rclone must still start clean, or it could not be
+        # stopped. tests/sigstate_exec stands in for rclone: it records its own SigIgn and
+        # SigBlk, then execs the real rclone (a shell script would clear the mask itself).
+        fake = self.start_fake(mona=AMPLE)
+        src, files = self.source(5, seed=14, max_size=100 << 10, dirs=0)
+        records = os.path.join(self.work, "sigstate")
+        os.makedirs(records)
+        wrapper = os.path.join(BUILD, "tests/sigstate_exec")
+        recorder_env = {"SIGSTATE_DIR": records, "SIGSTATE_EXEC": RCLONE}
+
+        def hostile():
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGUSR2})
+
+        def recorded():
+            out = []
+            for name in sorted(n for n in os.listdir(records) if not n.endswith(".tmp")):
+                with open(os.path.join(records, name)) as f:
+                    fields = dict(l.split(":") for l in f.read().split("\n") if l)
+                out.append({k: int(v, 16) for k, v in fields.items()})
+                os.unlink(os.path.join(records, name))
+            return out
+
+        # The recorder itself sees what it inherits: run straight from the hostile parent,
+        # it reports those very signals (so a clean record below is the worker's doing).
+        subprocess.run([wrapper, "version"], preexec_fn=hostile, check=True,
+                       stdout=subprocess.DEVNULL, env=dict(os.environ, **recorder_env))
+        control = recorded()
+        bit = lambda s: 1 << (s - 1)
+        self.assertEqual(control, [{"SigIgn": bit(signal.SIGINT) | bit(signal.SIGHUP),
+                                    "SigBlk": bit(signal.SIGTERM) | bit(signal.SIGUSR2)}])
+
+        full = dict(os.environ)
+        full.update(fake.remote_env("fake", "mona"))
+        full.update(recorder_env)
+        run = subprocess.run(stage_args(self.shm, "media", "acct", src, "fake:media", self.work,
+                                        "--rclone", wrapper),
+                             preexec_fn=hostile, capture_output=True, text=True, env=full,
+                             timeout=300)
+        self.assertEqual(run.returncode, 0, run.stderr[-2000:])
+        got = recorded()
+        self.assertTrue(got, "the wrapper never ran: " + run.stderr[-2000:])
+        for state in got:
+            self.assertEqual(state, {"SigIgn": 0, "SigBlk": 0},
+                             "rclone inherited ignored/blocked signals (hex masks as ints)")
+        self.assertEqual(self.assert_ledger_is_truth("mona"), sum(files.values()))
+
+    # --- SIGINT before any file is done ---------------------------------------------------
+
+    def test_sigint_during_the_listing_or_before_the_first_copied_line(self):
+        # The random-moment runs above signal only once uploads are under way. Here the
+        # SIGINT lands as soon as the worker can take it (its handler in place, so the
+        # stage is in its own listing of a source of 1,500 files), or once rclone runs but
+        # before any file is done (larger files, the fake remote slowed down).
+        fake = self.start_fake(nina=AMPLE)
+        env = fake.remote_env("fake", "nina")
+        landed = {"before rclone ran": 0, "rclone running, no file done": 0}
+        for run in range(6):
+            src = os.path.join(self.work, "early-%d" % run)
+            if run % 2 == 0:  # many small files: a listing that takes a while
+                make_tree(src, 1500, seed=200 + run, min_size=1024, max_size=16 << 10, dirs=30)
+            else:  # fewer, larger, slowed files: none done for a while after rclone starts
+                make_tree(src, 40, seed=200 + run, min_size=256 << 10, max_size=1 << 20, dirs=4)
+            fake.set_delay(20)
+            p = self.start_stage(env, stage_args(self.shm, "media", "acct", src,
+                                                 "fake:early%d" % run, self.work))
+            if run % 2 == 0:
+                wait_for("the worker's SIGINT handler",
+                         lambda: _catches(p.pid, signal.SIGINT) or p.poll() is not None,
+                         timeout=30, step=0.0005)
+            else:
+                wait_for("rclone to start",
+                         lambda: child_named(p.pid, "rclone") or p.poll() is not None,
+                         timeout=60, step=0.001)
+            rclone_ran = child_named(p.pid, "rclone") is not None
+            nothing_done = (ledger_bytes(self.shm, "media", "acct") == 0
+                            and fake.accepted("nina") == 0)
+            self.assertIsNone(p.poll(), "the stage ended before the signal")
+            self.assertTrue(nothing_done, "run %d: a file was done before the signal" % run)
+            p.send_signal(signal.SIGINT)
+            landed["rclone running, no file done" if rclone_ran else "before rclone ran"] += 1
+            out, err = p.communicate(timeout=120)
+            fake.set_delay(0)
+            wait_for("uploads in flight to end", lambda: fake.truth()["in_progress"] == 0)
+            self.assertEqual(p.returncode, 5, "run %d: %s" % (run, err[-2000:]))
+            outcome = [json.loads(l) for l in out.splitlines() if l.startswith("{")]
+            self.assertTrue(outcome, err[-2000:])
+            self.assertEqual(outcome[-1]["result"], "interrupted", outcome[-1])
+            self.assertEqual(outcome[-1]["malformed_lines"], 0)
+            self.assertEqual(outcome[-1]["bytes"], self.assert_ledger_is_truth("nina"))
+        self.assertGreater(landed["before rclone ran"], 0, landed)
+        sys.stderr.write("\nearly SIGINT runs: %s\n" % landed)
+
+
+def _catches(pid, sig):
+    """Whether pid has a handler for sig (its SigCgt mask in /proc)."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("SigCgt:"):
+                    return bool(int(line.split()[1], 16) & (1 << (sig - 1)))
+    except FileNotFoundError:
+        pass
+    return False
 
 
 def _pgid_ok(pid):

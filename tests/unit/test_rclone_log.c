@@ -2,6 +2,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -627,6 +628,128 @@ Test(rclone_log, reader_rejects_a_limit_above_the_maximum_and_keeps_the_reader)
     cr_assert_eq(reader.max_line_bytes, 77);
     cr_assert_eq(rclone_log_reader_init(&reader, 0), 0);
     cr_assert_eq(reader.max_line_bytes, RCLONE_LOG_LINE_MAX_DEFAULT);
+}
+
+/* --- the 4 KiB boundary ----------------------------------------------------------------- */
+
+/* The reader's buffer starts at 4 KiB and doubles; a line of 4095, 4096 or 4097 bytes split by
+ * a read fills it one short, exactly, or one past. Lines are recorded whole, as delivered. */
+struct line_list {
+    size_t count;
+    char *lines[4];
+    size_t lens[4];
+};
+
+static void keep_line(void *ctx, const char *line, size_t len)
+{
+    struct line_list *l = ctx;
+    cr_assert_lt(l->count, 4, "more lines than the stream holds");
+    l->lines[l->count] = malloc(len ? len : 1);
+    cr_assert_not_null(l->lines[l->count]);
+    memcpy(l->lines[l->count], line, len);
+    l->lens[l->count++] = len;
+}
+
+static void line_list_clear(struct line_list *l)
+{
+    for (size_t i = 0; i < l->count; i++)
+        free(l->lines[i]);
+    l->count = 0;
+}
+
+static void assert_line_is(const struct line_list *got, size_t i, const char *want,
+                           size_t want_len, const char *what)
+{
+    cr_assert_eq(got->lens[i], want_len, "%s: line %zu is %zu bytes, not %zu", what, i,
+                 got->lens[i], want_len);
+    cr_assert_eq(memcmp(got->lines[i], want, want_len), 0, "%s: line %zu differs", what, i);
+}
+
+/* Feeds stream in up to three reads: [0, a), [a, b), [b, len). */
+static void feed_split(struct rclone_log_reader *reader, const char *stream, size_t len,
+                       size_t a, size_t b, struct line_list *got)
+{
+    const size_t cut[] = { 0, a, b, len };
+    for (int i = 0; i < 3; i++)
+        if (cut[i + 1] > cut[i])
+            cr_assert_eq(rclone_log_feed(reader, stream + cut[i], cut[i + 1] - cut[i],
+                                         keep_line, got), 0);
+    rclone_log_finish(reader, keep_line, got);
+}
+
+Test(rclone_log, lines_at_the_4_kib_boundary_are_whole_at_every_split_near_it)
+{
+    static const char lead[] = "{\"level\":\"info\",\"msg\":\"Copied (new)\",\"object\":\"lead.bin\"}\n";
+    static const char next[] = "{\"level\":\"info\",\"msg\":\"Copied (new)\",\"object\":\"next.bin\"}\n";
+    struct rclone_log_event *ev = new_event();
+    size_t checked = 0;
+    /* 4095..4097 bytes without the newline, and 4094..4096 without it (4095..4097 with). */
+    for (size_t size = 4094; size <= 4097; size++)
+    for (int json = 0; json <= 1; json++)
+    for (int with_lead = 0; with_lead <= 1; with_lead++) {
+        char *target = json ? padded_copied_line(size) : malloc(size + 1);
+        cr_assert_not_null(target);
+        if (!json) {
+            memset(target, 'x', size);
+            target[size] = '\n';
+        }
+        size_t lead_len = with_lead ? strlen(lead) : 0;
+        size_t len = lead_len + size + 1 + strlen(next);
+        char *stream = malloc(len);
+        cr_assert_not_null(stream);
+        memcpy(stream, lead, lead_len);
+        memcpy(stream + lead_len, target, size + 1);
+        memcpy(stream + lead_len + size + 1, next, strlen(next));
+        const size_t target_end = lead_len + size; /* offset of its newline */
+
+        /* Limits: the default, and one of exactly 4 KiB (the cap never outgrows it). */
+        static const size_t limits[] = { 0, 4096 };
+        for (size_t k = 0; k < 2; k++) {
+            size_t limit = limits[k] ? limits[k] : RCLONE_LOG_LINE_MAX_DEFAULT;
+            bool kept = size <= limit;
+            /* One cut at every offset within 40 bytes of the line's end and of 4096 bytes
+             * into the stream, alone and followed by a second cut 1..3 bytes later. */
+            for (size_t centre = 0; centre < 2; centre++)
+            for (size_t a = (centre ? 4096 : target_end) - 40;
+                 a <= (centre ? 4096 : target_end) + 40 && a < len; a++)
+            for (size_t gap = 0; gap <= 3; gap++) {
+                size_t b = a + gap < len ? a + gap : len;
+                char what[128];
+                snprintf(what, sizeof(what), "%zu-byte %s line%s, limit %zu, cuts %zu/%zu",
+                         size, json ? "Copied" : "plain", with_lead ? " after another" : "",
+                         limit, a, b);
+                struct rclone_log_reader reader;
+                cr_assert_eq(rclone_log_reader_init(&reader, limits[k]), 0);
+                struct line_list got = { 0 };
+                feed_split(&reader, stream, len, a, b, &got);
+                size_t want = (size_t)with_lead + kept + 1, i = 0;
+                cr_assert_eq(got.count, want, "%s: %zu lines, not %zu", what, got.count, want);
+                cr_assert_eq(reader.lines, want, "%s", what);
+                cr_assert_eq(reader.oversized_lines, kept ? 0 : 1, "%s", what);
+                cr_assert_leq(reader.buf_cap, limit, "%s: buffer of %zu", what, reader.buf_cap);
+                if (with_lead)
+                    assert_line_is(&got, i++, lead, strlen(lead) - 1, what);
+                if (kept) {
+                    assert_line_is(&got, i, target, size, what);
+                    enum rclone_log_kind kind = rclone_log_parse(got.lines[i], got.lens[i], ev);
+                    cr_assert_eq(kind, json ? RCLONE_LOG_COPIED : RCLONE_LOG_OTHER, "%s", what);
+                    if (json)
+                        cr_assert_str_eq(ev->object, "sub/f.bin", "%s", what);
+                    i++;
+                }
+                assert_line_is(&got, i, next, strlen(next) - 1, what);
+                cr_assert_eq(rclone_log_parse(got.lines[i], got.lens[i], ev), RCLONE_LOG_COPIED);
+                cr_assert_str_eq(ev->object, "next.bin", "%s", what);
+                line_list_clear(&got);
+                rclone_log_reader_free(&reader);
+                checked++;
+            }
+        }
+        free(stream);
+        free(target);
+    }
+    cr_assert_gt(checked, 4000);
+    free(ev);
 }
 
 /* xorshift64: the same garbage on every run, so a failure can be replayed */
