@@ -123,6 +123,7 @@ int flusher_run(const struct flusher_options *opt)
 	}
 	flusher_ledger = &l;
 	install_handlers();
+	ledger_file_keep_heap();
 	/* From here on it reads shared memory and writes files; nothing else. */
 	char err[256];
 	if (sandbox_enter(SANDBOX_FLUSHER, NULL, 0, err, sizeof(err)) < 0)

@@ -35,6 +35,10 @@ struct ledger_file {
 	struct ledger_file_row *rows;
 };
 
+/* For a process that renders snapshots again and again (the flusher, the dashboard): keeps
+ * freed memory in the process instead of giving it back to the kernel after each render. */
+void ledger_file_keep_heap(void);
+
 /* The JSON text of a snapshot; the caller frees it. NULL when out of memory. */
 char *ledger_file_render(const struct ledger_copy *c, long long written_at_ms);
 

@@ -22,6 +22,7 @@
 
 #include "dashboard.h"
 #include "dashboard_page.h"
+#include "ledger_file.h"
 #include "log.h"
 #include "sandbox.h"
 
@@ -832,6 +833,7 @@ int dashboard_serve(const struct config *c, const char *ledger_name, int ready_f
 	struct MHD_Daemon *mhd = NULL;
 	int listen_fd = -1, port = 0, rc = 1, attached = 0;
 	char err[256];
+	ledger_file_keep_heap(); /* every /api/state renders the whole ledger again */
 	const char *host = c->dashboard.host ? c->dashboard.host : CONFIG_DASHBOARD_HOST_DEFAULT;
 	d.refresh_seconds = c->dashboard.refresh_seconds > 0 ? c->dashboard.refresh_seconds :
 			    CONFIG_DASHBOARD_REFRESH_DEFAULT;

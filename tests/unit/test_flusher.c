@@ -337,3 +337,34 @@ Test(flusher, stage_only_changes_do_not_rewrite_the_file, .init = setup, .fini =
 	stop(pid, SIGTERM); /* the count follows the rename: read it once the flusher is done */
 	cr_assert_gt(atomic_load(&L.hdr->flush_count), writes);
 }
+
+/* With nothing to write, the flusher still says the file is current, at least once a second
+ * (its idle bound), without writing it: cplow_ledger_last_flush_age_seconds stays small for a
+ * live flusher whether or not uploads run, and grows only for a stuck or dead one. */
+Test(flusher, an_idle_flusher_keeps_the_last_flush_time_fresh_without_writing, .init = setup,
+     .fini = teardown, .timeout = 30)
+{
+	int32_t row;
+	cr_assert_eq(ledger_row_get(&L, "media", "sa1", &row), LEDGER_OK);
+	pid_t pid = start_flusher(20);
+	cr_assert_eq(ledger_add(&L, row, 10, ledger_now_ms()), LEDGER_OK);
+	cr_assert(wait_file_bytes("media", "sa1", 10, 5000));
+	cr_assert(wait_flusher_idle(5000));
+	uint64_t writes = atomic_load(&L.hdr->flush_count);
+	int64_t first = atomic_load(&L.hdr->flushed_at_ms);
+	/* Three idle bounds: the time must move on each (1 s apart, 500 ms of slack). */
+	int64_t last = first;
+	for (int i = 0; i < 3; i++) {
+		int64_t deadline = ledger_now_ms() + 1500;
+		while (atomic_load(&L.hdr->flushed_at_ms) == last && ledger_now_ms() < deadline) {
+			struct timespec ts = { 0, 10 * 1000 * 1000 };
+			nanosleep(&ts, NULL);
+		}
+		int64_t now_at = atomic_load(&L.hdr->flushed_at_ms);
+		cr_assert_gt(now_at, last, "idle bound %d: the last-flush time did not move", i);
+		last = now_at;
+	}
+	cr_assert_eq(atomic_load(&L.hdr->flush_count), writes, "an idle flusher wrote the file");
+	int st = stop(pid, SIGTERM);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d", st);
+}
