@@ -142,6 +142,24 @@ def unlink_shm(name):
         pass
 
 
+def one_account_config(src, **sections):
+    """cplow's config for one uploader moving src to fake1:/Media, its only account, with a
+    64 MiB quota; sections (e.g. dashboard=...) are added as they are."""
+    cfg = {
+        "core": {"dry_run": False},
+        "remotes": {"media": {
+            "upload_folder": src, "upload_remote": "fake1:/Media",
+            "rclone_command": "move", "remove_empty_dir_depth": 1,
+            "rclone_extras": {"--retries": 1, "--low-level-retries": 1}}},
+        "uploader": {"media": {"check_interval": 1, "max_size_gb": 0,
+                               "rotate_remotes": ["fake1"]}},
+        "quota": {"daily_bytes": 64 << 20, "min_free_bytes": 1,
+                  "continue_min_bytes": 256 << 10},
+    }
+    cfg.update(sections)
+    return cfg
+
+
 def drop_ledger(config):
     """Removes the shared ledger of the cplow run on config, if there is one."""
     state = subprocess.run([os.path.join(BUILD, "shm/cplow-inspect"), "--config", config,

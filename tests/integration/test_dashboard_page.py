@@ -20,7 +20,8 @@ import time
 import unittest
 import urllib.request
 
-from harness import FakeRemote, drop_ledger, free_port, make_tree, unlink_shm, wait_for
+from harness import (FakeRemote, drop_ledger, free_port, make_tree, one_account_config,
+                     unlink_shm, wait_for)
 
 BUILD = os.environ.get("CPLOW_BUILD_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
 CHROMIUM = "/usr/bin/chromium"
@@ -296,19 +297,9 @@ class RealUploadPage(unittest.TestCase):
         self.port = free_port()
         self.config = os.path.join(self.work, "config.json")
         with open(self.config, "w") as f:
-            json.dump({
-                "core": {"dry_run": False},
-                "remotes": {"media": {
-                    "upload_folder": self.src, "upload_remote": "fake1:/Media",
-                    "rclone_command": "move", "remove_empty_dir_depth": 1,
-                    "rclone_extras": {"--retries": 1, "--low-level-retries": 1}}},
-                "uploader": {"media": {"check_interval": 1, "max_size_gb": 0,
-                                       "rotate_remotes": ["fake1"]}},
-                "quota": {"daily_bytes": 64 << 20, "min_free_bytes": 1,
-                          "continue_min_bytes": 256 << 10},
-                "dashboard": {"enabled": True, "port": self.port, "token": self.TOKEN,
-                              "refresh_seconds": 1},
-            }, f)
+            json.dump(one_account_config(self.src, dashboard={
+                "enabled": True, "port": self.port, "token": self.TOKEN,
+                "refresh_seconds": 1}), f)
         self.proc = None
         self.browser = None
 

@@ -13,7 +13,7 @@ import tempfile
 import time
 import unittest
 
-from harness import BUILD, FakeRemote, drop_ledger, make_tree
+from harness import BUILD, FakeRemote, drop_ledger, make_tree, one_account_config
 
 CPLOW = os.path.join(BUILD, "supervisor/cplow")
 # One stage's live line: "media fake1: 3/40 files, 1.2 MiB/9.8 MiB, 1.0 MiB/s, ETA ..., quota left ..."
@@ -39,17 +39,7 @@ class Progress(unittest.TestCase):
     def setup_upload(self, count, seed):
         make_tree(self.src, count, seed, min_size=100 << 10, max_size=300 << 10)
         with open(self.config, "w") as f:
-            json.dump({
-                "core": {"dry_run": False},
-                "remotes": {"media": {
-                    "upload_folder": self.src, "upload_remote": "fake1:/Media",
-                    "rclone_command": "move", "remove_empty_dir_depth": 1,
-                    "rclone_extras": {"--retries": 1, "--low-level-retries": 1}}},
-                "uploader": {"media": {"check_interval": 1, "max_size_gb": 0,
-                                       "rotate_remotes": ["fake1"]}},
-                "quota": {"daily_bytes": 64 << 20, "min_free_bytes": 1,
-                          "continue_min_bytes": 256 << 10},
-            }, f)
+            json.dump(one_account_config(self.src), f)
 
     def upload_on_pty(self, *flags, timeout=300):
         """Runs cplow upload with its stdin, stdout and stderr on a pty; returns (everything
