@@ -2,8 +2,6 @@
 
 #include <errno.h>
 #include <signal.h>
-#include <stdbool.h>
-#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -56,24 +54,11 @@ static void sleep_ms(int64_t ms)
 	nanosleep(&ts, NULL); /* EINTR is the point: a signal ends the wait */
 }
 
-/* The rows the file holds: a change to stage slots only (a worker's stats every second, its
- * open files every 20 ms) bumps the generation but leaves the file's content as it is, and
- * rewriting it then cost the flusher most of its CPU during an upload. */
-struct written_rows {
-	struct ledger_row *rows;   /* row_capacity of them */
-	uint32_t count;
-	bool valid;
-};
-
-static bool rows_unchanged(const struct written_rows *w, const struct ledger_copy *copy)
-{
-	return w->valid && w->count == copy->row_count &&
-	       memcmp(w->rows, copy->rows, (size_t)copy->row_count * sizeof(*copy->rows)) == 0;
-}
-
-/* Returns 1 when it wrote the file, 0 when the file already held these rows, -1 on error. */
+/* Writes the file from a fresh copy; *written becomes the row_generation it holds. Only row
+ * writes move row_generation (stage slots, written many times a second, are not in the file),
+ * so the loop calls this only when the file's content changed. */
 static int flush_once(struct ledger *l, struct ledger_copy *copy, const char *path,
-		      struct written_rows *last, bool forced, uint64_t *written)
+		      uint64_t *written)
 {
 	char err[LEDGER_FILE_ERR_MAX];
 	int rc = ledger_read(l, copy, FLUSHER_READ_TIMEOUT_MS);
@@ -82,24 +67,15 @@ static int flush_once(struct ledger *l, struct ledger_copy *copy, const char *pa
 		ledger_note_flush(l, 0, 0, 0);
 		return -1;
 	}
-	if (!forced && rows_unchanged(last, copy)) {
-		ledger_note_flush_current(l, copy->generation, ledger_now_ms());
-		*written = copy->row_generation;
-		return 0;
-	}
 	int64_t now = ledger_now_ms();
 	if (ledger_file_write(copy, path, now, err, sizeof(err)) < 0) {
 		log_error("cannot write the ledger file: %s; the next flush writes a new one", err);
-		last->valid = false; /* the file may be gone: the next flush must write */
 		ledger_note_flush(l, 0, 0, 0);
 		return -1;
 	}
 	ledger_note_flush(l, copy->generation, now, 1);
 	*written = copy->row_generation;
-	memcpy(last->rows, copy->rows, (size_t)copy->row_count * sizeof(*copy->rows));
-	last->count = copy->row_count;
-	last->valid = true;
-	return 1;
+	return 0;
 }
 
 int flusher_run(const struct flusher_options *opt)
@@ -113,9 +89,7 @@ int flusher_run(const struct flusher_options *opt)
 		log_error("cannot attach the ledger %s: %s", opt->ledger_name, ledger_strerror(rc));
 		return 1;
 	}
-	struct written_rows last = { .rows = NULL };
-	if (ledger_copy_init(&l, &copy) != LEDGER_OK ||
-	    !(last.rows = calloc(copy.row_capacity ? copy.row_capacity : 1, sizeof(*last.rows)))) {
+	if (ledger_copy_init(&l, &copy) != LEDGER_OK) {
 		log_error("out of memory for a ledger copy");
 		ledger_copy_free(&copy);
 		ledger_detach(&l);
@@ -151,21 +125,16 @@ int flusher_run(const struct flusher_options *opt)
 			sleep_ms(due);
 			continue; /* re-check stop and the clock */
 		}
-		bool forced = flusher_now;
 		flusher_now = 0;
-		int64_t started = ledger_now_ms();
-		int wrote = flush_once(&l, &copy, opt->cache_path, &last, forced, &written);
-		last_ok = wrote >= 0;
-		if (wrote != 0)
-			last_write_ms = started; /* a check that wrote nothing does not delay a write */
+		last_write_ms = ledger_now_ms();
+		last_ok = flush_once(&l, &copy, opt->cache_path, &written) == 0;
 		if (!last_ok)
 			written = (uint64_t)-1; /* retry after the interval even with no change */
 	}
 	/* Always one final write: a stop signal right after a change loses nothing, and a file
 	 * removed while only stage slots changed (so nothing rewrote it) is there again. */
-	last_ok = flush_once(&l, &copy, opt->cache_path, &last, true, &written) >= 0;
+	last_ok = flush_once(&l, &copy, opt->cache_path, &written) == 0;
 	flusher_ledger = NULL;
-	free(last.rows);
 	ledger_copy_free(&copy);
 	ledger_detach(&l);
 	return last_ok ? 0 : 1;

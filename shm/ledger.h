@@ -333,8 +333,9 @@ void ledger_wait_change(struct ledger *l, uint64_t seen, int timeout_ms);
 /* Makes a waiter in ledger_wait_change return; async-signal-safe. */
 void ledger_wake(struct ledger *l);
 void ledger_note_flush(struct ledger *l, uint64_t generation, int64_t at_ms, int ok);
-/* The file already holds this generation's rows (only stage slots changed): nothing written,
- * but the file is as current as a write would have made it (the last-flush age stays small). */
+/* The file already holds every row as of this generation (only stage slots changed since, or
+ * nothing): no write, but the last-flush time moves on, so its age stays small while the
+ * flusher lives. */
 void ledger_note_flush_current(struct ledger *l, uint64_t generation, int64_t at_ms);
 
 int64_t ledger_now_ms(void);

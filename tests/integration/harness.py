@@ -160,6 +160,39 @@ def one_account_config(src, **sections):
     return cfg
 
 
+class DashboardFill:
+    """tests/tools/dashboard_fill: the real dashboard role on a ledger it fills; step() moves
+    the ledger on, stop() ends both and returns the exit status."""
+
+    def __init__(self, shm, *args):
+        tool = os.path.join(BUILD, "tests", "dashboard_fill")
+        if not os.access(tool, os.X_OK):
+            raise AssertionError("%s is not built" % tool)
+        self.proc = subprocess.Popen([tool, shm] + list(args), stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+        self.port = self.proc.stdout.readline().strip()
+        if not self.port.isdigit():
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError("dashboard_fill did not report a port: %r" % self.port)
+
+    def step(self):
+        self.proc.stdin.write("step\n")
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline().strip()
+
+    def stop(self):
+        self.proc.stdout.close()
+        try:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.close()
+            return self.proc.wait(timeout=20)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+
+
 def drop_ledger(config):
     """Removes the shared ledger of the cplow run on config, if there is one."""
     state = subprocess.run([os.path.join(BUILD, "shm/cplow-inspect"), "--config", config,

@@ -20,7 +20,7 @@ import time
 import unittest
 import urllib.request
 
-from harness import (FakeRemote, drop_ledger, free_port, make_tree, one_account_config,
+from harness import (DashboardFill, FakeRemote, drop_ledger, free_port, make_tree, one_account_config,
                      unlink_shm, wait_for)
 
 BUILD = os.environ.get("CPLOW_BUILD_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
@@ -92,27 +92,15 @@ class DashboardPage(unittest.TestCase):
         if not os.access(CHROMIUM, os.X_OK):
             raise AssertionError("Chromium is not installed (%s): apt-get install -y chromium; "
                                  "this test cannot pass without it" % CHROMIUM)
-        tool = os.path.join(BUILD, "tests", "dashboard_fill")
-        if not os.access(tool, os.X_OK):
-            raise AssertionError("%s is not built" % tool)
         cls.profile = tempfile.mkdtemp(prefix="cplow-chromium-")
-        cls.proc = subprocess.Popen([tool, "/cplow-test-page-%d" % os.getpid(), TOKEN],
-                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        port = cls.proc.stdout.readline().strip()
-        if not port.isdigit():
-            cls.proc.kill()
-            raise AssertionError("dashboard_fill did not report a port: %r" % port)
-        cls.url = "http://127.0.0.1:%s/?token=%s" % (port, TOKEN)
+        cls.fill = DashboardFill("/cplow-test-page-%d" % os.getpid(), TOKEN)
+        cls.url = "http://127.0.0.1:%s/?token=%s" % (cls.fill.port, TOKEN)
 
     @classmethod
     def tearDownClass(cls):
         try:
-            cls.proc.stdin.write("quit\n")
-            cls.proc.stdin.close()
-            rc = cls.proc.wait(timeout=20)
+            rc = cls.fill.stop()
         finally:
-            if cls.proc.poll() is None:
-                cls.proc.kill()
             shutil.rmtree(cls.profile, ignore_errors=True)
         if rc != 0:
             raise AssertionError("dashboard_fill (and the role) ended with %d" % rc)
@@ -132,9 +120,7 @@ class DashboardPage(unittest.TestCase):
         return dom
 
     def step(self):
-        self.proc.stdin.write("step\n")
-        self.proc.stdin.flush()
-        self.assertEqual(self.proc.stdout.readline().strip(), "ok")
+        self.assertEqual(self.fill.step(), "ok")
 
     def assert_account(self, dom, name, colour, pct, status):
         row = dom.accounts.get(name)

@@ -9,7 +9,7 @@ import subprocess
 import unittest
 import urllib.request
 
-from harness import BUILD
+from harness import DashboardFill
 
 PROMTOOL = os.environ.get("CPLOW_PROMTOOL",
                           os.path.join(os.environ.get("CPLOW_TOOLS_DIR", "/var/cache/cplow-tools"),
@@ -22,28 +22,11 @@ class MetricsPromtool(unittest.TestCase):
             raise AssertionError("promtool is not at %s: run scripts/setup (it extracts it from "
                                  "Debian's prometheus package); this test cannot pass without it"
                                  % PROMTOOL)
-        tool = os.path.join(BUILD, "tests", "dashboard_fill")
-        self.assertTrue(os.access(tool, os.X_OK), "%s is not built" % tool)
-        self.proc = subprocess.Popen([tool, "/cplow-test-promtool-%d" % os.getpid(),
-                                      "--odd-names"],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        port = self.proc.stdout.readline().strip()
-        if not port.isdigit():
-            self.proc.kill()
-            self.proc.wait()
-            raise AssertionError("dashboard_fill did not report a port: %r" % port)
-        self.base = "http://127.0.0.1:%s" % port
+        self.fill = DashboardFill("/cplow-test-promtool-%d" % os.getpid(), "--odd-names")
+        self.base = "http://127.0.0.1:%s" % self.fill.port
 
     def tearDown(self):
-        self.proc.stdout.close()
-        try:
-            self.proc.stdin.write("quit\n")
-            self.proc.stdin.close()
-            rc = self.proc.wait(timeout=20)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
+        rc = self.fill.stop()
         self.assertEqual(rc, 0, "dashboard_fill (and the role) ended with %d" % rc)
 
     def metrics(self):
@@ -68,9 +51,7 @@ class MetricsPromtool(unittest.TestCase):
         rc, out = self.promtool_check(body)
         self.assertEqual((rc, out.strip()), (0, ""), "promtool complained:\n" + out + "\n" + text)
         # After the ledger moves, still clean.
-        self.proc.stdin.write("step\n")
-        self.proc.stdin.flush()
-        self.assertEqual(self.proc.stdout.readline().strip(), "ok")
+        self.assertEqual(self.fill.step(), "ok")
         rc, out = self.promtool_check(self.metrics())
         self.assertEqual((rc, out.strip()), (0, ""), "promtool complained:\n" + out)
 
