@@ -22,6 +22,7 @@
 
 #include "dashboard.h"
 #include "dashboard_page.h"
+#include "lazy_mhd.h"
 #include "ledger_file.h"
 #include "log.h"
 #include "sandbox.h"
@@ -29,6 +30,7 @@
 #define DASH_READ_TIMEOUT_MS 200
 #define DASH_COPY_MAX_AGE_MS 1000  /* heartbeat and flush times live outside the generation */
 #define DASH_CONNECTIONS_MAX 512
+#define DASH_NICE 10             /* see dashboard_serve */
 #define DASH_CONNECTION_TIMEOUT_S 10
 #define DASH_LISTEN_BACKLOG 1024
 #define DASH_GIB 1073741824.0
@@ -833,6 +835,12 @@ int dashboard_serve(const struct config *c, const char *ledger_name, int ready_f
 	struct MHD_Daemon *mhd = NULL;
 	int listen_fd = -1, port = 0, rc = 1, attached = 0;
 	char err[256];
+	/* The dashboard is for people and scrapers, never worth a moment of an upload: at a lower
+	 * priority it runs on what rclone and the worker leave (its start-up, ~10 ms of loading
+	 * libmicrohttpd, used to hold a first stage's rclone back by as much on two cores).
+	 * Unprivileged, this cannot be undone, and need not be. */
+	if (setpriority(PRIO_PROCESS, 0, DASH_NICE) < 0)
+		log_debug("cannot lower the dashboard's priority: %s", strerror(errno));
 	ledger_file_keep_heap(); /* every /api/state renders the whole ledger again */
 	const char *host = c->dashboard.host ? c->dashboard.host : CONFIG_DASHBOARD_HOST_DEFAULT;
 	d.refresh_seconds = c->dashboard.refresh_seconds > 0 ? c->dashboard.refresh_seconds :
@@ -862,6 +870,10 @@ int dashboard_serve(const struct config *c, const char *ledger_name, int ready_f
 	listen_fd = listen_on(host, c->dashboard.port, &port);
 	if (listen_fd < 0)
 		goto out;
+	if (lazy_mhd_load(err, sizeof(err)) < 0) {
+		log_error("%s", err);
+		goto out;
+	}
 	mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_USE_TURBO, 0, NULL, NULL,
 			       on_request, &d,
 			       MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, /* first, or MHD warns */

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lazy_curl.h"
+
 struct sink {
 	struct http_response *out;
 	size_t cap;
@@ -56,6 +58,11 @@ int http_client_request(const struct http_request *rq, struct http_response *out
 	int rc = -1;
 	memset(out, 0, sizeof(*out));
 	http_client_shown_url(rq->url, shown, sizeof(shown));
+	char why[256];
+	if (lazy_curl_load(why, sizeof(why)) < 0) {
+		snprintf(err, err_len, "%s: %s", shown, why);
+		return -1;
+	}
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		snprintf(err, err_len, "%s: cannot initialise libcurl", shown);
 		return -1;

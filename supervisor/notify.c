@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lazy_curl.h"
 #include "log.h"
 #include "procs.h"
 #include "sandbox.h"
@@ -657,6 +658,11 @@ int notify_run(const struct config *c, int read_fd)
 	sigaction(SIGINT, &sa, NULL);
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL); /* OpenSSL writes without MSG_NOSIGNAL */
+	char why[256];
+	if (lazy_curl_load(why, sizeof(why)) < 0) {
+		log_error("%s", why);
+		return 1;
+	}
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		log_error("cannot initialise libcurl");
 		return 1;

@@ -1022,9 +1022,6 @@ static void loop(struct sup *s)
 		notify_tick(&s->ledger);
 		if (s->flusher == 0 && !s->stopping && now >= s->flusher_backoff.restart_at_ms)
 			start_flusher(s);
-		if (s->cfg.dashboard.enabled && s->dashboard == 0 && !s->stopping &&
-		    now >= s->dashboard_backoff.restart_at_ms)
-			start_dashboard(s);
 		plex_role_keep(&s->plex, &s->cfg, s->ledger_name, s->lock_fd, s->stopping);
 		if (s->reload_pending && running_workers(s) == 0) {
 			char err[CONFIG_ERR_MAX];
@@ -1039,6 +1036,11 @@ static void loop(struct sup *s)
 			release_dead_slots(s, false);
 			schedule_uploads(s);
 		}
+		/* After the stages: loading libmicrohttpd and GnuTLS takes the dashboard ~10 ms of
+		 * CPU, which on two cores delayed a first stage's rclone by as much. */
+		if (s->cfg.dashboard.enabled && s->dashboard == 0 && !s->stopping &&
+		    now >= s->dashboard_backoff.restart_at_ms)
+			start_dashboard(s);
 		if (running_workers(s) == 0 && !s->reload_pending)
 			downloaders_resume(&s->downloaders);
 		if (running_workers(s) == 0 &&

@@ -14,6 +14,8 @@
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 
+#include "lazy_curl.h"
+
 _Static_assert(sizeof(((struct rc_client *)0)->curl_error) == CURL_ERROR_SIZE,
                "curl_error must be CURL_ERROR_SIZE bytes");
 
@@ -252,6 +254,11 @@ int rc_client_init(struct rc_client *c, const char *base_url, const char *user, 
         return RC_CLIENT_ERR_INVALID;
     }
     c->timeout_ms = timeout_ms > 0 ? timeout_ms : RC_CLIENT_TIMEOUT_MS_DEFAULT;
+    char load_err[256];
+    if (lazy_curl_load(load_err, sizeof(load_err)) < 0) {
+        set_error(c, "rc_client: %s", load_err);
+        return RC_CLIENT_ERR_CURL;
+    }
     int rc = set_base_url(c, base_url);
     if (rc < 0)
         return rc;

@@ -22,10 +22,8 @@ int reconcile_prepare(struct reconcile *rc, const struct rclone_cmd *lsjson,
 	memset(rc, 0, sizeof(*rc));
 	snprintf(rc->files_from, sizeof(rc->files_from), "%s", files_from);
 	for (int i = 0; i < RECONCILE_ROUNDS; i++) {
-		if (rclone_proc_defer(lsjson, STDOUT_FILENO, &rc->rounds[i]) < 0) {
-			reconcile_cancel(rc);
-			return -1;
-		}
+		if (rclone_proc_defer(lsjson, STDOUT_FILENO, &rc->rounds[i]) < 0)
+			return -1; /* the rounds forked so far stay usable */
 		rc->prepared = i + 1;
 	}
 	return 0;

@@ -55,7 +55,8 @@ struct reconcile_result {
 	int rounds;           /* checks it took */
 };
 
-/* Forks the rounds' `rclone lsjson --files-from-raw files_from` processes, idle until used. */
+/* Forks the rounds' `rclone lsjson --files-from-raw files_from` processes, idle until used.
+ * -1 with errno if a fork failed; rc->prepared says how many are there. */
 int reconcile_prepare(struct reconcile *rc, const struct rclone_cmd *lsjson,
 		      const char *files_from);
 

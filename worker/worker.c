@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "ledger.h"
+#include "lazy_curl.h"
 #include "log.h"
 #include "rc_client.h"
 #include "rclone_cmd.h"
@@ -30,6 +31,8 @@
 #define WORKER_STOP_GRACE_MS 10000
 #define WORKER_READ_CHUNK 65536
 #define MAX_TRANSFER_TEXT "max transfer limit reached"
+/* rclone says its first words ~100 ms after its exec; see worker_run. */
+#define WORKER_FIRST_OUTPUT_WAIT_MS 1000
 /* How stale the slot's record of opened files may get: a worker killed in this window can
  * leave a file that arrived whole unknown to the supervisor. */
 #define WORKER_DRAIN_MS 20
@@ -593,14 +596,10 @@ enum stage_result worker_run(const struct stage_spec *spec, struct stage_outcome
 	}
 	if (prepare(w, err, sizeof(err)) < 0)
 		goto out;
-	/* Everything that forks happens first: rclone and the in-flight check's rclones are
-	 * forked now and wait for their go (rclone's after the listing, which comes first). */
+	/* rclone is forked now, while the worker is small, and waits for its go until the listing
+	 * (which must come first) is done. */
 	if (rclone_proc_defer(&w->cmd, STDERR_FILENO, &w->proc) < 0) {
 		w->proc.pid = -1;
-		snprintf(err, sizeof(err), "cannot fork: %s", strerror(errno));
-		goto out;
-	}
-	if (reconcile_prepare(&w->reconcile, &w->ls_cmd, w->files_from) < 0) {
 		snprintf(err, sizeof(err), "cannot fork: %s", strerror(errno));
 		goto out;
 	}
@@ -622,11 +621,25 @@ enum stage_result worker_run(const struct stage_spec *spec, struct stage_outcome
 	log_info("stage %d started: %s %s → %s (%zu files, %lld bytes)", spec->stage_number,
 		 spec->command, spec->source, spec->destination, w->source.file_count,
 		 (long long)w->source.total_bytes);
+	/* What remains before the sandbox (which forbids forking and what the dynamic loader
+	 * does) waits until rclone has something to say: done at once it competed with rclone's
+	 * exec for a CPU (~7 ms of forks and ~10 ms of loading libcurl on a small VM), and
+	 * nothing rclone wrote is read before the sandbox is on. The in-flight check's rclones
+	 * wait for their go until rclone ends. */
+	struct pollfd first = { w->proc.out_fd, POLLIN, 0 };
+	poll(&first, 1, WORKER_FIRST_OUTPUT_WAIT_MS); /* a signal ends it too: the loop acts */
+	if (reconcile_prepare(&w->reconcile, &w->ls_cmd, w->files_from) < 0)
+		log_warn("cannot fork the in-flight check (%s): only %d of its %d rounds will run, "
+			 "and if this stage is cut short the files in flight may go uncounted",
+			 strerror(errno), w->reconcile.prepared, RECONCILE_ROUNDS);
+	/* If it fails, the RC client says so when rclone's RC is up. */
+	lazy_curl_load(NULL, 0);
 	if (spec->sandbox) {
 		pid_t pids[1 + RECONCILE_ROUNDS] = { w->proc.pid };
-		for (int i = 0; i < RECONCILE_ROUNDS; i++)
+		for (int i = 0; i < w->reconcile.prepared; i++)
 			pids[1 + i] = w->reconcile.rounds[i].pid;
-		if (sandbox_enter(SANDBOX_WORKER, pids, 1 + RECONCILE_ROUNDS, err, sizeof(err)) < 0) {
+		if (sandbox_enter(SANDBOX_WORKER, pids, 1 + (size_t)w->reconcile.prepared, err,
+				  sizeof(err)) < 0) {
 			/* No seccomp at all is what the flusher and dashboard also run without; a
 			 * filter that failed to load otherwise is a broken install. */
 			if (errno == ENOSYS || errno == EINVAL) {
