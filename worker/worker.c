@@ -219,9 +219,14 @@ static void worker_on_line(void *ctx, const char *line, size_t len)
 			 ev->message);
 		break;
 	case RCLONE_LOG_RC_SERVING:
-		if (!w->rc_ready && rc_client_init(&w->rc, ev->rc_url, w->rc_user, w->rc_pass,
-						   WORKER_RC_TIMEOUT_MS) == 0)
+		if (w->rc_ready)
+			break;
+		if (rc_client_init(&w->rc, ev->rc_url, w->rc_user, w->rc_pass,
+				   WORKER_RC_TIMEOUT_MS) == 0)
 			w->rc_ready = 1;
+		else
+			log_warn("%s; this stage uploads and counts as always, without live speed "
+				 "or ETA", w->rc.error);
 		break;
 	case RCLONE_LOG_MALFORMED:
 		w->out->malformed_lines++;
