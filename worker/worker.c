@@ -16,6 +16,7 @@
 #include "ledger.h"
 #include "lazy_curl.h"
 #include "log.h"
+#include "log_rate.h"
 #include "rc_client.h"
 #include "rclone_cmd.h"
 #include "rclone_log.h"
@@ -36,13 +37,6 @@
 /* How stale the slot's record of opened files may get: a worker killed in this window can
  * leave a file that arrived whole unknown to the supervisor. */
 #define WORKER_DRAIN_MS 20
-/* At full speed rclone writes a line every few hundred microseconds, and a wake-up per line
- * cost this worker more CPU than the accounting itself (2 cores, ~40 us a wake-up on a VM).
- * While lines come faster than one per millisecond, the pipe is read at most every
- * WORKER_BATCH_US instead: a few files per read, each counted at most that much later. A
- * remote's pace (tens of files a second) never batches. */
-#define WORKER_BATCH_US 2000
-#define WORKER_BURST_BYTES_PER_MS 200 /* about one log line a millisecond */
 
 struct worker {
 	const struct stage_spec *spec;
@@ -74,8 +68,7 @@ struct worker {
 	uint32_t bwlimit_seen;         /* the last bandwidth request applied */
 	int64_t last_drain_ms;
 	bool watch_pending;            /* the watch has events, not drained yet */
-	int64_t last_read_us;          /* monotonic time of the last read that got data */
-	int64_t read_rate;             /* bytes per ms of rclone's log, smoothed */
+	struct log_rate read_rate;     /* whether rclone's log is read in batches */
 	bool saw_max_transfer;         /* rclone said it reached --max-transfer */
 };
 
@@ -290,22 +283,9 @@ static int read_rclone(struct worker *w, char *buf)
 		return errno == EINTR || errno == EAGAIN ? 1 : 0;
 	if (n == 0)
 		return 0;
-	int64_t now = mono_us(), gap = now - w->last_read_us;
-	if (gap < 1)
-		gap = 1;
-	w->read_rate = (w->read_rate * 3 + (int64_t)n * 1000 / gap) / 4;
-	w->last_read_us = now;
+	log_rate_note(&w->read_rate, (size_t)n, mono_us());
 	rclone_log_feed(&w->reader, buf, (size_t)n, worker_on_line, w);
 	return 1;
-}
-
-/* Microseconds until the pipe is read again while lines come in a burst; 0 otherwise. */
-static int64_t batch_wait_us(const struct worker *w)
-{
-	if (w->read_rate < WORKER_BURST_BYTES_PER_MS)
-		return 0;
-	int64_t left = w->last_read_us + WORKER_BATCH_US - mono_us();
-	return left > 0 ? left : 0;
 }
 
 /* Files rclone has opened go into the stage slot, where the supervisor finds them should this
@@ -355,7 +335,7 @@ static void run_loop(struct worker *w)
 		 * it costs no wake-up at all. */
 		int64_t now = ledger_now_ms();
 		int watching = w->watch_fd >= 0 && !w->watch_pending;
-		int64_t batch_us = batch_wait_us(w);
+		int64_t batch_us = log_rate_batch_wait_us(&w->read_rate, mono_us());
 		/* While batching, the pipe sits out this poll (a negative fd is ignored). */
 		struct pollfd fds[3] = {
 			{ batch_us ? -1 : w->proc.out_fd, POLLIN, 0 },
