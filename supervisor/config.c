@@ -957,13 +957,14 @@ static int check_directory(struct ctx *x, const char *path, const char *dir)
 /* --- core ------------------------------------------------------------------------------ */
 
 static const char *const core_keys[] = { "dry_run", "rclone_binary_path", "rclone_config_path",
-					 NULL };
+					 "rclone_nice", NULL };
 
 static int parse_core(struct ctx *x, const cJSON *root)
 {
 	struct config_core *core = &x->c->core;
 	if (!(core->rclone_binary_path = dup_or_fail(x, CONFIG_RCLONE_BINARY_DEFAULT)))
 		return -1;
+	core->rclone_nice = CONFIG_RCLONE_NICE_DEFAULT;
 	const cJSON *o = get(root, "core");
 	if (!o)
 		return 0;
@@ -973,6 +974,13 @@ static int parse_core(struct ctx *x, const cJSON *root)
 	    get_string(x, o, "core", "rclone_binary_path", &core->rclone_binary_path) < 0 ||
 	    get_path(x, o, "core", "rclone_config_path", &core->rclone_config_path) < 0)
 		return -1;
+	long long nice_value;
+	bool nice_set;
+	if (get_int(x, o, "core", "rclone_nice", 0, CONFIG_RCLONE_NICE_MAX,
+		    "an integer from 0 to 19", &nice_value, &nice_set) < 0)
+		return -1;
+	if (nice_set)
+		core->rclone_nice = (int)nice_value;
 	return 0;
 }
 
@@ -2716,6 +2724,7 @@ static cJSON *build(struct out *o, const struct config *c)
 		add(o, core, "dry_run", cJSON_CreateBool(c->core.dry_run));
 		add(o, core, "rclone_binary_path", str_or_null(c->core.rclone_binary_path));
 		add(o, core, "rclone_config_path", str_or_null(c->core.rclone_config_path));
+		add(o, core, "rclone_nice", cJSON_CreateNumber(c->core.rclone_nice));
 	}
 	cJSON *remotes = add(o, root, "remotes", cJSON_CreateObject());
 	for (size_t i = 0; remotes && i < c->remote_count; i++)

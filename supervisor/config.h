@@ -102,6 +102,9 @@
 #define CONFIG_FILE_MAX ((size_t)1 << 20)
 
 #define CONFIG_RCLONE_BINARY_DEFAULT "/usr/bin/rclone"
+/* rclone runs this much nicer than cplow: see core.rclone_nice in the README. */
+#define CONFIG_RCLONE_NICE_DEFAULT 5
+#define CONFIG_RCLONE_NICE_MAX 19
 #define CONFIG_CHECK_INTERVAL_DEFAULT 30       /* minutes */
 #define CONFIG_MAX_SIZE_GB_DEFAULT 200.0
 #define CONFIG_MIN_FREE_BYTES_DEFAULT 1073741824LL        /* 1 GiB of 750 */
@@ -133,6 +136,7 @@ struct config_core {
 	bool dry_run;
 	char *rclone_binary_path;
 	char *rclone_config_path;     /* NULL: rclone's own default */
+	int rclone_nice;              /* added to rclone's nice value, 0..19 */
 };
 
 /* remotes.<name>. The arrays are in the shapes a stage_spec takes; their strings are owned

@@ -375,6 +375,7 @@ static int build_stage(struct sup *s, struct up *up, const struct plan *p, char 
 	spec->account = a->name;
 	spec->ledger_name = s->ledger_name;
 	spec->rclone_binary = s->cfg.core.rclone_binary_path;
+	spec->rclone_nice = s->cfg.core.rclone_nice;
 	spec->rclone_config = s->cfg.core.rclone_config_path;
 	spec->command = config_command_name(r->rclone_command);
 	spec->source = r->upload_folder;

@@ -169,6 +169,7 @@ int rclone_cmd_build(const struct stage_spec *spec, const char *rc_user, const c
 {
 	struct strvec argv = { 0 }, env = { 0 };
 	memset(out, 0, sizeof(*out));
+	out->nice = spec->rclone_nice; /* the stage's rclone; its lsjson checks keep ours */
 	if (!spec->command || (strcmp(spec->command, "move") != 0 && strcmp(spec->command, "copy") != 0)) {
 		snprintf(err, err_len, "rclone command must be move or copy, not %s",
 			 spec->command ? spec->command : "(none)");

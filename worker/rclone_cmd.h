@@ -18,6 +18,7 @@ struct rclone_cmd {
 	char **envp;                   /* NULL-terminated */
 	char exclude_file[PATH_MAX];   /* "" when there are no excludes */
 	size_t argc, envc;
+	int nice;                      /* added to the nice value before the exec */
 };
 
 /*

@@ -39,6 +39,9 @@ static void child_exec(const struct rclone_cmd *cmd)
 	/* rclone needs stdin, stdout and stderr only; libraries (libcurl's wake-up pair) leave
 	 * descriptors without close-on-exec. */
 	close_range(3, ~0U, 0);
+	/* Failing (a limit that forbids it) leaves rclone at the worker's priority: harmless. */
+	if (cmd->nice > 0 && nice(cmd->nice) == -1)
+		errno = 0;
 	execve(cmd->argv[0], cmd->argv, cmd->envp);
 	_exit(127);
 }

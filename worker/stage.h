@@ -29,6 +29,7 @@ struct stage_spec {
 	const char *ledger_name;      /* shm object */
 
 	const char *rclone_binary;    /* /usr/bin/rclone */
+	int rclone_nice;              /* added to rclone's nice value before its exec */
 	const char *rclone_config;    /* passed as --config=; NULL: rclone's default */
 	const char *command;          /* "move" or "copy" */
 	const char *source;           /* local folder */

@@ -627,15 +627,48 @@ class SandboxLiveTest(SupervisorTest):
         self.assertEqual(run.wait(120), 0, run.log()[-4000:])
 
 
-class LibrariesTest(SupervisorTest):
+class LibrariesAndPrioritiesTest(SupervisorTest):
     """libcurl and libmicrohttpd are loaded by the processes that use them, when they need them
-    (worker/lazy_curl.c, supervisor/lazy_mhd.c): not by cplow's start, not in every role."""
+    (worker/lazy_curl.c, supervisor/lazy_mhd.c): not by cplow's start, not in every role. And
+    rclone and the dashboard run nicer than the worker and the flusher, whose wake-ups are the
+    accounting."""
 
     def mapped(self, pid):
         """{"curl", "mhd"} as far as /proc/<pid>/maps shows those libraries in the process."""
         maps = _read("/proc/%d/maps" % pid) or ""
         return {name for name, soname in (("curl", "libcurl.so.4"),
                                           ("mhd", "libmicrohttpd.so.12")) if soname in maps}
+
+    def roles(self, run):
+        """(worker, its rclone, dashboard, flusher) of a running upload with a dashboard."""
+        found = wait_for("a worker with its rclone", lambda: self.worker_of(run.pid))
+        worker = found[0]
+
+        def others():
+            kids = [c for c in children(run.pid) if comm(c) == "cplow" and alive(c)]
+            listening = [c for c in kids if c != worker and any(
+                os.readlink("/proc/%d/fd/%s" % (c, fd)).startswith("socket:")
+                for fd in os.listdir("/proc/%d/fd" % c))]
+            rest = [c for c in kids if c != worker and c not in listening]
+            return (listening[0], rest[0]) if len(listening) == 1 and len(rest) == 1 else None
+        dashboard, flusher = wait_for("the dashboard and the flusher", others)
+        return worker, found[1], dashboard, flusher
+
+    def start_slow_upload(self, seed, **core):
+        self.tree(seed=seed)
+        cfg = self.config_dict()
+        cfg["core"].update(core)
+        cfg["dashboard"] = {"enabled": True, "port": free_port()}
+        cfg = self.write_config(cfg)
+        self.fake.set_delay(SLOW_MS)
+        run = self.cplow(cfg, "upload")
+        self.wait_uploading(cfg, run)
+        return cfg, run
+
+    def finish(self, cfg, run):
+        self.fake.set_delay(0)
+        self.assertEqual(run.wait(120), 0, run.log()[-4000:])
+        self.assert_equals_truth(self.ledger(cfg), "the ledger")
 
     def test_the_binaries_do_not_link_them_and_each_role_maps_only_what_it_uses(self):
         for binary in (CPLOW, INSPECT):
@@ -644,38 +677,26 @@ class LibrariesTest(SupervisorTest):
             self.assertIn("libc.so.6", needed)
             for soname in ("libcurl", "libmicrohttpd"):
                 self.assertNotIn(soname, needed, "%s links %s" % (binary, soname))
-        self.tree(seed=16)
-        cfg = self.config_dict()
-        cfg["dashboard"] = {"enabled": True, "port": free_port()}
-        cfg = self.write_config(cfg)
-        self.fake.set_delay(SLOW_MS)
-        run = self.cplow(cfg, "upload")
-        self.wait_uploading(cfg, run)
-        worker = wait_for("a worker with its rclone", lambda: self.worker_of(run.pid))[0]
-        # The dashboard is the other child holding a socket; the flusher the one left.
-        def roles():
-            kids = [c for c in children(run.pid) if comm(c) == "cplow" and alive(c)]
-            listening = [c for c in kids if c != worker and any(
-                os.readlink("/proc/%d/fd/%s" % (c, fd)).startswith("socket:")
-                for fd in os.listdir("/proc/%d/fd" % c))]
-            rest = [c for c in kids if c != worker and c not in listening]
-            return (listening[0], rest[0]) if len(listening) == 1 and len(rest) == 1 else None
-        dashboard, flusher = wait_for("the dashboard and the flusher", roles)
-        # The worker loads libcurl for rclone's RC once rclone speaks; wait for its stats.
+        cfg, run = self.start_slow_upload(16)
+        worker, _, dashboard, flusher = self.roles(run)
+        # The worker loads libcurl for rclone's RC once rclone speaks.
         wait_for("the worker to map libcurl", lambda: "curl" in self.mapped(worker))
         self.assertEqual(self.mapped(worker), {"curl"})
         self.assertEqual(self.mapped(dashboard), {"mhd"})
         self.assertEqual(self.mapped(flusher), set())
         self.assertEqual(self.mapped(run.pid), set())
-        # The dashboard runs on what the upload leaves: nice 10 (field 19 of stat), the rest
-        # at cplow's own priority.
+        self.finish(cfg, run)
+
+    def test_rclone_runs_core_rclone_nice_below_cplow_and_the_dashboard_at_nice_10(self):
+        cfg, run = self.start_slow_upload(18, rclone_nice=7)
+        worker, rclone, dashboard, flusher = self.roles(run)
         nice = lambda pid: int(_read("/proc/%d/stat" % pid).rsplit(")", 1)[1].split()[16])
-        self.assertEqual(nice(dashboard), nice(run.pid) + 10)
-        self.assertEqual(nice(worker), nice(run.pid))
-        self.assertEqual(nice(flusher), nice(run.pid))
-        self.fake.set_delay(0)
-        self.assertEqual(run.wait(120), 0, run.log()[-4000:])
-        self.assert_equals_truth(self.ledger(cfg), "the ledger")
+        base = nice(run.pid)
+        self.assertEqual(nice(rclone), min(base + 7, 19))
+        self.assertEqual(nice(dashboard), min(base + 10, 19))
+        self.assertEqual(nice(worker), base)
+        self.assertEqual(nice(flusher), base)
+        self.finish(cfg, run)
 
     def test_without_the_libraries_an_upload_still_counts_exactly_and_the_log_names_them(self):
         """A broken install (a libcurl.so.4 and a libmicrohttpd.so.12 that are not libraries,

@@ -389,6 +389,7 @@ Test(config, minimal_config_gets_every_default)
 	cr_assert_eq(c.core.dry_run, false);
 	cr_assert_str_eq(c.core.rclone_binary_path, "/usr/bin/rclone");
 	cr_assert_null(c.core.rclone_config_path);
+	cr_assert_eq(c.core.rclone_nice, 5, "rclone runs nicer than cplow by default");
 
 	const struct config_uploader *u = config_find_uploader(&c, "media");
 	cr_assert_not_null(u);
@@ -544,6 +545,7 @@ static const struct {
 	  "uploaders: unknown section (did you mean uploader?)" },
 	{ "bad_no_uploader_section.json", "uploader: missing: configure at least one uploader" },
 	{ "bad_core_dry_run_type.json", "core.dry_run: must be true or false, got \"no\"" },
+	{ "bad_core_rclone_nice.json", "core.rclone_nice: must be an integer from 0 to 19, got 20" },
 	{ "bad_upload_folder_not_dir.json",
 	  "remotes.media.upload_folder: not a directory: @TMP@/file.txt" },
 	{ "bad_upload_folder_missing.json",
