@@ -1,15 +1,13 @@
 #include "lazy_mhd.h"
 
-#include <dlfcn.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <sys/socket.h>
 
 #include <microhttpd.h>
 
-#define LIBMHD_SONAME "libmicrohttpd.so.12"
+#include "dynlib.h"
 
 static struct {
 	__typeof__(MHD_start_daemon_va) *start_daemon_va;
@@ -24,55 +22,31 @@ static struct {
 	__typeof__(MHD_destroy_response) *destroy_response;
 } fn;
 
-enum load_state { NOT_TRIED, LOADED, FAILED };
-static enum load_state state = NOT_TRIED;
-static char load_error[256];
+static const struct dynlib_symbol symbols[] = {
+	{ "MHD_start_daemon_va", (void **)&fn.start_daemon_va },
+	{ "MHD_stop_daemon", (void **)&fn.stop_daemon },
+	{ "MHD_run", (void **)&fn.run },
+	{ "MHD_get_timeout", (void **)&fn.get_timeout },
+	{ "MHD_get_daemon_info", (void **)&fn.get_daemon_info },
+	{ "MHD_lookup_connection_value", (void **)&fn.lookup_connection_value },
+	{ "MHD_create_response_from_buffer", (void **)&fn.create_response_from_buffer },
+	{ "MHD_add_response_header", (void **)&fn.add_response_header },
+	{ "MHD_queue_response", (void **)&fn.queue_response },
+	{ "MHD_destroy_response", (void **)&fn.destroy_response },
+};
 
-static void *resolve(void *lib, const char *name, bool *ok)
-{
-	void *p = dlsym(lib, name);
-	if (!p && *ok) {
-		snprintf(load_error, sizeof(load_error), "%s has no %s", LIBMHD_SONAME, name);
-		*ok = false;
-	}
-	return p;
-}
+static struct dynlib lib = { .soname = "libmicrohttpd.so.12",
+			     .symbols = symbols,
+			     .symbol_count = sizeof(symbols) / sizeof(symbols[0]) };
 
 int lazy_mhd_load(char *err, size_t err_size)
 {
-	if (state == NOT_TRIED) {
-		void *lib = dlopen(LIBMHD_SONAME, RTLD_NOW | RTLD_LOCAL);
-		bool ok = lib != NULL;
-		if (!lib) {
-			const char *why = dlerror();
-			snprintf(load_error, sizeof(load_error), "cannot load %s: %s", LIBMHD_SONAME,
-				 why ? why : "unknown error");
-		} else {
-			fn.start_daemon_va = resolve(lib, "MHD_start_daemon_va", &ok);
-			fn.stop_daemon = resolve(lib, "MHD_stop_daemon", &ok);
-			fn.run = resolve(lib, "MHD_run", &ok);
-			fn.get_timeout = resolve(lib, "MHD_get_timeout", &ok);
-			fn.get_daemon_info = resolve(lib, "MHD_get_daemon_info", &ok);
-			fn.lookup_connection_value = resolve(lib, "MHD_lookup_connection_value", &ok);
-			fn.create_response_from_buffer =
-				resolve(lib, "MHD_create_response_from_buffer", &ok);
-			fn.add_response_header = resolve(lib, "MHD_add_response_header", &ok);
-			fn.queue_response = resolve(lib, "MHD_queue_response", &ok);
-			fn.destroy_response = resolve(lib, "MHD_destroy_response", &ok);
-		}
-		state = ok ? LOADED : FAILED;
-	}
-	if (state == FAILED) {
-		if (err && err_size)
-			snprintf(err, err_size, "%s", load_error);
-		return -1;
-	}
-	return 0;
+	return dynlib_load(&lib, err, err_size);
 }
 
 static bool ready(void)
 {
-	return state == LOADED || (state == NOT_TRIED && lazy_mhd_load(NULL, 0) == 0);
+	return dynlib_ready(&lib);
 }
 
 struct MHD_Daemon *MHD_start_daemon(unsigned int flags, uint16_t port,

@@ -1,16 +1,14 @@
 #include "lazy_curl.h"
 
-#include <dlfcn.h>
 #include <stdarg.h>
 #include <stdbool.h>
-#include <stdio.h>
 
 /* The trampolines below are definitions of libcurl's own names: the macros that
  * typecheck-gcc.h puts over the two variadic ones must not rewrite them. */
 #define CURL_DISABLE_TYPECHECK
 #include <curl/curl.h>
 
-#define LIBCURL_SONAME "libcurl.so.4"
+#include "dynlib.h"
 
 static struct {
 	__typeof__(curl_global_init) *global_init;
@@ -38,69 +36,44 @@ static struct {
 	__typeof__(curl_url_get) *url_get;
 } fn;
 
-enum load_state { NOT_TRIED, LOADED, FAILED };
-static enum load_state state = NOT_TRIED;
-static char load_error[256];
+static const struct dynlib_symbol symbols[] = {
+	{ "curl_global_init", (void **)&fn.global_init },
+	{ "curl_global_cleanup", (void **)&fn.global_cleanup },
+	{ "curl_easy_init", (void **)&fn.easy_init },
+	{ "curl_easy_setopt", (void **)&fn.easy_setopt },
+	{ "curl_easy_perform", (void **)&fn.easy_perform },
+	{ "curl_easy_getinfo", (void **)&fn.easy_getinfo },
+	{ "curl_easy_cleanup", (void **)&fn.easy_cleanup },
+	{ "curl_easy_strerror", (void **)&fn.easy_strerror },
+	{ "curl_free", (void **)&fn.free },
+	{ "curl_slist_append", (void **)&fn.slist_append },
+	{ "curl_slist_free_all", (void **)&fn.slist_free_all },
+	{ "curl_multi_init", (void **)&fn.multi_init },
+	{ "curl_multi_add_handle", (void **)&fn.multi_add_handle },
+	{ "curl_multi_remove_handle", (void **)&fn.multi_remove_handle },
+	{ "curl_multi_perform", (void **)&fn.multi_perform },
+	{ "curl_multi_poll", (void **)&fn.multi_poll },
+	{ "curl_multi_timeout", (void **)&fn.multi_timeout },
+	{ "curl_multi_info_read", (void **)&fn.multi_info_read },
+	{ "curl_multi_cleanup", (void **)&fn.multi_cleanup },
+	{ "curl_url", (void **)&fn.url },
+	{ "curl_url_cleanup", (void **)&fn.url_cleanup },
+	{ "curl_url_set", (void **)&fn.url_set },
+	{ "curl_url_get", (void **)&fn.url_get },
+};
 
-static void *resolve(void *lib, const char *name, bool *ok)
-{
-	void *p = dlsym(lib, name);
-	if (!p && *ok) {
-		snprintf(load_error, sizeof(load_error), "%s has no %s", LIBCURL_SONAME, name);
-		*ok = false;
-	}
-	return p;
-}
+static struct dynlib lib = { .soname = "libcurl.so.4",
+			     .symbols = symbols,
+			     .symbol_count = sizeof(symbols) / sizeof(symbols[0]) };
 
 int lazy_curl_load(char *err, size_t err_size)
 {
-	if (state == NOT_TRIED) {
-		/* RTLD_LOCAL: nothing loaded later may bind to libcurl's names by accident, and
-		 * ours (the trampolines) are not exported from the executable. */
-		void *lib = dlopen(LIBCURL_SONAME, RTLD_NOW | RTLD_LOCAL);
-		bool ok = lib != NULL;
-		if (!lib) {
-			const char *why = dlerror();
-			snprintf(load_error, sizeof(load_error), "cannot load %s: %s", LIBCURL_SONAME,
-				 why ? why : "unknown error");
-		} else {
-			fn.global_init = resolve(lib, "curl_global_init", &ok);
-			fn.global_cleanup = resolve(lib, "curl_global_cleanup", &ok);
-			fn.easy_init = resolve(lib, "curl_easy_init", &ok);
-			fn.easy_setopt = resolve(lib, "curl_easy_setopt", &ok);
-			fn.easy_perform = resolve(lib, "curl_easy_perform", &ok);
-			fn.easy_getinfo = resolve(lib, "curl_easy_getinfo", &ok);
-			fn.easy_cleanup = resolve(lib, "curl_easy_cleanup", &ok);
-			fn.easy_strerror = resolve(lib, "curl_easy_strerror", &ok);
-			fn.free = resolve(lib, "curl_free", &ok);
-			fn.slist_append = resolve(lib, "curl_slist_append", &ok);
-			fn.slist_free_all = resolve(lib, "curl_slist_free_all", &ok);
-			fn.multi_init = resolve(lib, "curl_multi_init", &ok);
-			fn.multi_add_handle = resolve(lib, "curl_multi_add_handle", &ok);
-			fn.multi_remove_handle = resolve(lib, "curl_multi_remove_handle", &ok);
-			fn.multi_perform = resolve(lib, "curl_multi_perform", &ok);
-			fn.multi_poll = resolve(lib, "curl_multi_poll", &ok);
-			fn.multi_timeout = resolve(lib, "curl_multi_timeout", &ok);
-			fn.multi_info_read = resolve(lib, "curl_multi_info_read", &ok);
-			fn.multi_cleanup = resolve(lib, "curl_multi_cleanup", &ok);
-			fn.url = resolve(lib, "curl_url", &ok);
-			fn.url_cleanup = resolve(lib, "curl_url_cleanup", &ok);
-			fn.url_set = resolve(lib, "curl_url_set", &ok);
-			fn.url_get = resolve(lib, "curl_url_get", &ok);
-		}
-		state = ok ? LOADED : FAILED;
-	}
-	if (state == FAILED) {
-		if (err && err_size)
-			snprintf(err, err_size, "%s", load_error);
-		return -1;
-	}
-	return 0;
+	return dynlib_load(&lib, err, err_size);
 }
 
 static bool ready(void)
 {
-	return state == LOADED || (state == NOT_TRIED && lazy_curl_load(NULL, 0) == 0);
+	return dynlib_ready(&lib);
 }
 
 /* Functions that take a handle can only be reached after one that made it (and so loaded
@@ -166,7 +139,7 @@ void curl_easy_cleanup(CURL *curl)
 
 const char *curl_easy_strerror(CURLcode code)
 {
-	return ready() ? fn.easy_strerror(code) : load_error;
+	return ready() ? fn.easy_strerror(code) : lib.error;
 }
 
 void curl_free(void *p)
