@@ -5,8 +5,8 @@
 
 /*
  * libmicrohttpd is loaded by the dashboard process when it starts, not by every cplow
- * process: linked the usual way it brings GnuTLS and its seven libraries into the supervisor,
- * worker and flusher too (see lazy_curl.h for what that cost). lazy_mhd.c defines the
+ * process: linked the usual way it brings GnuTLS and eight more libraries into the
+ * supervisor, worker and flusher too (see lazy_curl.h for what that cost). lazy_mhd.c defines the
  * libmicrohttpd functions the dashboard calls, as calls through pointers resolved by dlsym;
  * each loads the library on first use and, if it cannot, fails as libmicrohttpd reports
  * failure (NULL, MHD_NO).
