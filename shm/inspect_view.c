@@ -54,32 +54,32 @@ static int binary_scale(int64_t b, double *v)
 	return u;
 }
 
-/* "1023 B", "1023.9 KiB" ... "8.0 EiB": at most 10 columns. */
-static void human_bytes(int64_t b, char *out, size_t len)
+/* b in the given units (bytes, then Ki ... Ei), with sep between number and unit; "-" below 0. */
+static void scaled_bytes(int64_t b, const char *const units[7], const char *sep, char *out,
+			 size_t len)
 {
-	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
 	double v;
 	int u = b < 0 ? -1 : binary_scale(b, &v);
 	if (u < 0)
 		snprintf(out, len, "-");
 	else if (u == 0)
-		snprintf(out, len, "%lld B", (long long)b);
+		snprintf(out, len, "%lld%s%s", (long long)b, sep, units[0]);
 	else
-		snprintf(out, len, "%.1f %s", v, units[u]);
+		snprintf(out, len, "%.1f%s%s", v, sep, units[u]);
+}
+
+/* "1023 B", "1023.9 KiB" ... "8.0 EiB": at most 10 columns. */
+static void human_bytes(int64_t b, char *out, size_t len)
+{
+	static const char *const units[7] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
+	scaled_bytes(b, units, " ", out, len);
 }
 
 /* The same in the stage rows' compact form: "1023B", "500.0K", "1.5G": at most 7 columns. */
 static void compact_bytes(int64_t b, char *out, size_t len)
 {
-	static const char units[] = "BKMGTPE";
-	double v;
-	int u = b < 0 ? -1 : binary_scale(b, &v);
-	if (u < 0)
-		snprintf(out, len, "-");
-	else if (u == 0)
-		snprintf(out, len, "%lldB", (long long)b);
-	else
-		snprintf(out, len, "%.1f%c", v, units[u]);
+	static const char *const units[7] = { "B", "K", "M", "G", "T", "P", "E" };
+	scaled_bytes(b, units, "", out, len);
 }
 
 /* Counts: exact below a million, then "1.2M", "340G", "9.2E": at most 6 columns. */
