@@ -1019,6 +1019,15 @@ static int parse_extras(struct ctx *x, struct config_remote *r, const cJSON *o,
 		snprintf(name, sizeof(name), "%s%s", key[0] == '-' ? "" : "--", key);
 		if (key[0] != '-' && warn(x, pk, "no leading dashes: passed as %s", name) < 0)
 			return -1;
+		const char *shown = cJSON_IsString(i) ? i->valuestring : cJSON_IsTrue(i) ? "true"
+				  : cJSON_IsFalse(i) ? "false" : NULL;
+		if (cJSON_IsNumber(i) && isfinite(i->valuedouble)) {
+			fmt_number(value, sizeof(value), i->valuedouble);
+			shown = value;
+		}
+		char why[300];
+		if (rclone_cmd_check_extra(name, shown, why, sizeof(why)) < 0)
+			return fail(x, pk, "%s; remove the key", why);
 		const char *reserved = rclone_cmd_reserved_flag(name);
 		if (reserved) {
 			if (warn(x, pk, "%s is set by cplow itself, ignored", reserved) < 0)
