@@ -215,8 +215,10 @@ class StageTest(unittest.TestCase):
         fake_rclone = os.path.join(self.work, "rclone")
         with open(fake_rclone, "w") as f:
             f.write("""#!/bin/sh
-# The in-flight check's `rclone lsjson` for the file not in the listing: not on the remote.
-case " $* " in *" lsjson "*) echo '[]'; exit 0;; esac
+# The in-flight check's questions about the file not in the listing: a remote without
+# modification times, where it is not.
+case " $* " in *" lsjson "*) echo '[]'; exit 0;;
+  *" backend features "*) echo '{"Precision":3153600000000000000}'; exit 0;; esac
 exec 1>&2
 printf '\\000\\001garbage\\377 not a line of rclone\\n'
 head -c 1048577 /dev/zero | tr '\\000' 'a'; echo
