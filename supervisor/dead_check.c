@@ -29,15 +29,10 @@ static int read_pending(struct ledger *l, int32_t slot, struct pending *p)
 				       &p->lost);
 }
 
-size_t dead_check_pending(struct ledger *l, int32_t slot, const char *who)
+size_t dead_check_pending(struct ledger *l, int32_t slot)
 {
 	static struct pending p; /* 18 KiB: not on the supervisor's stack */
-	if (read_pending(l, slot, &p) != LEDGER_OK)
-		return 0;
-	if (p.lost)
-		log_warn("uploader %s: %d started files of the stage in slot %d were not recorded; if "
-			 "they arrived, they are not counted", who, p.lost, slot);
-	return p.n;
+	return read_pending(l, slot, &p) == LEDGER_OK ? p.n : 0;
 }
 
 /* A late file's size, when only its local copy can tell (copy, or a move cut before rclone's
@@ -122,6 +117,9 @@ static int check(const struct dead_check *d)
 	r.move = d->spec->command && strcmp(d->spec->command, "move") == 0;
 	if (read_pending(d->ledger, d->slot, &r.p) != LEDGER_OK || r.p.n == 0)
 		return 0;
+	if (r.p.lost)
+		log_warn("uploader %s: %d started files of the stage in slot %d were not recorded; if "
+			 "they arrived, they are not counted", d->who, r.p.lost, d->slot);
 	for (size_t i = 0; i < r.p.n; i++) {
 		const struct ledger_open_file *f = &r.p.files[i];
 		bool late = f->size == LEDGER_OPEN_SIZE_LATE;

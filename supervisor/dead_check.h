@@ -32,8 +32,8 @@ struct dead_check {
 };
 
 /* How many files the slot holds pending, read under the lock (which recovers a writer that died
- * holding it: a file its logged write counted is not pending). Logs those that did not fit. */
-size_t dead_check_pending(struct ledger *l, int32_t slot, const char *who);
+ * holding it: a file its logged write counted is not pending). */
+size_t dead_check_pending(struct ledger *l, int32_t slot);
 
 /* Forks the check and gives the slot to the child. Returns its pid, or -1 (errno). close_fd is
  * closed in the child (the instance lock). */

@@ -598,7 +598,7 @@ static bool check_stale_slot(struct sup *s, int32_t slot)
 	if ((uint32_t)st->row >= atomic_load(&s->ledger.hdr->row_count))
 		return false;
 	const struct ledger_row *r = &s->ledger.rows[st->row];
-	if (dead_check_pending(&s->ledger, slot, r->uploader) == 0)
+	if (dead_check_pending(&s->ledger, slot) == 0)
 		return false;
 	for (size_t u = 0; u < s->up_count; u++) {
 		struct up *up = &s->ups[u];
@@ -661,7 +661,7 @@ static void stage_finished(struct sup *s, struct up *up, int status)
 	 * uploading files nobody counts. */
 	kill(-up->worker, SIGKILL);
 	int slot = find_slot(s, up->worker);
-	if (slot >= 0 && dead_check_pending(&s->ledger, slot, up->u->name) > 0) {
+	if (slot >= 0 && dead_check_pending(&s->ledger, slot) > 0) {
 		pid_t pid = 0;
 		if (s->stopping == 2)
 			charge_slot(s, slot, up->u->remote->upload_folder, up->u->name,

@@ -88,6 +88,7 @@ struct worker {
 	bool watch_pending;            /* the watch has events, not drained yet */
 	struct log_rate read_rate;     /* whether rclone's log is read in batches */
 	bool saw_max_transfer;         /* rclone said it reached --max-transfer */
+	bool rclone_reaped;            /* its pid may be another process's now */
 };
 
 static int worker_sigpipe[2] = { -1, -1 };
@@ -380,7 +381,7 @@ static void drain_watch(struct worker *w)
 		struct source_entry *e = fresh[i];
 		if (e->flags & (SOURCE_COUNTED | SOURCE_CONFIRMED))
 			continue;
-		if (fds < 0 && w->proc.pid > 0)
+		if (fds < 0 && w->proc.pid > 0 && !w->rclone_reaped)
 			fds = rclone_proc_open_files(w->proc.pid, w->rclone_fds,
 						     WORKER_RCLONE_FDS_MAX);
 		struct stat sb;
@@ -765,6 +766,7 @@ enum stage_result worker_run(const struct stage_spec *spec, struct stage_outcome
 	run_loop(w);
 	int status = 0;
 	rclone_proc_wait(&w->proc, &status);
+	w->rclone_reaped = true;
 	out->rclone_exit = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 	if (out->result != STAGE_ERROR)
 		out->result = result_of(w, status);

@@ -208,14 +208,14 @@ class InFlightTest(unittest.TestCase):
 
     # --- rclone ending by itself, not cleanly ---------------------------------------------
 
-    def held_reply_stage(self, user, *extra):
+    def held_reply_stage(self, user, *extra, vendor="other"):
         """A stage of one file that the remote takes whole but does not answer for."""
         fake = self.start_fake(user)
         src = os.path.join(self.work, "src-" + user)
         write_random(os.path.join(src, "whole.bin"), 2 << 20, seed=40)
         fake.set_reply_delay(60000)
         p = self.start(stage_args(self.shm, "media", "acct", src, "fake:media", self.work,
-                                  *extra), fake.remote_env("fake", user))
+                                  "--sandbox", *extra), fake.remote_env("fake", user, vendor))
         wait_for("the file whole on the remote, its reply held",
                  lambda: fake.truth()["users"][user]["accepted_files"] == 1
                  or p.poll() is not None, timeout=60)
@@ -223,8 +223,12 @@ class InFlightTest(unittest.TestCase):
 
     def test_rclones_own_fatal_exit_7_checks_what_was_in_flight(self):
         # --max-duration with the hard cutoff (rclone's default without --max-transfer) is a
-        # fatal error: rclone cancels the transfers in flight and exits 7, by itself.
-        fake, src, p = self.held_reply_stage("fatal", "--extra", "--max-duration=3s")
+        # fatal error: rclone cancels the transfers in flight and exits 7, by itself. No RC
+        # poll comes before it, and the remote keeps modification times (so a file only some
+        # process opened is not asked about): the worker knows the file was rclone's from
+        # rclone's open files alone (read inside the sandbox).
+        fake, src, p = self.held_reply_stage("fatal", "--extra", "--max-duration=3s",
+                                             "--rc-poll-ms", "600000", vendor="owncloud")
         outcome, err = self.outcome_of(p)
         self.settle_fake()
         self.assertEqual(outcome["rclone_exit"], 7, err[-3000:])
