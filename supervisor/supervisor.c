@@ -636,6 +636,21 @@ static void release_dead_slots(struct sup *s)
 	}
 }
 
+/* Whether a check of an earlier run's slot of this uploader runs: under `move` it may yet
+ * remove files from the source that a stage planned now would upload again, maybe to another
+ * account. */
+static bool stale_check_of(const struct sup *s, const struct up *up)
+{
+	for (uint32_t i = 0; s->slot_checker && i < s->ledger.hdr->slot_capacity; i++) {
+		int32_t row = s->ledger.stages[i].row;
+		if (s->slot_checker[i] && row >= 0 &&
+		    (uint32_t)row < atomic_load(&s->ledger.hdr->row_count) &&
+		    strcmp(s->ledger.rows[row].uploader, up->u->name) == 0)
+			return true;
+	}
+	return false;
+}
+
 /* A check of an earlier cplow's slot ended. */
 static bool stale_check_reaped(struct sup *s, pid_t pid, int status)
 {
@@ -1021,7 +1036,8 @@ static void schedule_uploads(struct sup *s)
 	for (size_t pass = 0; pass < 2 * s->up_count; pass++) {
 		size_t i = pass % s->up_count;
 		struct up *up = &s->ups[i];
-		if (up->state != UP_IDLE || waited[i] != (pass < s->up_count))
+		if (up->state != UP_IDLE || waited[i] != (pass < s->up_count) ||
+		    stale_check_of(s, up))
 			continue;
 		if (!up->cycle) {
 			/* Run mode: an upload starts when the uploader is due. (`upload` starts every
