@@ -915,6 +915,10 @@ static void handle_signals(struct sup *s)
 		s->stopping = 2;
 		signal_workers(s, SIGKILL);
 	}
+	/* logrotate renames the log file and sends SIGHUP: lines from now on go to a new one. */
+	if (sig.hangup && log_reopen_file() < 0)
+		log_error("SIGHUP: cannot open the log file again (%s); it stays where it was",
+			  strerror(errno));
 	if (sig.hangup && !s->stopping) {
 		char err[CONFIG_ERR_MAX];
 		struct config next;
