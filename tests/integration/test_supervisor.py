@@ -119,6 +119,19 @@ class SupervisorTest(unittest.TestCase):
         self.assertEqual(on_disk["media"]["fake1"]["bytes"], truth["fake1"])
         self.assertEqual(on_disk["media"]["fake2"]["bytes"], truth["fake2"])
 
+    def test_the_quota_forks_loader_reads_cplows_ledger_file_and_gets_each_accounts_bytes(self):
+        # Going back must be safe: the fork's own loader on the file cplow wrote.
+        self.setup_upload(2, 2 << 20, 16, seed=19, min_size=64 << 10, max_size=200 << 10)
+        r = self.cplow("upload")
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        truth = self.assert_ledger_is_truth()
+        self.assertGreater(truth["fake1"], 0)
+        self.assertGreater(truth["fake2"], 0)
+        usage, failure = fork_load(os.path.join(self.work, "sa_quota_cache.json"), time.time())
+        self.assertIsNone(failure, "the fork would start from zero usage")
+        self.assertEqual(set(usage), {"media"})
+        self.assertEqual({a: usage["media"][a].get("bytes", 0) for a in usage["media"]}, truth)
+
     def test_interrupted_upload_resumes_with_the_strategy_of_what_is_left(self):
         quota = 16 << 20
         self.setup_upload(1, quota, 40, seed=12, min_size=100 << 10, max_size=300 << 10)
@@ -646,6 +659,27 @@ class SupervisorTest(unittest.TestCase):
         # ...and said so once.
         self.assertEqual(err.count("uploader media suspended until"), 1, err[-3000:])
         self.assertEqual(self.fake.truth()["users"]["a1"]["accepted_files"], 0)
+
+
+def fork_load(path, now):
+    """The quota fork's loader (cloudplow.py: init_sa_quota_tracking, then
+    cleanup_expired_quotas), step for step: json.load; every top-level key an uploader, every key
+    below it an account whose row's reset_time is read with .get(); rows whose time has come
+    are dropped, then uploaders left empty. Any exception makes the fork log "Failed to load SA
+    quota cache" and start from {}: returned as (usage, exception)."""
+    try:
+        with open(path) as f:
+            usage = json.load(f)
+        for uploader in list(usage.keys()):
+            for sa_file in list(usage[uploader].keys()):
+                reset_time = usage[uploader][sa_file].get("reset_time", 0)
+                if now >= reset_time:
+                    del usage[uploader][sa_file]
+            if not usage[uploader]:
+                del usage[uploader]
+    except Exception as e:  # the fork's own breadth
+        return {}, e
+    return usage, None
 
 
 def ledger_state_of(config):
