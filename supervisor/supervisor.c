@@ -570,10 +570,6 @@ static int count_dead_worker_file(void *ctx, struct reconcile_candidate *c)
 static void check_dead_worker(struct sup *s, struct up *up, int32_t slot, bool quick)
 {
 	const struct ledger_stage *st = &s->ledger.stages[slot];
-	/* rclone --dry-run moved nothing: a file on the remote was there before, and under `move`
-	 * its local copy would be deleted. */
-	if (rclone_cmd_dry_run(&up->stage.spec))
-		return;
 	struct reconcile_candidate c[LEDGER_OPEN_MAX];
 	char paths[LEDGER_OPEN_MAX][LEDGER_OPEN_PATH_MAX];
 	size_t n = 0;
@@ -694,7 +690,10 @@ static void stage_finished(struct sup *s, struct up *up, int status)
 		result = (enum stage_result)WEXITSTATUS(status);
 	int64_t files = 0, bytes = 0, files_total = 0;
 	int slot = find_slot(s, up->worker);
-	if (slot >= 0 && WIFSIGNALED(status))
+	/* Not after rclone --dry-run, which moved nothing: a file found on the remote was there
+	 * before, and under `move` its local copy would be deleted. (A worker of an earlier cplow,
+	 * check_stale_slot, may have run another config: its slot's open files are checked.) */
+	if (slot >= 0 && WIFSIGNALED(status) && !dry)
 		check_dead_worker(s, up, slot, s->stopping == 2);
 	notify_stage_finished(&s->ledger, up->worker, up->u->name,
 			      up->accounts.v[up->account].name, (int)result);
@@ -1150,14 +1149,16 @@ static int dry_run_source_bytes(struct sup *s, const struct up *up, int64_t *out
 		goto out;
 	}
 	for (;;) {
-		ssize_t n = read(proc.out_fd, text + len, sizeof(text) - 1 - len);
+		char rest[512]; /* read to the end, or rclone could block on a full pipe */
+		bool room = len < sizeof(text) - 1;
+		ssize_t n = room ? read(proc.out_fd, text + len, sizeof(text) - 1 - len)
+				 : read(proc.out_fd, rest, sizeof(rest));
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
 			break;
-		len += (size_t)n;
-		if (len == sizeof(text) - 1)
-			break;
+		if (room)
+			len += (size_t)n;
 	}
 	text[len] = '\0';
 	rclone_proc_wait(&proc, &status);

@@ -53,6 +53,15 @@ static void pushf(struct strvec *s, const char *fmt, ...)
 	push(s, str);
 }
 
+/* An rclone_extras entry as cloudplow rendered it: --flag=value, or a bare --flag. */
+static void push_extra(struct strvec *s, const struct stage_flag *f)
+{
+	if (f->value)
+		pushf(s, "%s=%s", f->name, f->value);
+	else
+		push(s, strdup(f->name));
+}
+
 static void strvec_free(char **v)
 {
 	if (!v)
@@ -375,19 +384,15 @@ int rclone_cmd_build(const struct stage_spec *spec, const char *rc_user, const c
 		strvec_free(argv.v);
 		if (out->exclude_file[0])
 			unlink(out->exclude_file);
+		out->exclude_file[0] = '\0';
 		return -1;
 	}
 	/* The user's --exclude-from files come with the extras: rclone applies every one. */
 	if (out->exclude_file[0])
 		pushf(&argv, "--exclude-from=%s", out->exclude_file);
-	for (size_t i = 0; i < spec->extra_count; i++) {
-		if (absorbed(spec->extras[i].name))
-			continue;
-		if (spec->extras[i].value)
-			pushf(&argv, "%s=%s", spec->extras[i].name, spec->extras[i].value);
-		else
-			push(&argv, strdup(spec->extras[i].name));
-	}
+	for (size_t i = 0; i < spec->extra_count; i++)
+		if (!absorbed(spec->extras[i].name))
+			push_extra(&argv, &spec->extras[i]);
 
 	common_env(&env, spec);
 	pushf(&env, "RCLONE_RC_USER=%s", rc_user);
@@ -458,15 +463,9 @@ int rclone_cmd_build_size(const struct stage_spec *spec, struct rclone_cmd *out,
 		pushf(&argv, "--exclude-from=%s", out->exclude_file);
 	if (spec->min_age && *spec->min_age && !user_flag(spec, "--min-age", NULL))
 		pushf(&argv, "--min-age=%s", spec->min_age);
-	for (size_t i = 0; i < spec->extra_count; i++) {
-		const struct stage_flag *f = &spec->extras[i];
-		if (!selects_files(f->name))
-			continue;
-		if (f->value)
-			pushf(&argv, "%s=%s", f->name, f->value);
-		else
-			push(&argv, strdup(f->name));
-	}
+	for (size_t i = 0; i < spec->extra_count; i++)
+		if (selects_files(spec->extras[i].name))
+			push_extra(&argv, &spec->extras[i]);
 	common_env(&env, spec);
 	return finish(&argv, &env, out, err, err_len);
 }
