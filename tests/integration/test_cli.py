@@ -11,7 +11,7 @@ import subprocess
 import tempfile
 import unittest
 
-from harness import BUILD, FakeRemote, drop_ledger, make_tree, wait_for
+from harness import BUILD, CplowProcesses, FakeRemote, drop_ledger, make_tree, wait_for
 
 CPLOW = os.path.join(BUILD, "supervisor/cplow")
 INSPECT = os.path.join(BUILD, "shm/cplow-inspect")
@@ -35,7 +35,7 @@ def read(path):
         return ""
 
 
-class CliTest(unittest.TestCase):
+class CliTest(CplowProcesses, unittest.TestCase):
     def setUp(self):
         self.work = tempfile.mkdtemp(prefix="cplow-cli-")
         self.procs = []
@@ -43,10 +43,7 @@ class CliTest(unittest.TestCase):
         self.fake = None
 
     def tearDown(self):
-        for p in self.procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+        self.kill_started()
         if self.fake:
             self.fake.stop()
         for c in self.configs:

@@ -6,15 +6,13 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
 import unittest
 
-from harness import BUILD, FakeRemote, children, drop_ledger, make_tree, wait_for
+from harness import BUILD, CplowProcesses, FakeRemote, children, drop_ledger, make_tree, wait_for
 
-CPLOW = os.path.join(BUILD, "supervisor/cplow")
 INSPECT = os.path.join(BUILD, "shm/cplow-inspect")
 # cplow's own exclude file: a private path per process and stage.
 OWN_EXCLUDES = re.compile(r"^--exclude-from=.*/excludes-\d+-\d+\.txt$")
@@ -44,7 +42,7 @@ def cmdline(pid):
         return []
 
 
-class StageArgvTest(unittest.TestCase):
+class StageArgvTest(CplowProcesses, unittest.TestCase):
     QUOTA = 64 << 20
 
     def setUp(self):
@@ -58,10 +56,7 @@ class StageArgvTest(unittest.TestCase):
         self.procs = []
 
     def tearDown(self):
-        for p in self.procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+        self.kill_started()
         self.fake.stop()
         drop_ledger(self.config)
         shutil.rmtree(self.work, ignore_errors=True)
@@ -86,16 +81,6 @@ class StageArgvTest(unittest.TestCase):
         cfg["uploader"]["media"].update(keys)
         with open(self.config, "w") as f:
             json.dump(cfg, f)
-
-    def cplow(self, *args, timeout=300):
-        return subprocess.run([CPLOW, "--config", self.config] + list(args), env=self.env,
-                              capture_output=True, text=True, timeout=timeout)
-
-    def start(self, *args):
-        p = subprocess.Popen([CPLOW, "--config", self.config] + list(args), env=self.env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.procs.append(p)
-        return p
 
     def ledger_bytes(self):
         out = subprocess.run([INSPECT, "--config", self.config, "--json"], capture_output=True,

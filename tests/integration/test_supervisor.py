@@ -14,8 +14,8 @@ import unittest
 import urllib.error
 import urllib.request
 
-from harness import (BUILD, FakeRemote, child_named, children, drop_ledger, free_port, make_tree,
-                     unlink_shm, wait_for)
+from harness import (BUILD, CplowProcesses, FakeRemote, child_named, children, drop_ledger,
+                     free_port, make_tree, unlink_shm, wait_for)
 from test_dashboard_page import CHROMIUM, Dom
 
 CPLOW = os.path.join(BUILD, "supervisor/cplow")
@@ -28,7 +28,7 @@ def strategy_for(share):
     return next(name for low, name in STRATEGIES if share >= low)
 
 
-class SupervisorTest(unittest.TestCase):
+class SupervisorTest(CplowProcesses, unittest.TestCase):
     def setUp(self):
         self.work = tempfile.mkdtemp(prefix="cplow-sup-")
         self.config = os.path.join(self.work, "config.json")
@@ -36,10 +36,7 @@ class SupervisorTest(unittest.TestCase):
         self.procs = []
 
     def tearDown(self):
-        for p in self.procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+        self.kill_started()
         if self.fake:
             self.fake.stop()
         drop_ledger(self.config)
@@ -73,16 +70,6 @@ class SupervisorTest(unittest.TestCase):
         }
         with open(self.config, "w") as f:
             json.dump(cfg, f)
-
-    def cplow(self, *args, timeout=300):
-        return subprocess.run([CPLOW, "--config", self.config] + list(args), env=self.env,
-                              capture_output=True, text=True, timeout=timeout)
-
-    def start(self, *args):
-        p = subprocess.Popen([CPLOW, "--config", self.config] + list(args), env=self.env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.procs.append(p)
-        return p
 
     def ledger(self):
         state = ledger_state_of(self.config)
