@@ -1218,14 +1218,7 @@ int supervisor_main(const struct supervisor_options *opt)
 		log_error("%s", err);
 		goto out;
 	}
-	if (opt->dry_run) {
-		code = dry_run(s);
-		goto out;
-	}
-	/* The dashboard's session: this run's stages (a dry run moves nothing, so not there). */
-	if (ledger_session_start(&s->ledger, ledger_now_ms()) != LEDGER_OK)
-		log_warn("cannot start the session's totals in the ledger; the dashboard's session "
-			 "shows only running stages");
+	/* Before the dry run too: its plan writes each stage's exclude file there. */
 	snprintf(s->work_dir, sizeof(s->work_dir), "%s/cplow-%d-XXXXXX",
 		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (int)getpid());
 	if (!mkdtemp(s->work_dir)) {
@@ -1234,6 +1227,14 @@ int supervisor_main(const struct supervisor_options *opt)
 		code = SUPERVISOR_EXIT_FAILED;
 		goto out;
 	}
+	if (opt->dry_run) {
+		code = dry_run(s);
+		goto out;
+	}
+	/* The dashboard's session: this run's stages (a dry run moves nothing, so not there). */
+	if (ledger_session_start(&s->ledger, ledger_now_ms()) != LEDGER_OK)
+		log_warn("cannot start the session's totals in the ledger; the dashboard's session "
+			 "shows only running stages");
 	if ((s->signal_fd = procs_signals_install()) < 0) {
 		log_error("cannot install signal handlers: %s", strerror(errno));
 		code = SUPERVISOR_EXIT_FAILED;
