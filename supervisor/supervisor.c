@@ -247,6 +247,10 @@ static void start_dashboard(struct sup *s)
 	}
 	if (pid == 0) {
 		log_set_tag("dashboard");
+		/* The network-facing role keeps no writable mapping of the ledger: it maps its
+		 * own, read-only (a write through it faults). */
+		struct ledger mine = s->ledger;
+		ledger_detach(&mine);
 		/* _exit: its seccomp filter forbids what exit-time handlers may need. */
 		_exit(dashboard_run(&s->cfg, s->ledger_name));
 	}
