@@ -11,6 +11,7 @@ Registered for the plain build only (tests/CMakeLists.txt): it takes minutes of 
 the sanitizer build runs the same code in every other test.
 """
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -23,6 +24,18 @@ DEADLINE = 840      # the CMake timeout is 900 s; the short mode measures about 
 
 
 class CrashMatrixTest(unittest.TestCase):
+    def test_the_usage_in_its_header_is_what_it_accepts(self):
+        with open(SCRIPT) as f:
+            header = f.read().split('"""')[1]
+        usage = header[header.index("Usage:"):]
+        usage = usage[:usage.index("\n\n")] if "\n\n" in usage else usage
+        documented = set(re.findall(r"--[a-z][a-z-]*", usage))
+        out = subprocess.run([PYTHON, SCRIPT, "--help"], capture_output=True, text=True,
+                             timeout=60)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        accepted = set(re.findall(r"--[a-z][a-z-]*", out.stdout)) - {"--help"}
+        self.assertEqual(documented, accepted, "the header's usage and --help disagree")
+
     def test_short_crash_matrix_reports_no_failure(self):
         failures = tempfile.mkdtemp(prefix="crash-matrix-failures-")
         args = [PYTHON, SCRIPT, "--short", "--build", BUILD, "--failures", failures]
