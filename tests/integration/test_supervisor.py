@@ -570,36 +570,45 @@ class SupervisorTest(unittest.TestCase):
         watched += [os.path.join(self.src, d) for d in os.listdir(self.src)
                     if os.path.isdir(os.path.join(self.src, d))]
         with CreationWatch(watched) as watch:
-            r = subprocess.run(["setpriv", "--reuid", str(nobody.pw_uid), "--regid",
-                                str(nobody.pw_gid), "--clear-groups", cplow, "--config",
-                                self.config, "upload", "--dry-run"],
-                               env=env, capture_output=True, text=True, timeout=120)
+            p = subprocess.Popen(["setpriv", "--reuid", str(nobody.pw_uid), "--regid",
+                                  str(nobody.pw_gid), "--clear-groups", cplow, "--config",
+                                  self.config, "upload", "--dry-run"],
+                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True)
+            self.procs.append(p)
+            out, err = p.communicate(timeout=120)
             created = watch.created()
-        ledgers = [p for p in created if p.startswith("/dev/shm/cplow-%d-" % nobody.pw_uid)]
+        ledgers = [c for c in created if c.startswith("/dev/shm/cplow-%d-" % nobody.pw_uid)]
         for name in ledgers:
             if os.path.exists(name):
                 os.unlink(name)
-        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
-        self.assertNotIn("cannot plan", r.stdout)
-        stages = re.findall(r"^  stage (\d+) on (\S+): ", r.stdout, re.M)
-        commands = [l for l in r.stdout.splitlines() if l.startswith("  /usr/bin/rclone ")]
+        self.assertEqual(p.returncode, 0, err[-3000:])
+        self.assertNotIn("cannot plan", out)
+        stages = re.findall(r"^  stage (\d+) on (\S+): ", out, re.M)
+        commands = [l for l in out.splitlines() if l.startswith("  /usr/bin/rclone ")]
         want = expected_plan(quota, source, ("fake1", "fake2", "fake3"), 256 << 10)
         self.assertEqual([(int(n), a) for n, a in stages],
-                         [(i + 1, w[0]) for i, w in enumerate(want)], r.stdout)
-        self.assertEqual(len(commands), len(want), r.stdout)
+                         [(i + 1, w[0]) for i, w in enumerate(want)], out)
+        self.assertEqual(len(commands), len(want), out)
         self.assertTrue(all("--exclude-from=" + tmpdir + "/cplow-" in c for c in commands),
                         commands)
-        self.assertIn("  %d stages cover the %d bytes" % (len(want), source), r.stdout)
+        self.assertIn("  %d stages cover the %d bytes" % (len(want), source), out)
         # What it made: its work directory (gone again), the instance lock next to the config,
-        # and the shared ledger (built under a temporary name, then linked in place).
-        work_dirs = [p for p in created if os.path.dirname(p) == tmpdir]
+        # and the shared ledger (built under a temporary name, then linked in place). Other
+        # processes of the machine (tests beside this one) make files in /tmp and /dev/shm
+        # too: there, what cplow names (its pid, nobody's uid) is what it made.
+        work_dirs = [c for c in created if os.path.dirname(c) == tmpdir]
         self.assertEqual(len(work_dirs), 1, created)
-        self.assertRegex(os.path.basename(work_dirs[0]), r"^cplow-\d+-\w{6}$")
+        self.assertRegex(os.path.basename(work_dirs[0]), r"^cplow-%d-\w{6}$" % p.pid)
         self.assertEqual(os.listdir(tmpdir), [], "the work directory was left behind")
-        others = [p for p in created
-                  if p not in work_dirs and p not in ledgers
-                  and not (os.path.dirname(p) == self.work and p.endswith(".lock"))
-                  and not re.fullmatch(r"/dev/shm/cplow-%d-\w+\.new-\d+" % nobody.pw_uid, p)]
+        shared = ("/tmp", "/var/tmp", "/dev/shm")
+        others = [c for c in created
+                  if (os.path.dirname(c) not in shared or str(p.pid) in c
+                      or "-%d-" % nobody.pw_uid in c)
+                  and c not in work_dirs and c not in ledgers
+                  and not (os.path.dirname(c) == self.work and c.endswith(".lock"))
+                  and not re.fullmatch(r"/dev/shm/cplow-%d-\w+\.new-%d" % (nobody.pw_uid, p.pid),
+                                       c)]
         self.assertEqual(others, [], "the dry run created these outside its work directory")
         self.assertEqual(self.fake.truth()["users"]["a1"]["accepted_files"], 0)
         self.assertEqual(sum(len(fs) for _, _, fs in os.walk(self.src)), 30)
