@@ -94,8 +94,10 @@ static void check_remotes(struct ctx *x, const struct account_remotes *known)
 	char p[PATH_LEN], q[PATH_LEN];
 	for (size_t i = 0; i < c->uploader_count; i++) {
 		const struct config_uploader *u = &c->uploaders[i];
+		/* rotating, the accounts' remotes replace upload_remote's */
 		ck_key(p, ck_key(q, "remotes", u->remote->name), "upload_remote");
-		check_remote(x, known, p, u->remote->upload_remote, false);
+		if (!u->rotate_remote_count)
+			check_remote(x, known, p, u->remote->upload_remote, false);
 		ck_key(q, ck_key(p, "uploader", u->name), "rotate_remotes");
 		for (size_t k = 0; k < u->rotate_remote_count; k++)
 			check_remote(x, known, ck_index(p, q, k), u->rotate_remotes[k], true);

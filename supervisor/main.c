@@ -31,7 +31,8 @@ static int usage(FILE *out)
 		"A live line per stage is shown on a terminal (--progress: always; --quiet: never).\n"
 		"  status [--json] [--watch SECONDS]\n"
 		"                        show the live quota ledger (as cplow-inspect)\n"
-		"  check-config          validate the config and print it with defaults\n"
+		"  check-config [--keys] validate the config (every error, then exit 2) and print it\n"
+		"                        with defaults; --keys: every key, its type and default\n"
 		"  reset-quota [--uploader NAME] [--account NAME]\n"
 		"                        forget the usage of the matching accounts\n"
 		"  import-cloudplow [--from FILE] [--dry-run]\n"
@@ -47,12 +48,27 @@ static int bad_argument(const char *command, const char *arg)
 	return SUPERVISOR_EXIT_CONFIG;
 }
 
-static int check_config(const char *path)
+static void print_errors(const struct config_errors *e)
+{
+	for (size_t i = 0; i < e->count; i++)
+		fprintf(stderr, "cplow: %s\n", e->lines[i]);
+	if (e->more)
+		fprintf(stderr, "cplow: and %zu more errors\n", e->more);
+}
+
+/* Every error, then exit 2; else the warnings, what rclone says (config_probe), which quota
+ * applies to each uploader and why, and the effective config. --keys: the key table. */
+static int check_config(const char *path, int argc, char **argv)
 {
 	struct config c;
-	char err[CONFIG_ERR_MAX];
-	if (config_load(path, &c, err, sizeof(err)) < 0) {
-		fprintf(stderr, "cplow: %s\n", err);
+	struct config_errors errors;
+	if (argc == 1 && strcmp(argv[0], "--keys") == 0)
+		return config_keys_print(stdout) < 0 ? SUPERVISOR_EXIT_FAILED : SUPERVISOR_EXIT_OK;
+	if (argc)
+		return bad_argument("check-config", argv[0]);
+	if (config_load_all(path, &c, &errors) < 0) {
+		print_errors(&errors);
+		config_errors_free(&errors);
 		return SUPERVISOR_EXIT_CONFIG;
 	}
 	for (size_t i = 0; i < c.warning_count; i++)
@@ -60,7 +76,14 @@ static int check_config(const char *path)
 	for (size_t i = 0; i < c.ignored_section_count; i++)
 		fprintf(stderr, "cplow: section %s is not implemented by this cplow and is ignored\n",
 			c.ignored_sections[i]);
-	int rc = config_print(&c, stdout) < 0 ? SUPERVISOR_EXIT_FAILED : SUPERVISOR_EXIT_OK;
+	int rc = config_probe(&c, &errors) < 0 ? SUPERVISOR_EXIT_CONFIG : SUPERVISOR_EXIT_OK;
+	print_errors(&errors);
+	for (size_t i = 0; i < c.uploader_count; i++)
+		fprintf(stderr, "cplow: uploader %s: quota %s (%s)\n", c.uploaders[i].name,
+			c.uploaders[i].quota_enabled ? "on" : "off", c.uploaders[i].quota_reason);
+	if (rc == SUPERVISOR_EXIT_OK && config_print(&c, stdout) < 0)
+		rc = SUPERVISOR_EXIT_FAILED;
+	config_errors_free(&errors);
 	config_free(&c);
 	return rc;
 }
@@ -234,7 +257,7 @@ int main(int argc, char **argv)
 	if (strcmp(command, "status") == 0)
 		return status(config, rest, args);
 	if (strcmp(command, "check-config") == 0)
-		return rest ? bad_argument(command, args[0]) : check_config(config);
+		return check_config(config, rest, args);
 	if (strcmp(command, "reset-quota") == 0)
 		return reset_quota(config, rest, args);
 	if (strcmp(command, "import-cloudplow") == 0)
