@@ -787,7 +787,7 @@ int ck_keys(FILE *out, const struct ck_section *sec, const char *path)
 		[CK_LIST] = "[string]",   [CK_ENUM] = "word",    [CK_TIME] = "\"HH:MM\"",
 		[CK_IGNORED] = "any",
 	};
-	char p[PATH_LEN], words[256] = "", def[64] = "";
+	char p[PATH_LEN], words[256] = "", def[64] = "", notes[512];
 	for (const struct ck_row *r = sec->rows; r->name; r++) {
 		snprintf(p, sizeof(p), "%s%s%s", path, *path ? "." : "", r->name);
 		/* a section's keys, or a map's (or the stages') elements', named by their section */
@@ -798,7 +798,9 @@ int ck_keys(FILE *out, const struct ck_section *sec, const char *path)
 		bool numeric = r->type == CK_INT || r->type == CK_NUMBER;
 		if (numeric || r->type == CK_ENUM || r->expect)
 			expect(words, sizeof(words), r);
-		if (r->def_str)
+		if (r->flags & CK_REQUIRED)
+			; /* no default: it must be given */
+		else if (r->def_str)
 			snprintf(def, sizeof(def), "\"%s\"", r->def_str);
 		else if (r->type == CK_BOOL && !r->alias)
 			snprintf(def, sizeof(def), "%s", r->def ? "true" : "false");
@@ -806,19 +808,26 @@ int ck_keys(FILE *out, const struct ck_section *sec, const char *path)
 			ck_number(def, sizeof(def), r->def);
 		else if (r->type == CK_ENUM)
 			snprintf(def, sizeof(def), "\"%s\"", r->words[(int)r->def]);
-		fprintf(out, "%s\t%s\t%s\t%s\t", p,
-			r->alias ? "alias" : r->type == CK_CUSTOM ? r->custom->type : types[r->type],
-			def, words);
+		size_t o = 0;
+		notes[0] = '\0';
 		for (size_t i = 0; r->only && ck_service_words[i]; i++)
 			if (r->only & (1u << i))
-				fprintf(out, "service %s; ", ck_service_words[i]);
-		fprintf(out, "%s%s%s%s%s%s%s", r->flags & CK_SECRET ? "secret; " : "",
-			r->flags & CK_REQUIRED ? "required; " : "",
-			r->flags & CK_NEEDED ? "needed when enabled; " : "",
-			r->flags & CK_NUM_STRING ? "a numeric string is taken as the number; " : "",
-			r->alias ? "another spelling of " : "", r->alias ? r->alias : "",
-			r->type == CK_IGNORED ? "accepted, not used" : "");
-		if (fprintf(out, "%s%s\n", r->instead ? ": " : "", r->instead ? r->instead : "") < 0)
+				o += (size_t)snprintf(notes + o, sizeof(notes) - o, "service %s; ",
+						      ck_service_words[i]);
+		snprintf(notes + o, sizeof(notes) - o, "%s%s%s%s%s%s%s%s%s",
+			 r->flags & CK_SECRET ? "secret; " : "",
+			 r->flags & CK_REQUIRED ? "required; " : "",
+			 r->flags & CK_NEEDED ? "needed when enabled; " : "",
+			 r->flags & CK_NUM_STRING ? "a numeric string is taken as the number; " : "",
+			 r->alias ? "another spelling of " : "", r->alias ? r->alias : "",
+			 r->type == CK_IGNORED ? "accepted, not used" : "",
+			 r->instead ? ": " : "", r->instead ? r->instead : "");
+		o = strlen(notes);
+		if (o >= 2 && strcmp(notes + o - 2, "; ") == 0)
+			notes[o - 2] = '\0';
+		if (fprintf(out, "%s\t%s\t%s\t%s\t%s\n", p,
+			    r->alias ? "alias" : r->type == CK_CUSTOM ? r->custom->type : types[r->type],
+			    def, words, notes) < 0)
 			return -1;
 		words[0] = def[0] = '\0';
 	}
