@@ -99,6 +99,17 @@ const struct config_remote *config_find_remote(const struct config *c, const cha
 	return NULL;
 }
 
+/* As rclone 1.60 reads it: a name of these characters before ':' (or ',' and parameters),
+ * else the whole is a local path (account.h). */
+bool config_remote_name(const char *spec, char *out, size_t len)
+{
+	size_t n = strspn(spec, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-. ");
+	if (n == 0 || (spec[n] != ':' && !(spec[n] == ',' && strchr(spec + n, ':'))))
+		return false;
+	snprintf(out, len, "%.*s", (int)n, spec);
+	return true;
+}
+
 const char *config_command_name(enum config_command command)
 {
 	return command == CONFIG_COMMAND_COPY ? "copy" : "move";

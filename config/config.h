@@ -33,7 +33,8 @@
  *     one warning (dashboard.off_reason) instead of refusing the config;
  *   - relative paths are taken from the config file's directory; absolute ones keep their
  *     spelling, since a key file's path names its account in the ledger file.
- * config_load never runs rclone; config_probe asks it what only it knows.
+ * config_load never runs rclone: what only rclone knows (is a remote in its config? does an
+ * uploader's remote end in Google Drive?) is asked by the supervisor (probe.h).
  */
 #ifndef CPLOW_CONFIG_H
 #define CPLOW_CONFIG_H
@@ -143,7 +144,9 @@ struct config_uploader {
 	struct config_mover mover;
 	enum config_quota_mode quota; /* as written */
 	bool quota_enabled;           /* what applies: the ledger's quota, stage flags */
-	char *quota_reason;           /* why, one line: "it rotates service accounts" */
+	char *quota_reason;           /* why, one line: "auto: it rotates service accounts ..." */
+	bool quota_pending;           /* "auto" for a remote only rclone can tell about: the
+				       * supervisor settles it (probe.c); on until then */
 };
 
 struct config_quota {
@@ -313,16 +316,18 @@ int config_load(const char *path, struct config *out, char *err, size_t err_len)
 
 void config_errors_free(struct config_errors *errors);
 
-/*
- * What only rclone can tell, for check-config and start-up (run with core.rclone_binary_path
- * and --config=rclone_config_path): every remote the config names (upload_remote, rotate_remotes,
- * the movers' and the hidden cleaner's) must be in `rclone listremotes` (which counts the
- * RCLONE_CONFIG_<NAME>_TYPE remotes of the environment; an on-the-fly ":backend:" needs none),
- * and each uploader's quota "auto" is resolved by following its remote's chain
- * (account_sa_env()). Sets quota_enabled and quota_reason; appends errors. Returns 0 when it
- * added no error, else -1.
- */
-int config_probe(struct config *c, struct config_errors *errors);
+/* Appends one line to errors (counted in .more beyond CONFIG_ERRORS_MAX); -1 out of memory. */
+int config_errors_add(struct config_errors *errors, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* The key path messages use: parent.key, or parent["key"] for a key that is not a plain name.
+ * out holds CONFIG_PATH_MAX bytes (a longer path is cut) and may not be parent. */
+#define CONFIG_PATH_MAX 400
+const char *config_key(char *out, const char *parent, const char *key);
+
+/* The remote's name in an rclone path "name:path" or "name,param=v:path" (into out), or false
+ * for a local path or an on-the-fly ":backend:" remote. */
+bool config_remote_name(const char *spec, char *out, size_t len);
 
 /* Frees everything; *c is left zeroed, so a second call is harmless. */
 void config_free(struct config *c);

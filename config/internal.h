@@ -17,7 +17,7 @@
 #include "config.h"
 
 /* A key path with a long uploader name and a long rclone_sleeps pattern still fits. */
-#define PATH_LEN 400
+#define PATH_LEN CONFIG_PATH_MAX
 /* How much of a key or a value a message shows before "...". */
 #define SHOW_KEY_MAX 80
 #define SHOW_VALUE_MAX 60
@@ -41,11 +41,11 @@ enum ck_type {
 	CK_STRING,      /* char *; .valid, when set, decides what is accepted */
 	CK_PATH,        /* char *, relative to the config file's directory */
 	CK_URL,         /* char *, http:// or https:// with a host */
-	CK_LIST,        /* char ** of non-empty strings, size_t count at .count */
+	CK_LIST,        /* char ** of non-empty strings, and its size_t count right after it */
 	CK_ENUM,        /* int: the index of the value in .words */
 	CK_TIME,        /* int: "HH:MM" as minutes after midnight, -1 when not set */
 	CK_SECTION,     /* an object read by .sub, whose struct is at .offset */
-	CK_MAP,         /* name → .sub object; an array at .offset, its size_t count at .count */
+	CK_MAP,         /* name → .sub object: an array of .sub->elem_size elements, and its count */
 	CK_CUSTOM,      /* .custom's functions */
 	CK_IGNORED,     /* accepted and not used: .instead says what cplow does instead */
 };
@@ -78,8 +78,7 @@ struct ck_row {
 	const char *name;
 	enum ck_type type;
 	size_t offset;
-	size_t size;               /* of the field at .offset */
-	size_t count;              /* CK_LIST, CK_MAP, custom arrays: offset of the size_t count */
+	size_t size;               /* of the field at .offset; an array's size_t count follows it */
 	unsigned flags;
 	unsigned only;             /* the variants (1 << service) that have this key; 0: all */
 	double lo, hi, def;
@@ -136,7 +135,6 @@ void ck_show(char *out, size_t len, const char *s, size_t max, bool quoted);
 void ck_number(char *out, size_t len, double v);
 void ck_describe(char *out, size_t len, const cJSON *v);
 void ck_words(char *out, size_t len, const char *const *words);
-const char *ck_key(char *out, const char *parent, const char *key);
 const char *ck_index(char *out, const char *parent, size_t index);
 char *ck_strdup(struct ctx *x, const char *s);
 void *ck_calloc(struct ctx *x, size_t n, size_t size);
@@ -149,6 +147,12 @@ bool ck_url_userinfo(const char *s);
 bool ck_http_url(const char *s);
 char *ck_resolve(struct ctx *x, const char *value);
 int ck_check_directory(struct ctx *x, const char *path, const char *dir);
+
+/* An array's element count: the size_t right after its pointer, in every struct of config.h. */
+static inline size_t *ck_count(const void *base, const struct ck_row *r)
+{
+	return (size_t *)((char *)base + r->offset + sizeof(void *));
+}
 
 /* walk.c: the walker */
 void ck_walk(struct ctx *x, struct walk *w);
@@ -168,7 +172,5 @@ extern const struct ck_custom ck_extras, ck_command, ck_rotate, ck_quota_mode, c
 	ck_speeds, ck_service, ck_notify_url, ck_headers;
 extern const char *const ck_service_words[];
 
-/* probe.c: uploader.<n>.quota, as far as it is known without rclone */
-bool ck_quota_local(struct ctx *x, struct config_uploader *u);
 
 #endif

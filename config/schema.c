@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -26,7 +27,7 @@ static bool remote_begin(struct ctx *x, struct walk *w)
 	const struct config_remote *r = w->base;
 	char uploader[PATH_LEN];
 	w->active = cJSON_GetObjectItemCaseSensitive(ck_get(x->root, "uploader"), r->name) != NULL;
-	snprintf(w->needs, sizeof(w->needs), "%s needs it", ck_key(uploader, "uploader", r->name));
+	snprintf(w->needs, sizeof(w->needs), "%s needs it", config_key(uploader, "uploader", r->name));
 	return true;
 }
 
@@ -35,7 +36,7 @@ static void remote_rule(struct ctx *x, struct walk *w)
 	const struct config_remote *r = w->base;
 	char p[PATH_LEN];
 	if (w->active && r->upload_folder)
-		ck_check_directory(x, ck_key(p, w->path, "upload_folder"), r->upload_folder);
+		ck_check_directory(x, config_key(p, w->path, "upload_folder"), r->upload_folder);
 }
 
 static bool sleep_begin(struct ctx *x, struct walk *w)
@@ -72,7 +73,7 @@ static void sleep_rule(struct ctx *x, struct walk *w)
 	if (w->row_errors)
 		return;
 	if (t->timeout_s == 0 && t->count > 1)
-		ck_fail(x, ck_key(p, w->path, "timeout"), "must be above 0 when count is above 1: "
+		ck_fail(x, config_key(p, w->path, "timeout"), "must be above 0 when count is above 1: "
 			"no window of 0 seconds holds two hits");
 	else if (triggers_init(&compiled, t, 1, terr, sizeof(terr)) < 0)
 		ck_fail(x, w->path, "%s", trigger_reason(terr));
@@ -81,6 +82,49 @@ static void sleep_rule(struct ctx *x, struct walk *w)
 }
 
 /* --- uploaders ------------------------------------------------------------------------- */
+
+/* uploader.<n>.quota as far as it is known without rclone (config.h); "auto" for a named
+ * remote is the supervisor's to settle (probe.c). */
+static void decide(struct ctx *x, struct config_uploader *u, bool on, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static void decide(struct ctx *x, struct config_uploader *u, bool on, const char *fmt, ...)
+{
+	char why[CONFIG_ERR_MAX];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	free(u->quota_reason);
+	u->quota_reason = ck_strdup(x, why);
+	u->quota_enabled = on;
+}
+
+static void quota_local(struct ctx *x, struct config_uploader *u)
+{
+	const char *dest = u->remote->upload_remote;
+	char name[256];
+	if (u->quota != CONFIG_QUOTA_AUTO) {
+		decide(x, u, u->quota == CONFIG_QUOTA_ON, "%s in the config",
+		       u->quota == CONFIG_QUOTA_ON ? "true" : "false");
+	} else if (u->rotate_remote_count) {
+		decide(x, u, true, "auto: it rotates accounts (rotate_remotes)");
+	} else if (u->service_account_path) {
+		decide(x, u, true, "auto: it rotates service accounts (service_account_path)");
+	} else if (dest && dest[0] == ':') {
+		size_t n = strcspn(dest + 1, ":,");
+		bool drive = n == 5 && strncmp(dest + 1, "drive", 5) == 0;
+		decide(x, u, drive, "auto: upload_remote is an on-the-fly %.*s remote%s", (int)n,
+		       dest + 1, drive ? "" : ", not drive");
+	} else if (dest && !config_remote_name(dest, name, sizeof(name))) {
+		decide(x, u, false, "auto: upload_remote is a local path");
+	} else {
+		/* The safe side until rclone has said what is behind the remote. */
+		decide(x, u, true, "auto: on until rclone tells what is behind upload_remote "
+		       "(cplow check-config asks it)");
+		u->quota_pending = true;
+	}
+}
 
 static bool uploader_begin(struct ctx *x, struct walk *w)
 {
@@ -100,7 +144,7 @@ static bool uploader_begin(struct ctx *x, struct walk *w)
 	else if (bad_char)
 		ck_fail(x, w->path, "a name holds no '/' and no control characters");
 	else if (!(u->remote = config_find_remote(x->c, name)))
-		ck_fail(x, w->path, "no %s section for this uploader", ck_key(rp, "remotes", name));
+		ck_fail(x, w->path, "no %s section for this uploader", config_key(rp, "remotes", name));
 	return u->remote != NULL;
 }
 
@@ -109,7 +153,7 @@ static void uploader_rule(struct ctx *x, struct walk *w)
 	struct config_uploader *u = w->base;
 	char p[PATH_LEN], err[PATH_MAX + 128], shown[PATH_MAX * 2];
 	u->max_size_bytes = (int64_t)llround(u->max_size_gb * 1073741824.0);
-	ck_key(p, w->path, "service_account_path");
+	config_key(p, w->path, "service_account_path");
 	if (u->service_account_path && ck_check_directory(x, p, u->service_account_path) == 0) {
 		struct account_keys keys = { 0 };
 		ck_show(shown, sizeof(shown), u->service_account_path, PATH_MAX, false);
@@ -119,7 +163,7 @@ static void uploader_rule(struct ctx *x, struct walk *w)
 			ck_fail(x, p, "no key files (*.json) in %s", shown);
 		account_keys_free(&keys);
 	}
-	ck_quota_local(x, u);
+	quota_local(x, u);
 }
 
 static bool schedule_begin(struct ctx *x, struct walk *w)
@@ -135,7 +179,7 @@ static void schedule_rule(struct ctx *x, struct walk *w)
 	char p[PATH_LEN];
 	if (w->active && !w->row_errors && s->allowed_from_min >= 0 &&
 	    s->allowed_from_min == s->allowed_until_min)
-		ck_fail(x, ck_key(p, w->path, "allowed_until"),
+		ck_fail(x, config_key(p, w->path, "allowed_until"),
 			"equals allowed_from: the window would be empty, or the whole day; to upload "
 			"at any time, set enabled to false");
 }
@@ -147,7 +191,7 @@ static void check_rule(struct ctx *x, struct walk *w)
 	char p[PATH_LEN];
 	if (!w->obj || w->row_errors)
 		return;
-	ck_key(p, w->path, "limit_minutes");
+	config_key(p, w->path, "limit_minutes");
 	if (u->check_type == CONFIG_CHECK_AGE && u->check_limit_minutes == 0)
 		ck_fail(x, p, "missing: an age check needs it");
 	else if (u->check_type == CONFIG_CHECK_SIZE && u->check_limit_minutes > 0)
@@ -176,11 +220,11 @@ static void quota_rule(struct ctx *x, struct walk *w)
 	if (w->row_errors)
 		return;
 	if (min_set && q->min_free_bytes >= daily)
-		ck_fail(x, ck_key(p, w->path, "min_free_bytes"),
+		ck_fail(x, config_key(p, w->path, "min_free_bytes"),
 			"must be less than quota.daily_bytes (%lld), got %lld", daily,
 			(long long)q->min_free_bytes);
 	if (cont_set && q->continue_min_bytes >= daily)
-		ck_fail(x, ck_key(p, w->path, "continue_min_bytes"),
+		ck_fail(x, config_key(p, w->path, "continue_min_bytes"),
 			"must be less than quota.daily_bytes (%lld), got %lld", daily,
 			(long long)q->continue_min_bytes);
 	/* The defaults are shares of the default quota (see config.h). */
@@ -205,7 +249,7 @@ static void dashboard_rule(struct ctx *x, struct walk *w)
 	if (!d->enabled || d->token || d->allow_unauthenticated || loopback_host(d->host))
 		return;
 	ck_show(host, sizeof(host), d->host, SHOW_VALUE_MAX, true);
-	ck_warn(x, ck_key(p, w->path, "token"), "missing while dashboard.host is %s, not a "
+	ck_warn(x, config_key(p, w->path, "token"), "missing while dashboard.host is %s, not a "
 		"loopback address: the dashboard stays off (uploads run); add \"token\": \"<a long "
 		"random secret>\" to dashboard, or \"allow_unauthenticated\": true on a trusted "
 		"network", host);
@@ -257,7 +301,7 @@ static bool notify_begin(struct ctx *x, struct walk *w)
 	if (strcmp(s, "googlechat") == 0) /* the fork's spelling */
 		k = CONFIG_NOTIFY_GOOGLE_CHAT;
 	ck_words(words, sizeof(words), ck_service_words);
-	ck_key(p, w->path, "service");
+	config_key(p, w->path, "service");
 	if (!service || !ck_service_words[k]) {
 		if (service)
 			ck_must(x, p, service, words);
@@ -334,12 +378,12 @@ static void hidden_rule(struct ctx *x, struct walk *w)
 	struct stat st;
 	for (size_t i = 0; i < h->remote_count; i++) {
 		const struct config_remote *r = config_find_remote(x->c, h->remotes[i]);
-		ck_index(p, ck_key(rp, w->path, "hidden_remotes"), i);
+		ck_index(p, config_key(rp, w->path, "hidden_remotes"), i);
 		if (!r)
-			ck_fail(x, p, "no %s section", ck_key(rp, "remotes", h->remotes[i]));
+			ck_fail(x, p, "no %s section", config_key(rp, "remotes", h->remotes[i]));
 		else if (!r->hidden_remote)
 			ck_fail(x, p, "%s has no hidden_remote: the cleaner would not know where to "
-				"delete", ck_key(rp, "remotes", h->remotes[i]));
+				"delete", config_key(rp, "remotes", h->remotes[i]));
 	}
 	/* A folder that is not there holds no markers: cloudplow's cleaner did nothing either. */
 	if (!w->row_errors && h->remote_count && stat(h->folder, &st) == 0 && S_ISDIR(st.st_mode))
@@ -367,7 +411,7 @@ static void shared_accounts(struct ctx *x)
 	for (size_t i = 0; i < c->uploader_count; i++) {
 		const struct config_uploader *u = &c->uploaders[i];
 		char *real = u->service_account_path ? realpath(u->service_account_path, NULL) : NULL;
-		ck_key(pl, ck_key(pu, "uploader", u->name), "rotate_remotes");
+		config_key(pl, config_key(pu, "uploader", u->name), "rotate_remotes");
 		for (size_t j = 0; j < i; j++) {
 			const struct config_uploader *e = &c->uploaders[j];
 			char *other = real && e->service_account_path
@@ -380,8 +424,8 @@ static void shared_accounts(struct ctx *x)
 				a--;
 			while (b > 1 && e->service_account_path[b - 1] == '/')
 				b--;
-			ck_key(pe, "uploader", e->name);
-			ck_key(p, pu, "service_account_path");
+			config_key(pe, "uploader", e->name);
+			config_key(p, pu, "service_account_path");
 			ck_show(shown, sizeof(shown), real ? real : "", SHOW_VALUE_MAX, true);
 			if (other && strcmp(real, other) == 0 && a == b &&
 			    memcmp(u->service_account_path, e->service_account_path, a) == 0)
@@ -417,7 +461,6 @@ static void top_rule(struct ctx *x, struct walk *w)
 /* a row's key and type; the offset and size of its field */
 #define K(key, kind) .name = key, .type = kind
 #define F(type, field) .offset = offsetof(struct type, field), .size = sizeof(((struct type *)0)->field)
-#define N(type, field) .count = offsetof(struct type, field)
 #define END { .name = NULL }
 /* a map's elements: their size, and where their key goes */
 #define ELEMS(type, key_field) \
@@ -439,8 +482,7 @@ static const struct ck_row core_rows[] = {
 	{ K("rclone_binary_path", CK_STRING), F(config_core, rclone_binary_path),
 	  .def_str = "/usr/bin/rclone" },
 	{ K("rclone_config_path", CK_PATH), F(config_core, rclone_config_path) },
-	{ K("rclone_nice", CK_INT), F(config_core, rclone_nice), .lo = 0,
-	  .hi = 19, .def = 5 },
+	{ K("rclone_nice", CK_INT), F(config_core, rclone_nice), .lo = 0, .hi = 19, .def = 5 },
 	END,
 };
 
@@ -466,12 +508,9 @@ static const struct ck_row remote_rows[] = {
 	{ K("upload_remote", CK_STRING), F(config_remote, upload_remote), .flags = CK_NEEDED },
 	{ K("rclone_command", CK_CUSTOM), F(config_remote, rclone_command), .words = command_words,
 	  .custom = &ck_command },
-	{ K("rclone_excludes", CK_LIST), F(config_remote, rclone_excludes),
-	  N(config_remote, rclone_exclude_count) },
-	{ K("rclone_extras", CK_CUSTOM), F(config_remote, rclone_extras),
-	  N(config_remote, rclone_extra_count), .custom = &ck_extras },
-	{ K("rclone_sleeps", CK_MAP), F(config_remote, rclone_sleeps),
-	  N(config_remote, rclone_sleep_count), .sub = &sleep_section },
+	{ K("rclone_excludes", CK_LIST), F(config_remote, rclone_excludes) },
+	{ K("rclone_extras", CK_CUSTOM), F(config_remote, rclone_extras), .custom = &ck_extras },
+	{ K("rclone_sleeps", CK_MAP), F(config_remote, rclone_sleeps), .sub = &sleep_section },
 	{ K("remove_empty_dir_depth", CK_INT), F(config_remote, remove_empty_dir_depth), .lo = 0,
 	  .hi = 1000, .def = -1 },
 	{ K("hidden_remote", CK_STRING), F(config_remote, hidden_remote), .flags = CK_EMPTY_UNSET },
@@ -516,10 +555,8 @@ static const struct ck_row mover_rows[] = {
 	{ K("enabled", CK_BOOL), F(config_mover, enabled), .flags = CK_ENABLE },
 	{ K("move_from_remote", CK_STRING), F(config_mover, move_from_remote), .flags = CK_NEEDED },
 	{ K("move_to_remote", CK_STRING), F(config_mover, move_to_remote), .flags = CK_NEEDED },
-	{ K("rclone_extras", CK_CUSTOM), F(config_mover, rclone_extras),
-	  N(config_mover, rclone_extra_count), .custom = &ck_extras },
-	{ K("rclone_excludes", CK_LIST), F(config_mover, rclone_excludes),
-	  N(config_mover, rclone_exclude_count) },
+	{ K("rclone_extras", CK_CUSTOM), F(config_mover, rclone_extras), .custom = &ck_extras },
+	{ K("rclone_excludes", CK_LIST), F(config_mover, rclone_excludes) },
 	END,
 };
 
@@ -532,15 +569,12 @@ static const struct ck_row uploader_rows[] = {
 	  .hi = MINUTES_MAX, .def = 30, .unit = "minutes" },
 	{ K("max_size_gb", CK_NUMBER), F(config_uploader, max_size_gb), .flags = CK_NO_MAX, .lo = 0,
 	  .hi = 1000000000, .def = 200 },
-	{ K("size_excludes", CK_LIST), F(config_uploader, size_excludes),
-	  N(config_uploader, size_exclude_count) },
+	{ K("size_excludes", CK_LIST), F(config_uploader, size_excludes) },
 	{ K("exclude_open_files", CK_BOOL), F(config_uploader, exclude_open_files) },
-	{ K("opened_excludes", CK_LIST), F(config_uploader, opened_excludes),
-	  N(config_uploader, opened_exclude_count) },
+	{ K("opened_excludes", CK_LIST), F(config_uploader, opened_excludes) },
 	{ K("schedule", CK_SECTION), F(config_uploader, schedule), .sub = &schedule_section },
 	{ K("service_account_path", CK_PATH), F(config_uploader, service_account_path) },
-	{ K("rotate_remotes", CK_CUSTOM), F(config_uploader, rotate_remotes),
-	  N(config_uploader, rotate_remote_count), .custom = &ck_rotate },
+	{ K("rotate_remotes", CK_CUSTOM), F(config_uploader, rotate_remotes), .custom = &ck_rotate },
 	{ K("check", CK_SECTION), .sub = &check_section },
 	{ K("can_be_throttled", CK_BOOL), F(config_uploader, can_be_throttled), .def = 1 },
 	{ K("mover", CK_SECTION), F(config_uploader, mover), .sub = &mover_section },
@@ -638,8 +672,7 @@ const struct ck_section ck_stage_section = {
 static const struct ck_row dashboard_rows[] = {
 	{ K("enabled", CK_BOOL), F(config_dashboard, enabled), .flags = CK_ENABLE },
 	{ K("host", CK_STRING), F(config_dashboard, host), .def_str = CONFIG_DASHBOARD_HOST_DEFAULT },
-	{ K("port", CK_INT), F(config_dashboard, port), .lo = 1, .hi = 65535,
-	  .def = 47949 },
+	{ K("port", CK_INT), F(config_dashboard, port), .lo = 1, .hi = 65535, .def = 47949 },
 	{ K("token", CK_STRING), F(config_dashboard, token), .flags = CK_SECRET },
 	{ K("refresh_seconds", CK_INT), F(config_dashboard, refresh_seconds), .lo = 1, .hi = 3600,
 	  .def = CONFIG_DASHBOARD_REFRESH_DEFAULT },
@@ -657,8 +690,7 @@ static const struct ck_section dashboard_section = {
 };
 
 static const struct ck_row plex_rclone_rows[] = {
-	{ K("throttle_speeds", CK_CUSTOM), F(config_plex, throttle_speeds),
-	  N(config_plex, throttle_speed_count), .custom = &ck_speeds },
+	{ K("throttle_speeds", CK_CUSTOM), F(config_plex, throttle_speeds), .custom = &ck_speeds },
 	{ K("url", CK_IGNORED), .instead = "cplow throttles each stage's own rclone "
 	  "through that rclone's remote control" },
 	END,
@@ -730,8 +762,7 @@ static const struct ck_row notify_rows[] = {
 	  .only = NOTIFY(APPRISE) | NOTIFY(WEBHOOK), .custom = &ck_notify_url },
 	{ K("title", CK_STRING), F(config_notification, title), .flags = CK_EMPTY_UNSET,
 	  .only = NOTIFY(PUSHOVER) | NOTIFY(APPRISE), .def_str = CONFIG_NOTIFY_TITLE_DEFAULT },
-	{ K("headers", CK_CUSTOM), F(config_notification, headers),
-	  N(config_notification, header_count), .only = NOTIFY(WEBHOOK), .custom = &ck_headers },
+	{ K("headers", CK_CUSTOM), F(config_notification, headers), .only = NOTIFY(WEBHOOK), .custom = &ck_headers },
 	END,
 };
 
@@ -741,8 +772,7 @@ static const struct ck_section notify_section = {
 };
 
 static const struct ck_row hidden_rows[] = {
-	{ K("hidden_remotes", CK_LIST), F(config_hidden, remotes), N(config_hidden, remote_count),
-	  .flags = CK_REQUIRED },
+	{ K("hidden_remotes", CK_LIST), F(config_hidden, remotes), .flags = CK_REQUIRED },
 	END,
 };
 
@@ -772,24 +802,21 @@ static const struct ck_section syncer_section = {
 /* In the order they are read: remotes before the uploaders that name them. */
 static const struct ck_row top_rows[] = {
 	{ K("core", CK_SECTION), F(config, core), .sub = &core_section },
-	{ K("remotes", CK_MAP), F(config, remotes), N(config, remote_count), .sub = &remote_section },
-	{ K("uploader", CK_MAP), F(config, uploaders), N(config, uploader_count),
+	{ K("remotes", CK_MAP), F(config, remotes), .sub = &remote_section },
+	{ K("uploader", CK_MAP), F(config, uploaders),
 	  .flags = CK_REQUIRED | CK_NONEMPTY, .missing = "configure at least one uploader",
 	  .sub = &uploader_section },
 	{ K("quota", CK_SECTION), F(config, quota), .sub = &quota_section },
-	{ K("stages", CK_CUSTOM), F(config, stages), N(config, stage_count),
+	{ K("stages", CK_CUSTOM), F(config, stages),
 	  .sub = &ck_stage_section, .custom = &ck_stages },
 	{ K("dashboard", CK_SECTION), F(config, dashboard), .sub = &dashboard_section },
 	{ K("plex", CK_SECTION), F(config, plex), .sub = &plex_section },
 	{ K("nzbget", CK_SECTION), F(config, nzbget), .sub = &nzbget_section },
 	{ K("sabnzbd", CK_SECTION), F(config, sabnzbd), .sub = &sabnzbd_section },
-	{ K("notifications", CK_MAP), F(config, notifications), N(config, notification_count),
-	  .sub = &notify_section },
-	{ K("hidden", CK_MAP), F(config, hidden), N(config, hidden_count), .sub = &hidden_section },
-	{ K("syncer", CK_MAP), F(config, syncers), N(config, syncer_count), .sub = &syncer_section },
+	{ K("notifications", CK_MAP), F(config, notifications), .sub = &notify_section },
+	{ K("hidden", CK_MAP), F(config, hidden), .sub = &hidden_section },
+	{ K("syncer", CK_MAP), F(config, syncers), .sub = &syncer_section },
 	END,
 };
 
-const struct ck_section ck_top = {
-	.name = "", .rows = top_rows, .rule = top_rule, .top = true,
-};
+const struct ck_section ck_top = { .name = "", .rows = top_rows, .rule = top_rule, .top = true };

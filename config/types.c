@@ -34,7 +34,7 @@ static void extras_parse(struct ctx *x, struct walk *w, const struct ck_row *r, 
 			 const char *path)
 {
 	char pk[PATH_LEN], name[512], value[64];
-	size_t *count = at(w->base, r->count);
+	size_t *count = ck_count(w->base, r);
 	struct stage_flag *flags = NULL;
 	if (!o || !want_object(x, o, path) ||
 	    !(flags = ck_calloc(x, (size_t)cJSON_GetArraySize(o), sizeof(*flags))))
@@ -48,7 +48,7 @@ static void extras_parse(struct ctx *x, struct walk *w, const struct ck_row *r, 
 		snprintf(name, sizeof(name), "%s%s", key[0] == '-' ? "" : "--", key);
 		for (size_t k = 0; k < *count; k++)
 			twice = twice || strcmp(flags[k].name, name) == 0;
-		ck_key(pk, path, key);
+		config_key(pk, path, key);
 		if (!*key || key[strspn(key, "-")] == '\0') {
 			ck_fail(x, pk, "not a flag name");
 			continue;
@@ -92,7 +92,7 @@ static cJSON *extras_print(const void *base, const struct ck_row *r)
 {
 	const struct stage_flag *f = *(struct stage_flag *const *)at(base, r->offset);
 	cJSON *o = cJSON_CreateObject();
-	for (size_t i = 0; o && i < *(const size_t *)at(base, r->count); i++) {
+	for (size_t i = 0; o && i < *ck_count(base, r); i++) {
 		const char *v = f[i].value && ck_secret_key(f[i].name) ? "***" : f[i].value;
 		o = ck_add(o, f[i].name, v ? cJSON_CreateString(v) : cJSON_CreateNull());
 	}
@@ -102,7 +102,7 @@ static cJSON *extras_print(const void *base, const struct ck_row *r)
 static void extras_free(void *base, const struct ck_row *r)
 {
 	struct stage_flag *f = *(struct stage_flag **)at(base, r->offset);
-	for (size_t i = 0; i < *(size_t *)at(base, r->count); i++) {
+	for (size_t i = 0; i < *ck_count(base, r); i++) {
 		free((void *)f[i].name);
 		free((void *)f[i].value);
 	}
@@ -165,10 +165,10 @@ static void rotate_parse(struct ctx *x, struct walk *w, const struct ck_row *r, 
 	char pi[PATH_LEN], got[GOT_LEN], dest[PATH_MAX], rp[PATH_LEN];
 	struct config_uploader *u = w->base;
 	const char *remote = u->remote->upload_remote;
-	size_t k = 0, *count = at(w->base, r->count);
+	size_t k = 0, *count = ck_count(w->base, r);
 	if (!o)
 		return;
-	ck_key(rp, ck_key(pi, "remotes", u->remote->name), "upload_remote");
+	config_key(rp, config_key(pi, "remotes", u->remote->name), "upload_remote");
 	ck_show(got, sizeof(got), remote ? remote : "", SHOW_VALUE_MAX, true);
 	if (!cJSON_IsArray(o)) {
 		ck_must(x, path, o, "a list of rclone remote names");
@@ -212,13 +212,13 @@ static void rotate_parse(struct ctx *x, struct walk *w, const struct ck_row *r, 
 
 static cJSON *rotate_print(const void *base, const struct ck_row *r)
 {
-	size_t n = *(const size_t *)at(base, r->count);
+	size_t n = *ck_count(base, r);
 	return n ? ck_strings(*(char **const *)at(base, r->offset), n) : cJSON_CreateNull();
 }
 
 static void rotate_free(void *base, const struct ck_row *r)
 {
-	ck_free_list(*(char ***)at(base, r->offset), *(size_t *)at(base, r->count));
+	ck_free_list(*(char ***)at(base, r->offset), *ck_count(base, r));
 }
 
 const struct ck_custom ck_rotate = { rotate_parse, rotate_print, rotate_free, "[remote name]" };
@@ -276,19 +276,19 @@ static void stages_parse(struct ctx *x, struct walk *w, const struct ck_row *r, 
 		for (size_t j = 0; j < k; j++)
 			if (c->stages[j].name && strcmp(c->stages[j].name, s->name) == 0) {
 				ck_show(got, sizeof(got), s->name, SHOW_VALUE_MAX, true);
-				ck_fail(x, ck_key(pk, p, "name"), "%s appears twice", got);
+				ck_fail(x, config_key(pk, p, "name"), "%s appears twice", got);
 			}
 		if (k > 0 && s->min_share >= c->stages[k - 1].min_share) {
 			ck_number(now, sizeof(now), s->min_share);
 			ck_number(before, sizeof(before), c->stages[k - 1].min_share);
-			ck_fail(x, ck_key(pk, p, "min_share"), "rows must go from the highest "
+			ck_fail(x, config_key(pk, p, "min_share"), "rows must go from the highest "
 				"min_share to the lowest: %s follows %s", now, before);
 		}
 	}
 	struct config_stage *last = &c->stages[c->stage_count - 1];
 	if (ck_errors(x) == start && last->min_share != 0) {
 		ck_number(now, sizeof(now), last->min_share);
-		ck_fail(x, ck_key(pk, ck_index(p, path, c->stage_count - 1), "min_share"),
+		ck_fail(x, config_key(pk, ck_index(p, path, c->stage_count - 1), "min_share"),
 			"the last row's must be 0, so that every remaining quota has a strategy, "
 			"got %s", now);
 	}
@@ -371,7 +371,7 @@ static void speeds_parse(struct ctx *x, struct walk *w, const struct ck_row *r, 
 		const char *key = i->string;
 		size_t len = strlen(key);
 		struct config_throttle_speed *sp = &pl->throttle_speeds[pl->throttle_speed_count];
-		ck_key(pk, path, key);
+		config_key(pk, path, key);
 		if (!(len > 0 && len <= 6 && strspn(key, "0123456789") == len &&
 		      (key[0] != '0' || len == 1)))
 			ck_fail(x, pk, "the key must be a number of streams from 0 to 999999, like "
@@ -524,7 +524,7 @@ static void headers_parse(struct ctx *x, struct walk *w, const struct ck_row *r,
 			set_by_cplow = set_by_cplow || strcmp(low, reserved[k]) == 0;
 		for (const char *c = cJSON_IsString(i) ? i->valuestring : ""; *c; c++)
 			control = control || (unsigned char)*c < 0x20 || *c == 0x7f;
-		ck_key(pk, path, i->string);
+		config_key(pk, path, i->string);
 		if (!len || len > 100 || strspn(i->string, token) != len) {
 			ck_fail(x, pk, "not an HTTP header name (letters, digits and "
 				"!#$%%&'*+-.^_`|~)");

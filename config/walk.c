@@ -23,17 +23,33 @@ static bool push_line(char ***lines, size_t *count, const char *line)
 	return grown && (grown[*count] = strdup(line)) && ++*count;
 }
 
+static bool push_error(struct config_errors *e, const char *line)
+{
+	if (e->count < CONFIG_ERRORS_MAX)
+		return push_line(&e->lines, &e->count, line);
+	e->more++;
+	return true;
+}
+
 static void note(struct ctx *x, bool error, const char *path, const char *fmt, va_list ap)
 {
 	char msg[CONFIG_ERR_MAX];
 	int n = snprintf(msg, sizeof(msg), "%s: ", path);
 	if (n >= 0 && (size_t)n < sizeof(msg))
 		vsnprintf(msg + n, sizeof(msg) - (size_t)n, fmt, ap);
-	if (error && x->errs->count >= CONFIG_ERRORS_MAX)
-		x->errs->more++;
-	else if (!(error ? push_line(&x->errs->lines, &x->errs->count, msg)
-			 : push_line(&x->c->warnings, &x->c->warning_count, msg)))
+	if (!(error ? push_error(x->errs, msg)
+		    : push_line(&x->c->warnings, &x->c->warning_count, msg)))
 		x->stop = true;
+}
+
+int config_errors_add(struct config_errors *errors, const char *fmt, ...)
+{
+	char msg[CONFIG_ERR_MAX];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	return push_error(errors, msg) ? 0 : -1;
 }
 
 int ck_fail(struct ctx *x, const char *path, const char *fmt, ...)
@@ -159,7 +175,7 @@ static const char *path(char *out, const char *a, const char *b, const char *c, 
 }
 
 /* parent.key, or parent["key"] for a key that is not a plain name. parent may not be out. */
-const char *ck_key(char *out, const char *parent, const char *key)
+const char *config_key(char *out, const char *parent, const char *key)
 {
 	static const char plain[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-";
 	char shown[SHOW_KEY_MAX * 6 + 8];
@@ -477,7 +493,7 @@ static void read_list(struct ctx *x, struct walk *w, const struct ck_row *r, con
 		      const char *path)
 {
 	char item[PATH_LEN];
-	size_t n = (size_t)cJSON_GetArraySize(v), k = 0, *count = at(w->base, r->count);
+	size_t n = (size_t)cJSON_GetArraySize(v), k = 0, *count = ck_count(w->base, r);
 	if (!cJSON_IsArray(v)) {
 		ck_must(x, path, v, "a list of strings");
 		return;
@@ -498,7 +514,7 @@ static void read_map(struct ctx *x, struct walk *w, const struct ck_row *r, cons
 {
 	char p[PATH_LEN];
 	const struct ck_section *sub = r->sub;
-	size_t n = (size_t)cJSON_GetArraySize(v), *count = at(w->base, r->count);
+	size_t n = (size_t)cJSON_GetArraySize(v), *count = ck_count(w->base, r);
 	if (!cJSON_IsObject(v)) {
 		ck_must(x, path, v, "an object");
 		return;
@@ -515,7 +531,7 @@ static void read_map(struct ctx *x, struct walk *w, const struct ck_row *r, cons
 		if (!(*(char **)at(elem, sub->name_offset) = ck_strdup(x, i->string)))
 			return;
 		(*count)++;
-		ck_child(&child, w, sub, i, elem, ck_key(p, path, i->string));
+		ck_child(&child, w, sub, i, elem, config_key(p, path, i->string));
 		ck_walk(x, &child);
 	}
 }
@@ -615,7 +631,7 @@ static void unknown_keys(struct ctx *x, struct walk *w)
 		if (find_row(s, i->string, w->variant))
 			continue;
 		const struct ck_row *near = near_miss(s, w->variant, i->string);
-		ck_key(p, w->path, i->string);
+		config_key(p, w->path, i->string);
 		if (s->top && near)
 			ck_fail(x, p, "unknown section (did you mean %s?)", near->name);
 		else if (s->top)
@@ -649,7 +665,7 @@ void ck_walk(struct ctx *x, struct walk *w)
 		if (r->flags & CK_ENABLE) {
 			w->active = cJSON_IsTrue(ck_get(w->obj, r->name));
 			snprintf(w->needs, sizeof(w->needs), "%.380s needs it",
-				 ck_key(p, w->path, r->name));
+				 config_key(p, w->path, r->name));
 		}
 	if (s->begin && !s->begin(x, w))
 		return;
@@ -661,7 +677,7 @@ void ck_walk(struct ctx *x, struct walk *w)
 		if (!row_in(r, w->variant))
 			continue;
 		const cJSON *v = ck_get(w->obj, r->name);
-		ck_key(p, w->path, r->name);
+		config_key(p, w->path, r->name);
 		if (r->alias && v && ck_get(w->obj, r->alias))
 			ck_fail(x, p, "the same setting as %s: keep one of them", r->alias);
 		else if (!v && w->obj && (r->flags & CK_REQUIRED))
@@ -710,7 +726,7 @@ static cJSON *print_value(const struct ck_row *r, const void *base)
 			s = "***";
 		return s ? cJSON_CreateString(s) : cJSON_CreateNull();
 	case CK_LIST:
-		return ck_strings(*(char **const *)p, *(const size_t *)at(base, r->count));
+		return ck_strings(*(char **const *)p, *ck_count(base, r));
 	case CK_ENUM:
 		return cJSON_CreateString(r->words[v]);
 	case CK_TIME:
@@ -720,7 +736,7 @@ static cJSON *print_value(const struct ck_row *r, const void *base)
 		return ck_print(r->sub, p, 0);
 	case CK_MAP: {
 		cJSON *o = cJSON_CreateObject();
-		for (size_t i = 0; o && i < *(const size_t *)at(base, r->count); i++) {
+		for (size_t i = 0; o && i < *ck_count(base, r); i++) {
 			const char *elem = *(char *const *)p + i * r->sub->elem_size;
 			o = ck_add(o, *(char *const *)at(elem, r->sub->name_offset),
 				   ck_print(r->sub, elem, r->sub->variant ? r->sub->variant(elem) : 0));
@@ -756,7 +772,7 @@ void ck_free(const struct ck_section *sec, void *base)
 	unsigned variant = sec->variant ? sec->variant(base) : ~0u;
 	for (const struct ck_row *r = sec->rows; r->name; r++) {
 		void *p = at(base, r->offset);
-		size_t n = r->count ? *(size_t *)at(base, r->count) : 0;
+		size_t n = r->type == CK_LIST || r->type == CK_MAP ? *ck_count(base, r) : 0;
 		if (!row_in(r, variant) || r->alias)
 			continue;
 		if (r->type == CK_STRING || r->type == CK_PATH || r->type == CK_URL)

@@ -16,6 +16,7 @@
 #include "ledger_file.h"
 #include "lock.h"
 #include "log.h"
+#include "probe.h"
 #include "supervisor.h"
 
 #define MAX_UPLOADERS 64
@@ -56,7 +57,7 @@ static void print_errors(const struct config_errors *e)
 		fprintf(stderr, "cplow: and %zu more errors\n", e->more);
 }
 
-/* Every error, then exit 2; else the warnings, what rclone says (config_probe), which quota
+/* Every error, then exit 2; else the warnings, what rclone says (probe.h), which quota
  * applies to each uploader and why, and the effective config. --keys: the key table. */
 static int check_config(const char *path, int argc, char **argv)
 {
@@ -76,7 +77,7 @@ static int check_config(const char *path, int argc, char **argv)
 	for (size_t i = 0; i < c.ignored_section_count; i++)
 		fprintf(stderr, "cplow: section %s is not implemented by this cplow and is ignored\n",
 			c.ignored_sections[i]);
-	int rc = config_probe(&c, &errors) < 0 ? SUPERVISOR_EXIT_CONFIG : SUPERVISOR_EXIT_OK;
+	int rc = probe_config(&c, &errors) < 0 ? SUPERVISOR_EXIT_CONFIG : SUPERVISOR_EXIT_OK;
 	print_errors(&errors);
 	for (size_t i = 0; i < c.uploader_count; i++)
 		fprintf(stderr, "cplow: uploader %s: quota %s (%s)\n", c.uploaders[i].name,

@@ -25,6 +25,7 @@
 #include "notify.h"
 #include "planner.h"
 #include "plex.h"
+#include "probe.h"
 #include "procs.h"
 #include "progress.h"
 #include "rclone_cmd.h"
@@ -888,7 +889,7 @@ static void reap(struct sup *s)
 }
 
 /* Every error of the config, one log line each, after `refused`. Loaded, what rclone says
- * (config_probe) is logged too: a remote it does not know is a warning (its stages fail on
+ * (probe.h) is logged too: a remote it does not know is a warning (its stages fail on
  * it), and each uploader's quota "auto" is resolved. */
 static int load_config(const char *path, struct config *out, const char *refused)
 {
@@ -900,7 +901,7 @@ static int load_config(const char *path, struct config *out, const char *refused
 		log_error("%sand %zu more errors", refused, errors.more);
 	config_errors_free(&errors);
 	if (rc == 0)
-		config_probe(out, &errors);
+		probe_config(out, &errors);
 	for (size_t i = 0; rc == 0 && i < errors.count; i++)
 		log_warn("config: %s", errors.lines[i]);
 	for (size_t i = 0; rc == 0 && i < out->uploader_count; i++)
