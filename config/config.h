@@ -4,37 +4,31 @@
  * parses it once; every role it forks inherits it.
  *
  * Every key is one row of schema.c's table: type, bounds, default, unit, flags (`cplow
- * check-config --keys` prints it). One walker (walk.c) reads, checks, prints and frees by the
- * rows, so a bound is written once and its message is made from the row; a section's hooks
- * check only what crosses keys. The README's configuration section says what each key means.
+ * check-config --keys` prints it); the README says what each key means. One walker (walk.c)
+ * reads, checks, prints and frees by the rows, so a bound is written once and its message is
+ * made from the row; a section's hooks check only what crosses keys.
  *
- * Errors: a load reports EVERY problem it finds, one line each, in file order,
+ * A load reports every problem it finds, one line each naming the key path, in file order:
  *   uploader.media.max_size_gb: must be a number >= 0, got "abc"
  *   remotes.media.rclone_sleeps["User rate limit exceeded"].sleep: missing
- * at most CONFIG_ERRORS_MAX (the rest counted). Keys that are not plain names are written
- * ["like this"], list items [i], values quoted and escaped: a line never breaks. A problem with
- * the file itself (unreadable, over 1 MiB, not UTF-8, not strict RFC 8259 JSON: line and
- * column, in characters) stops the load. Duplicate keys are errors.
+ * Keys that are not plain names are written ["like this"], list items [i], values quoted and
+ * escaped: a line never breaks. A file that cannot be read, is over 1 MiB, is not UTF-8 or not
+ * strict JSON (RFC 8259; line and column in characters) stops the load. Duplicate keys are
+ * errors.
  *
  * What cplow accepts from cloudplow's files:
- *   - a section that is off (enabled false: plex, nzbget, sabnzbd, dashboard, a schedule, a
- *     mover; a remote no uploader uses; a notification whose needed values are all empty) is
- *     read for types only: "" there means "not set" and a near miss of a key is a warning. On,
- *     a value it needs is an error when missing or empty ("plex.token: empty: plex.enabled
- *     needs it");
- *   - an unknown key is an error when it is a near miss of a key of its section (case, '-' for
- *     '_', one edit for names up to 4 characters, two for longer ones), else a warning; at the
- *     top level an unknown key is kept, unread, in ignored_sections;
- *   - a key cplow accepts without using warns, saying what cplow does instead, only when it
- *     asks for something (true, a string, an enabled object) in a section that is on;
- *   - the fork's spellings: notification service "googlechat" (its thread_key goes into the
- *     URL as the fork adds it), Pushover "priority": "0", dashboard refresh_interval;
- *   - dashboard enabled on a non-loopback host without a token keeps the dashboard off with
- *     one warning (dashboard.off_reason) instead of refusing the config;
+ *   - a section that is off (enabled false; a remote no uploader uses; a notification whose
+ *     needed values are all empty, then skipped) is read for types only: "" there means "not
+ *     set", a near miss of a key is a warning. On, a value it needs is an error when missing
+ *     or empty ("plex.token: empty: plex.enabled needs it");
+ *   - another unknown key is an error when it is a near miss of one of its section's (case,
+ *     '-' for '_', one edit for names up to 4 characters, two for longer ones), else a
+ *     warning; at the top level it is kept, unread, in ignored_sections;
+ *   - a key cplow accepts without using warns, with what cplow does instead, only when it asks
+ *     for something (true, a string, an enabled object) in a section that is on;
  *   - relative paths are taken from the config file's directory; absolute ones keep their
  *     spelling, since a key file's path names its account in the ledger file.
- * config_load never runs rclone: what only rclone knows (is a remote in its config? does an
- * uploader's remote end in Google Drive?) is asked by the supervisor (probe.h).
+ * config_load never runs rclone: what only rclone knows is the supervisor's to ask (probe.h).
  */
 #ifndef CPLOW_CONFIG_H
 #define CPLOW_CONFIG_H
@@ -87,7 +81,9 @@ struct config_core {
 };
 
 /* remotes.<name>. The arrays are in the shapes a stage_spec takes; their strings are owned
- * here (the const in struct stage_flag and stage_trigger is the worker's promise, not ours). */
+ * here (the const in struct stage_flag and stage_trigger is the worker's promise, not ours).
+ * Here and below, an array's size_t count is the field right after its pointer: config/'s
+ * table relies on it. */
 struct config_remote {
 	char *name;
 	char *upload_folder;          /* NULL only in a remote no uploader uses */

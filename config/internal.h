@@ -117,7 +117,6 @@ struct walk {
 	unsigned variant;
 	bool active;               /* enabled (or nothing to enable); else types only */
 	char needs[PATH_LEN];      /* "plex.enabled needs it" */
-	const struct walk *parent;
 	size_t row_errors;         /* errors the rows found */
 };
 
@@ -142,7 +141,6 @@ const cJSON *ck_get(const cJSON *obj, const char *key);
 cJSON *ck_add(cJSON *o, const char *key, cJSON *v);
 cJSON *ck_strings(char *const *items, size_t n);
 void ck_normalise(char *out, size_t len, const char *key);
-bool ck_secret_key(const char *key);
 bool ck_url_userinfo(const char *s);
 bool ck_http_url(const char *s);
 char *ck_resolve(struct ctx *x, const char *value);
@@ -171,6 +169,5 @@ int ck_check_dups(struct ctx *x, const cJSON *obj, const char *path);
 extern const struct ck_custom ck_extras, ck_command, ck_rotate, ck_quota_mode, ck_stages,
 	ck_speeds, ck_service, ck_notify_url, ck_headers;
 extern const char *const ck_service_words[];
-
 
 #endif

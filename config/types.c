@@ -1,6 +1,6 @@
 /*
  * The values one row type cannot say: their own reading, printing and freeing (ck_custom), for
- * the rows of schema.c that name them. And the ignored top-level sections, kept masked.
+ * the rows of schema.c that name them.
  */
 #include <errno.h>
 #include <limits.h>
@@ -29,6 +29,22 @@ static bool want_object(struct ctx *x, const cJSON *v, const char *path)
 }
 
 /* --- rclone_extras: flag → value ------------------------------------------------------- */
+
+/* A flag whose value config_print shows as "***". */
+static bool secret_key(const char *key)
+{
+	static const char *const words[] = { "pass", "token", "secret", "key", "credential",
+					     "auth", "webhook", NULL };
+	char low[256];
+	if (!key)
+		return false;
+	ck_normalise(low, sizeof(low), key);
+	for (const char *const *w = words; *w; w++)
+		if (strstr(low, *w))
+			return true;
+	return false;
+}
+
 
 static void extras_parse(struct ctx *x, struct walk *w, const struct ck_row *r, const cJSON *o,
 			 const char *path)
@@ -93,7 +109,7 @@ static cJSON *extras_print(const void *base, const struct ck_row *r)
 	const struct stage_flag *f = *(struct stage_flag *const *)at(base, r->offset);
 	cJSON *o = cJSON_CreateObject();
 	for (size_t i = 0; o && i < *ck_count(base, r); i++) {
-		const char *v = f[i].value && ck_secret_key(f[i].name) ? "***" : f[i].value;
+		const char *v = f[i].value && secret_key(f[i].name) ? "***" : f[i].value;
 		o = ck_add(o, f[i].name, v ? cJSON_CreateString(v) : cJSON_CreateNull());
 	}
 	return o;

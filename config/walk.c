@@ -240,20 +240,6 @@ void ck_normalise(char *out, size_t len, const char *key)
 	out[i] = '\0';
 }
 
-bool ck_secret_key(const char *key)
-{
-	static const char *const words[] = { "pass", "token", "secret", "key", "credential",
-					     "auth", "webhook", NULL };
-	char low[256];
-	if (!key)
-		return false;
-	ck_normalise(low, sizeof(low), key);
-	for (const char *const *w = words; *w; w++)
-		if (strstr(low, *w))
-			return true;
-	return false;
-}
-
 /* scheme://user:pass@host: the part before '@' is a secret. */
 bool ck_url_userinfo(const char *s)
 {
@@ -616,7 +602,6 @@ void ck_child(struct walk *child, const struct walk *parent, const struct ck_sec
 	child->sec = sec;
 	child->obj = obj;
 	child->base = base;
-	child->parent = parent;
 	child->active = parent->active;
 	memcpy(child->path, path, strnlen(path, PATH_LEN - 1));
 	memcpy(child->needs, parent->needs, sizeof(child->needs));
