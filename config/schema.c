@@ -739,7 +739,8 @@ static const struct ck_row sabnzbd_rows[] = {
 static const struct ck_section sabnzbd_section = { .name = "sabnzbd", .rows = sabnzbd_rows };
 
 static const struct ck_row notify_rows[] = {
-	{ K("service", CK_CUSTOM), F(config_notification, service), .custom = &ck_service },
+	{ K("service", CK_CUSTOM), F(config_notification, service), .words = ck_service_words,
+	  .custom = &ck_service },
 	{ K("webhook_url", CK_CUSTOM), F(config_notification, url), .flags = CK_NEEDED,
 	  .only = WEBHOOKS, .custom = &ck_notify_url },
 	{ K("sender_name", CK_STRING), F(config_notification, sender_name),

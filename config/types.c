@@ -434,18 +434,8 @@ const struct ck_custom ck_speeds = { speeds_parse, speeds_print, speeds_free,
 const char *const ck_service_words[] = { "slack", "discord", "google_chat", "pushover",
 					 "apprise", "webhook", NULL };
 
-static void service_parse(struct ctx *x, struct walk *w, const struct ck_row *r, const cJSON *v,
-			  const char *path)
-{
-	(void)x, (void)w, (void)r, (void)v, (void)path;
-}
-
-static cJSON *service_print(const void *base, const struct ck_row *r)
-{
-	return cJSON_CreateString(ck_service_words[*(const int *)at(base, r->offset)]);
-}
-
-const struct ck_custom ck_service = { service_parse, service_print, NULL, "word" };
+/* read by the notification section's begin hook, which needs it before the other keys */
+const struct ck_custom ck_service = { NULL, word_print, NULL, "word" };
 
 /*
  * A notification's URL. Never shown in a message: a webhook URL is its own password. An

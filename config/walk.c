@@ -18,9 +18,12 @@
 static bool push_line(char ***lines, size_t *count, const char *line)
 {
 	char **grown = realloc(*lines, (*count + 1) * sizeof(*grown));
+	char *copy = grown ? strdup(line) : NULL;
 	if (grown)
 		*lines = grown;
-	return grown && (grown[*count] = strdup(line)) && ++*count;
+	if (copy)
+		grown[(*count)++] = copy;
+	return copy != NULL;
 }
 
 static bool push_error(struct config_errors *e, const char *line)
@@ -573,7 +576,8 @@ static void read_value(struct ctx *x, struct walk *w, const struct ck_row *r, co
 		read_map(x, w, r, v, path);
 		break;
 	case CK_CUSTOM:
-		r->custom->parse(x, w, r, v, path);
+		if (r->custom->parse)
+			r->custom->parse(x, w, r, v, path);
 		break;
 	case CK_IGNORED:
 		if (v && w->active && r->instead && asks(v))
