@@ -27,7 +27,8 @@ static bool remote_begin(struct ctx *x, struct walk *w)
 	const struct config_remote *r = w->base;
 	char uploader[PATH_LEN];
 	w->active = cJSON_GetObjectItemCaseSensitive(ck_get(x->root, "uploader"), r->name) != NULL;
-	snprintf(w->needs, sizeof(w->needs), "%s needs it", config_key(uploader, "uploader", r->name));
+	snprintf(w->needs, sizeof(w->needs), "%.380s needs it",
+		 config_key(uploader, "uploader", r->name));
 	return true;
 }
 
@@ -144,7 +145,8 @@ static bool uploader_begin(struct ctx *x, struct walk *w)
 	else if (bad_char)
 		ck_fail(x, w->path, "a name holds no '/' and no control characters");
 	else if (!(u->remote = config_find_remote(x->c, name)))
-		ck_fail(x, w->path, "no %s section for this uploader", config_key(rp, "remotes", name));
+		ck_fail(x, w->path, "no %s section for this uploader",
+			config_key(rp, "remotes", name));
 	return u->remote != NULL;
 }
 
@@ -404,49 +406,59 @@ static void syncer_rule(struct ctx *x, struct walk *w)
  * (Google may count differently for shared drives) and worth a line: their stages on it take
  * turns (supervisor.c, account_busy), which the line says too. The same folder under another
  * spelling (a symbolic link, "..") would be two accounts to cplow: an error. */
+/* Whether two key folders hold the same keys: 0 no; 1 under one spelling (account_list_keys
+ * drops trailing slashes: "sa/" and "sa" give the same ledger keys); 2 under two. */
+static int same_key_folder(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	char *ra = realpath(a, NULL), *rb = realpath(b, NULL);
+	bool same = ra && rb && strcmp(ra, rb) == 0;
+	free(ra);
+	free(rb);
+	while (la > 1 && a[la - 1] == '/')
+		la--;
+	while (lb > 1 && b[lb - 1] == '/')
+		lb--;
+	return !same ? 0 : la == lb && memcmp(a, b, la) == 0 ? 1 : 2;
+}
+
 static void shared_accounts(struct ctx *x)
 {
 	const struct config *c = x->c;
-	char pu[PATH_LEN], pe[PATH_LEN], p[PATH_LEN], pl[PATH_LEN], shown[GOT_LEN];
+	char pu[PATH_LEN], pe[PATH_LEN], p[PATH_LEN], pl[PATH_LEN], pi[PATH_LEN], real[PATH_MAX];
+	char shown[GOT_LEN];
 	for (size_t i = 0; i < c->uploader_count; i++) {
 		const struct config_uploader *u = &c->uploaders[i];
-		char *real = u->service_account_path ? realpath(u->service_account_path, NULL) : NULL;
-		config_key(pl, config_key(pu, "uploader", u->name), "rotate_remotes");
+		config_key(p, config_key(pu, "uploader", u->name), "service_account_path");
+		config_key(pl, pu, "rotate_remotes");
 		for (size_t j = 0; j < i; j++) {
 			const struct config_uploader *e = &c->uploaders[j];
-			char *other = real && e->service_account_path
-					      ? realpath(e->service_account_path, NULL)
-					      : NULL;
-			/* account_list_keys drops trailing slashes: "sa/" and "sa" name the same keys */
-			size_t a = strlen(u->service_account_path ? u->service_account_path : ""),
-			       b = strlen(e->service_account_path ? e->service_account_path : "");
-			while (a > 1 && u->service_account_path[a - 1] == '/')
-				a--;
-			while (b > 1 && e->service_account_path[b - 1] == '/')
-				b--;
+			int same = u->service_account_path && e->service_account_path
+					   ? same_key_folder(u->service_account_path,
+							     e->service_account_path)
+					   : 0;
 			config_key(pe, "uploader", e->name);
-			config_key(p, pu, "service_account_path");
-			ck_show(shown, sizeof(shown), real ? real : "", SHOW_VALUE_MAX, true);
-			if (other && strcmp(real, other) == 0 && a == b &&
-			    memcmp(u->service_account_path, e->service_account_path, a) == 0)
+			if (same == 2 && realpath(u->service_account_path, real))
+				ck_show(shown, sizeof(shown), real, SHOW_VALUE_MAX, true);
+			if (same == 1)
 				ck_warn(x, p, "the same directory as %s's: stages on one account take "
-					"turns, and each uploader counts the accounts' daily quota on its "
-					"own", pe);
-			else if (other && strcmp(real, other) == 0)
-				ck_fail(x, p, "the same key files as %s's (%s) under another path: cplow "
-					"would count each account twice; write both paths the same way",
+					"turns, and each uploader counts the accounts' daily quota on "
+					"its own",
+					pe);
+			else if (same == 2)
+				ck_fail(x, p, "the same key files as %s's (%s) under another path: "
+					"cplow would count each account twice; write both paths the "
+					"same way",
 					pe, shown);
-			free(other);
 			for (size_t k = 0; k < u->rotate_remote_count; k++)
 				for (size_t l = 0; l < e->rotate_remote_count; l++)
 					if (strcmp(u->rotate_remotes[k], e->rotate_remotes[l]) == 0)
-						ck_warn(x, ck_index(p, pl, k),
-							"also in %s's rotate_remotes: stages on it take "
-							"turns, and each uploader counts the account's "
-							"daily quota on its own",
+						ck_warn(x, ck_index(pi, pl, k),
+							"also in %s's rotate_remotes: stages on it "
+							"take turns, and each uploader counts the "
+							"account's daily quota on its own",
 							pe);
 		}
-		free(real);
 	}
 }
 
@@ -460,7 +472,8 @@ static void top_rule(struct ctx *x, struct walk *w)
 
 /* a row's key and type; the offset and size of its field */
 #define K(key, kind) .name = key, .type = kind
-#define F(type, field) .offset = offsetof(struct type, field), .size = sizeof(((struct type *)0)->field)
+#define F(type, field) \
+	.offset = offsetof(struct type, field), .size = sizeof(((struct type *)0)->field)
 #define END { .name = NULL }
 /* a map's elements: their size, and where their key goes */
 #define ELEMS(type, key_field) \
@@ -763,7 +776,8 @@ static const struct ck_row notify_rows[] = {
 	  .only = NOTIFY(APPRISE) | NOTIFY(WEBHOOK), .custom = &ck_notify_url },
 	{ K("title", CK_STRING), F(config_notification, title), .flags = CK_EMPTY_UNSET,
 	  .only = NOTIFY(PUSHOVER) | NOTIFY(APPRISE), .def_str = CONFIG_NOTIFY_TITLE_DEFAULT },
-	{ K("headers", CK_CUSTOM), F(config_notification, headers), .only = NOTIFY(WEBHOOK), .custom = &ck_headers },
+	{ K("headers", CK_CUSTOM), F(config_notification, headers), .only = NOTIFY(WEBHOOK),
+	  .custom = &ck_headers },
 	END,
 };
 

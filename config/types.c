@@ -89,8 +89,10 @@ static void extras_parse(struct ctx *x, struct walk *w, const struct ck_row *r, 
 		if (cJSON_IsNumber(i) && isfinite(i->valuedouble)) {
 			ck_number(value, sizeof(value), i->valuedouble);
 			rendered = value;
-		} else if (cJSON_IsString(i) || cJSON_IsBool(i)) {
-			rendered = cJSON_IsString(i) ? i->valuestring : cJSON_IsTrue(i) ? "true" : "false";
+		} else if (cJSON_IsString(i)) {
+			rendered = i->valuestring;
+		} else if (cJSON_IsBool(i)) {
+			rendered = cJSON_IsTrue(i) ? "true" : "false";
 		} else if (!cJSON_IsNull(i)) {
 			ck_must(x, pk, i, "a string, a number, true, false or null");
 			continue;

@@ -595,8 +595,10 @@ static void set_default(struct ctx *x, struct walk *w, const struct ck_row *r)
 		set_int(p, r->size, (long long)r->def);
 	else if (r->type == CK_NUMBER)
 		*(double *)p = r->def;
+	else if (r->def_str && r->type == CK_PATH)
+		*(char **)p = ck_resolve(x, r->def_str);
 	else if (r->def_str)
-		*(char **)p = r->type == CK_PATH ? ck_resolve(x, r->def_str) : ck_strdup(x, r->def_str);
+		*(char **)p = ck_strdup(x, r->def_str);
 }
 
 void ck_child(struct walk *child, const struct walk *parent, const struct ck_section *sec,
@@ -727,8 +729,9 @@ static cJSON *print_value(const struct ck_row *r, const void *base)
 		cJSON *o = cJSON_CreateObject();
 		for (size_t i = 0; o && i < *ck_count(base, r); i++) {
 			const char *elem = *(char *const *)p + i * r->sub->elem_size;
+			unsigned variant = r->sub->variant ? r->sub->variant(elem) : 0;
 			o = ck_add(o, *(char *const *)at(elem, r->sub->name_offset),
-				   ck_print(r->sub, elem, r->sub->variant ? r->sub->variant(elem) : 0));
+				   ck_print(r->sub, elem, variant));
 		}
 		return o;
 	}
@@ -830,9 +833,9 @@ int ck_keys(FILE *out, const struct ck_section *sec, const char *path)
 		o = strlen(notes);
 		if (o >= 2 && strcmp(notes + o - 2, "; ") == 0)
 			notes[o - 2] = '\0';
-		if (fprintf(out, "%s\t%s\t%s\t%s\t%s\n", p,
-			    r->alias ? "alias" : r->type == CK_CUSTOM ? r->custom->type : types[r->type],
-			    def, words, notes) < 0)
+		const char *type = r->type == CK_CUSTOM ? r->custom->type : types[r->type];
+		if (fprintf(out, "%s\t%s\t%s\t%s\t%s\n", p, r->alias ? "alias" : type, def, words,
+			    notes) < 0)
 			return -1;
 		words[0] = def[0] = '\0';
 	}

@@ -1517,9 +1517,10 @@ Test(config, quota_auto_is_settled_without_rclone_where_it_can)
 		     "\"upload_remote\": \"gd:\"}, \"local\": {\"upload_folder\": \"@TMP@/media\", "
 		     "\"upload_remote\": \"@TMP@/tv\"}, \"fly\": {\"upload_folder\": "
 		     "\"@TMP@/media\", \"upload_remote\": \":local:/x\"}, \"flydrive\": "
-		     "{\"upload_folder\": \"@TMP@/media\", \"upload_remote\": \":drive,scope=drive:x\"},"
-		     " \"named\": {\"upload_folder\": \"@TMP@/media\", \"upload_remote\": \"gd:/M\"}, "
-		     "\"on\": {\"upload_folder\": \"@TMP@/media\", \"upload_remote\": \"@TMP@/tv\"}}, "
+		     "{\"upload_folder\": \"@TMP@/media\", \"upload_remote\": "
+		     "\":drive,scope=drive:x\"}, \"named\": {\"upload_folder\": \"@TMP@/media\", "
+		     "\"upload_remote\": \"gd:/M\"}, \"on\": {\"upload_folder\": \"@TMP@/media\", "
+		     "\"upload_remote\": \"@TMP@/tv\"}}, "
 		     "\"uploader\": {\"sa\": {\"service_account_path\": \"@TMP@/sa\"}, \"rot\": "
 		     "{\"rotate_remotes\": [\"gd1\"]}, \"local\": {}, \"fly\": {}, \"flydrive\": {}, "
 		     "\"named\": {}, \"on\": {\"quota\": true}}}",
