@@ -30,7 +30,7 @@ static int locate(struct ctx *x, const char *path)
 int config_load_all(const char *path, struct config *out, struct config_errors *errors)
 {
 	struct config c;
-	char shown[PATH_MAX * 2], got[GOT_LEN];
+	char shown[PATH_MAX * 2] = "", got[GOT_LEN];
 	cJSON *root = NULL;
 	memset(&c, 0, sizeof(c));
 	memset(errors, 0, sizeof(*errors));
@@ -58,9 +58,8 @@ int config_load_all(const char *path, struct config *out, struct config_errors *
 	}
 	config_free(&c);
 	/* Out of memory before the first line could be kept. */
-	if (errors->count == 0 && (errors->lines = malloc(sizeof(char *))) &&
-	    (errors->lines[0] = strdup("out of memory")))
-		errors->count = 1;
+	if (errors->count == 0)
+		config_errors_add(errors, "out of memory");
 	return -1;
 }
 
