@@ -44,8 +44,12 @@ int reconcile_prepare(struct reconcile *rc, const struct rclone_cmd *features,
 
 void reconcile_cancel(struct reconcile *rc)
 {
-	if (rc->features_prepared && rc->features.go_fd >= 0)
+	if (rc->features_prepared && rc->features.go_fd >= 0) {
 		rclone_proc_cancel(&rc->features);
+	} else if (rc->features_prepared) {
+		kill(rc->features.pid, SIGKILL); /* asked early, its answer never needed */
+		rclone_proc_wait(&rc->features, &(int){ 0 });
+	}
 	rc->features_prepared = false;
 	for (int i = 0; i < rc->prepared; i++)
 		if (rc->rounds[i].go_fd >= 0)
@@ -135,7 +139,7 @@ static char *read_until(struct reconcile *rc, int fd, size_t *len_out, enum read
 static char *run_proc(struct reconcile *rc, struct rclone_proc *p, size_t *len,
 		      enum read_end *end)
 {
-	if (rclone_proc_release(p) < 0) {
+	if (p->go_fd >= 0 && rclone_proc_release(p) < 0) {
 		*end = READ_FAILED;
 		rclone_proc_cancel(p);
 		return NULL;
@@ -156,6 +160,15 @@ static char *run_proc(struct reconcile *rc, struct rclone_proc *p, size_t *len,
 static const char *end_text(enum read_end end)
 {
 	return end == READ_TIMED_OUT ? "timed out" : end == READ_STOPPED ? "stopped" : "failed";
+}
+
+void reconcile_ask_features(struct reconcile *rc)
+{
+	if (rc->features_prepared && rc->features.go_fd >= 0 &&
+	    rclone_proc_release(&rc->features) < 0) {
+		rclone_proc_cancel(&rc->features);
+		rc->features_prepared = false; /* reconcile_features reports it gone */
+	}
 }
 
 int reconcile_features(struct reconcile *rc, char *err, size_t err_len)

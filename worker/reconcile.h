@@ -116,6 +116,10 @@ struct reconcile_result {
 int reconcile_prepare(struct reconcile *rc, const struct rclone_cmd *features,
 		      const struct rclone_cmd *lsjson, const char *files_from);
 
+/* Starts `rclone backend features` now, when a check is likely (a stop was sent), so that its
+ * answer is there when the check begins; reconcile_features reads it. */
+void reconcile_ask_features(struct reconcile *rc);
+
 /* Asks the remote whether it keeps modification times (rc->window_ns). 0, or -1 with a message
  * in err: then no candidate can be judged, and reconcile_run leaves them all unknown. */
 int reconcile_features(struct reconcile *rc, char *err, size_t err_len);

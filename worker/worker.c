@@ -221,6 +221,8 @@ static void stop_rclone(struct worker *w, int sig)
 	if (!w->stop_sent) {
 		w->stop_sent = 1;
 		w->stop_sent_ms = ledger_now_ms();
+		/* A cut stage's check asks this first: the answer comes while rclone stops. */
+		reconcile_ask_features(&w->reconcile);
 	}
 	kill(w->proc.pid, sig);
 }
