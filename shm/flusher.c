@@ -79,15 +79,16 @@ static int flush_once(struct ledger *l, struct ledger_copy *copy, const char *pa
 	int64_t now = ledger_now_ms();
 	if (ledger_file_flush(l, copy, path, now, err, sizeof(err)) < 0) {
 		if (f->count == 0 || strcmp(err, f->last) != 0)
-			log_error("cannot write the ledger file: %s; trying again, less and less often "
-				  "(every %d s at most), without logging it again unless the error "
-				  "changes", err, FLUSHER_BACKOFF_MAX_MS / 1000);
+			log_error("cannot write the ledger file: %s; trying again, less and less "
+				  "often (every %d s at most), without logging it again unless the "
+				  "error changes", err, FLUSHER_BACKOFF_MAX_MS / 1000);
 		if (f->count++ == 0) {
 			f->since_ms = now;
 			f->delay_ms = interval_ms;
 		} else {
-			f->delay_ms = f->delay_ms * 2 > FLUSHER_BACKOFF_MAX_MS ? FLUSHER_BACKOFF_MAX_MS
-										: f->delay_ms * 2;
+			f->delay_ms *= 2;
+			if (f->delay_ms > FLUSHER_BACKOFF_MAX_MS)
+				f->delay_ms = FLUSHER_BACKOFF_MAX_MS;
 		}
 		snprintf(f->last, sizeof(f->last), "%s", err);
 		return -1;
@@ -115,8 +116,13 @@ static bool orphan_done(struct ledger *l, struct ledger_copy *copy, pid_t parent
 	uint64_t sup_start = atomic_load(&l->hdr->supervisor_start);
 	if (sup > 0 && (sup != parent || sup_start != parent_start) && proc_alive(sup, sup_start))
 		return true;
-	if (ledger_read(l, copy, LEDGER_FILE_READ_TIMEOUT_MS) != LEDGER_OK)
-		return false; /* a writer mid-write, or stuck: the next flush sees to it */
+	int rc = ledger_read(l, copy, LEDGER_FILE_READ_TIMEOUT_MS);
+	/* A writer that died mid-write, and may have no successor now (its supervisor killed
+	 * inside a write): its write is finished here, and then flushed. */
+	if (rc == LEDGER_ERR_STUCK && ledger_recover(l, LEDGER_FILE_READ_TIMEOUT_MS) == LEDGER_OK)
+		rc = ledger_read(l, copy, LEDGER_FILE_READ_TIMEOUT_MS);
+	if (rc != LEDGER_OK)
+		return false;
 	for (uint32_t i = 0; i < copy->slot_capacity; i++)
 		if (copy->stages[i].state != LEDGER_STAGE_FREE &&
 		    ledger_stage_holder_alive(&copy->stages[i]))
@@ -162,8 +168,8 @@ int flusher_run(const struct flusher_options *opt)
 	while (!flusher_stop) {
 		if (!orphaned && opt->parent_pid > 0 && getppid() != opt->parent_pid) {
 			orphaned = true;
-			log_warn("cplow (pid %d) is gone; writing the ledger file until its last worker "
-				 "has ended", (int)opt->parent_pid);
+			log_warn("cplow (pid %d) is gone; writing the ledger file until its last "
+				 "worker has ended", (int)opt->parent_pid);
 		}
 		if (orphaned && orphan_done(&l, &copy, opt->parent_pid, parent_start)) {
 			log_info("no worker of cplow (pid %d) is left: a last write, and the flusher "
@@ -190,7 +196,8 @@ int flusher_run(const struct flusher_options *opt)
 		}
 		flusher_now = 0;
 		last_write_ms = ledger_now_ms();
-		last_ok = flush_once(&l, &copy, opt->cache_path, interval, &written, &failures) == 0;
+		last_ok = flush_once(&l, &copy, opt->cache_path, interval, &written,
+				     &failures) == 0;
 		if (!last_ok)
 			written = (uint64_t)-1; /* retry after the backoff even with no change */
 	}

@@ -3,8 +3,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <pwd.h>
 #include <linux/futex.h>
+#include <pwd.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -172,8 +172,10 @@ int ledger_create(const char *name, const struct ledger_options *opt, struct led
 	for (int attempt = 0; fd < 0 && attempt < 8; attempt++) {
 		uint64_t nonce;
 		if (getrandom(&nonce, sizeof(nonce), 0) != (ssize_t)sizeof(nonce))
-			nonce = (uint64_t)ledger_now_ms() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)attempt;
-		snprintf(tmp_name, sizeof(tmp_name), "%s.new-%016llx", name, (unsigned long long)nonce);
+			nonce = (uint64_t)ledger_now_ms() ^ ((uint64_t)getpid() << 32) ^
+				(uint64_t)attempt;
+		snprintf(tmp_name, sizeof(tmp_name), "%s.new-%016llx", name,
+			 (unsigned long long)nonce);
 		snprintf(tmp_path, sizeof(tmp_path), "/dev/shm%s", tmp_name);
 		fd = shm_open(tmp_name, O_RDWR | O_CREAT | O_EXCL, 0600);
 		if (fd < 0 && errno != EEXIST)
@@ -576,17 +578,20 @@ static void recover(struct ledger *l)
 	atomic_store_explicit(&h->intent.op, LEDGER_OP_NONE, memory_order_release);
 }
 
-/* Takes the lock (by the deadline, if there is one), finishing a dead holder's write first. */
-static int lock_until(struct ledger *l, const struct timespec *deadline)
+/* Takes one of the header's robust mutexes (by the deadline, if there is one). From a holder
+ * that died, the write lock's intent is redone first; the flush lock's dead holder left at most
+ * a temp file, which the next write replaces. */
+static int take_robust(struct ledger *l, pthread_mutex_t *m, const struct timespec *deadline)
 {
 	if (!l->writable)
 		return LEDGER_ERR_READONLY;
-	int rc = deadline ? pthread_mutex_timedlock(&l->hdr->lock, deadline)
-			  : pthread_mutex_lock(&l->hdr->lock);
+	int rc = deadline ? pthread_mutex_timedlock(m, deadline) : pthread_mutex_lock(m);
 	if (rc == EOWNERDEAD) {
-		recover(l);
-		atomic_fetch_add(&l->hdr->recoveries, 1);
-		pthread_mutex_consistent(&l->hdr->lock);
+		if (m == &l->hdr->lock) {
+			recover(l);
+			atomic_fetch_add(&l->hdr->recoveries, 1);
+		}
+		pthread_mutex_consistent(m);
 		rc = 0;
 	}
 	if (rc == ENOTRECOVERABLE)
@@ -595,8 +600,16 @@ static int lock_until(struct ledger *l, const struct timespec *deadline)
 		errno = rc;
 		return LEDGER_ERR_SYS;
 	}
-	FAULT(LEDGER_FAULT_LOCKED);
 	return LEDGER_OK;
+}
+
+/* Takes the lock (by the deadline, if there is one), finishing a dead holder's write first. */
+static int lock_until(struct ledger *l, const struct timespec *deadline)
+{
+	int rc = take_robust(l, &l->hdr->lock, deadline);
+	if (rc == LEDGER_OK)
+		FAULT(LEDGER_FAULT_LOCKED);
+	return rc;
 }
 
 static int lock(struct ledger *l)
@@ -1256,22 +1269,7 @@ void ledger_note_flush(struct ledger *l, uint64_t generation, int64_t at_ms, int
 
 int ledger_flush_lock(struct ledger *l)
 {
-	if (!l->writable)
-		return LEDGER_ERR_READONLY;
-	int rc = pthread_mutex_lock(&l->hdr->flush_lock);
-	if (rc == EOWNERDEAD) {
-		/* A writer died mid-write: its temp file is unlinked by the next write, and the file
-		 * itself is only ever replaced whole. */
-		pthread_mutex_consistent(&l->hdr->flush_lock);
-		rc = 0;
-	}
-	if (rc == ENOTRECOVERABLE)
-		return LEDGER_ERR_BROKEN;
-	if (rc != 0) {
-		errno = rc;
-		return LEDGER_ERR_SYS;
-	}
-	return LEDGER_OK;
+	return take_robust(l, &l->hdr->flush_lock, NULL);
 }
 
 void ledger_flush_unlock(struct ledger *l)

@@ -242,8 +242,8 @@ static void heartbeat(struct sup *s)
 {
 	/* With its start time: a flusher that outlived an earlier cplow steps aside for this one
 	 * (flusher_run), and must not take a process that got our pid later for a cplow. */
-	if (s->start_time == 0 && proc_start_time(getpid(), &s->start_time) < 0)
-		s->start_time = 0;
+	if (s->start_time == 0)
+		proc_start_time(getpid(), &s->start_time); /* left 0 (pid alone) if /proc fails */
 	atomic_store(&s->ledger.hdr->supervisor_start, s->start_time);
 	atomic_store(&s->ledger.hdr->supervisor_pid, (int32_t)getpid());
 	atomic_store(&s->ledger.hdr->supervisor_seen_ms, ledger_now_ms());
@@ -346,8 +346,8 @@ static void flush_if_last(const struct sup *s, pid_t supervisor)
 	if (!ledger_flusher_alive(&l) && ledger_copy_init(&l, &c) == LEDGER_OK) {
 		if (ledger_file_flush(&l, &c, s->cfg.quota.cache_path, ledger_now_ms(), err,
 				      sizeof(err)) < 0)
-			log_error("cplow and its flusher are gone, and this worker could not write the "
-				  "ledger file: %s", err);
+			log_error("cplow and its flusher are gone, and this worker could not "
+				  "write the ledger file: %s", err);
 		else
 			log_info("cplow and its flusher are gone: this worker wrote the ledger file");
 		ledger_copy_free(&c);
@@ -1074,8 +1074,8 @@ static void handle_signals(struct sup *s)
 			/* The shared ledger's size is fixed while processes have it mapped. */
 			log_error("SIGHUP: the new config is refused, the old one stays: "
 				  "quota.capacity %u differs from the running %u, and the shared "
-				  "ledger's size can change only at a start: restart cplow to apply it",
-				  next.quota.capacity, s->cfg.quota.capacity);
+				  "ledger's size can change only at a start: restart cplow to "
+				  "apply it", next.quota.capacity, s->cfg.quota.capacity);
 			config_free(&next);
 		} else {
 			log_info("SIGHUP: config reloaded; stopping the stages to plan them again");

@@ -54,6 +54,22 @@ class PromiseTest(SupervisorTest):
         wait_for("%d uploads in flight" % n, lambda: self.fake.truth()["in_progress"] >= n,
                  timeout=30, step=0.01)
 
+    def kill_mid_upload(self, seed, before_kill=None):
+        """A slow upload of small files, cplow SIGKILLed with uploads in flight (after
+        before_kill(run, procs), if given). Returns (config, run, {pid: starttime})."""
+        self.small_tree(60, seed=seed)
+        cfg = self.write_config(self.config_dict())
+        self.fake.set_delay(SLOW_MS)
+        run = self.cplow(cfg, "upload")
+        self.wait_uploading(cfg, run)
+        self.wait_in_flight(2)
+        procs = self.tree_of(run)
+        if before_kill:
+            before_kill(run, procs)
+        os.kill(run.pid, signal.SIGKILL)
+        run.p.wait()
+        return cfg, run, procs
+
     def assert_file_is_ledger_is_truth(self, cfg, what):
         """Once nothing of cplow runs: the file equals the shared ledger, and both the truth."""
         on_file, live = self.file_bytes(cfg), self.ledger(cfg)
@@ -84,15 +100,7 @@ class SurvivorsReachTheFileTest(PromiseTest):
         # The worker gets SIGTERM from the kernel and goes on counting for seconds (the files
         # in flight arrive whole and its in-flight check counts them); the flusher used to
         # write once at its own SIGTERM and leave all that in shared memory only.
-        self.small_tree(60, seed=101)
-        cfg = self.write_config(self.config_dict())
-        self.fake.set_delay(SLOW_MS)
-        run = self.cplow(cfg, "upload")
-        self.wait_uploading(cfg, run)
-        self.wait_in_flight(2)
-        procs = self.tree_of(run)
-        os.kill(run.pid, signal.SIGKILL)
-        run.p.wait()
+        cfg, run, procs = self.kill_mid_upload(101)
         self.wait_gone(procs)
         # What the file used to miss: files counted after cplow was gone.
         self.assertTrue(run.log_lines("arrived whole"), run.log()[-3000:])
@@ -104,25 +112,18 @@ class SurvivorsReachTheFileTest(PromiseTest):
     def test_flusher_killed_then_cplow_killed_the_last_worker_writes_the_file(self):
         # The flusher dies first; cplow would restart it after a second, but is killed before
         # that: nobody but the worker itself is left to write what it counts after.
-        self.small_tree(60, seed=102)
-        cfg = self.write_config(self.config_dict())
-        self.fake.set_delay(SLOW_MS)
-        run = self.cplow(cfg, "upload")
-        self.wait_uploading(cfg, run)
-        self.wait_in_flight(2)
-        procs = self.tree_of(run)
-        worker = self.worker_of(run.pid)
-        self.assertIsNotNone(worker)
-        # The flusher stays in cplow's process group; a worker makes its own.
-        flusher = [p for p in procs if p not in (run.pid, worker[0], worker[1])
-                   and (st := _stat(p)) and st[0] == "cplow" and st[3] == run.pid]
-        self.assertEqual(len(flusher), 1, procs)
-        os.kill(flusher[0], signal.SIGKILL)
-        # cplow restarts it a second after its death at the soonest: the kill comes first.
-        wait_for("the flusher's death in the log",
-                 lambda: run.log_lines("the flusher died"), timeout=10, step=0.005)
-        os.kill(run.pid, signal.SIGKILL)
-        run.p.wait()
+        def kill_the_flusher(run, procs):
+            worker = self.worker_of(run.pid)
+            self.assertIsNotNone(worker)
+            # The flusher stays in cplow's process group; a worker makes its own.
+            flusher = [p for p in procs if p not in (run.pid, worker[0], worker[1])
+                       and (st := _stat(p)) and st[0] == "cplow" and st[3] == run.pid]
+            self.assertEqual(len(flusher), 1, procs)
+            os.kill(flusher[0], signal.SIGKILL)
+            # cplow restarts it a second after its death at the soonest: the kill comes first.
+            wait_for("the flusher's death in the log",
+                     lambda: run.log_lines("the flusher died"), timeout=10, step=0.005)
+        cfg, run, procs = self.kill_mid_upload(102, kill_the_flusher)
         self.wait_gone(procs)
         self.assert_file_is_ledger_is_truth(cfg, "after the kills")
         self.assertTrue(run.log_lines("this worker wrote the ledger file"), run.log()[-3000:])
@@ -131,15 +132,7 @@ class SurvivorsReachTheFileTest(PromiseTest):
     def test_a_new_cplow_meets_the_old_ones_worker_and_the_file_ends_right(self):
         # The old flusher steps aside for the new cplow's; the old worker's last counts still
         # reach the file, and the new cplow waits for its account.
-        self.small_tree(60, seed=103)
-        cfg = self.write_config(self.config_dict())
-        self.fake.set_delay(SLOW_MS)
-        run = self.cplow(cfg, "upload")
-        self.wait_uploading(cfg, run)
-        self.wait_in_flight(2)
-        procs = self.tree_of(run)
-        os.kill(run.pid, signal.SIGKILL)
-        run.p.wait()
+        cfg, run, procs = self.kill_mid_upload(103)
         self.fake.set_delay(0)
         second = self.cplow(cfg, "upload")
         self.assertEqual(second.wait(180), 0, second.log()[-4000:])

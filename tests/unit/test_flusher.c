@@ -387,7 +387,8 @@ static pid_t start_orphaned_flusher(int interval_ms, int holder_fd)
 	pid_t sup = test_fork();
 	cr_assert_geq(sup, 0);
 	if (sup == 0) {
-		close(holder_fd); /* the holder ends at EOF on it */
+		if (holder_fd >= 0)
+			close(holder_fd); /* the holder ends at EOF on it */
 		pid_t me = getpid(), f = fork();
 		if (f == 0) {
 			struct flusher_options o = { shm_name, path, interval_ms, me };
@@ -598,4 +599,36 @@ Test(flusher, a_full_disk_is_retried_with_backoff_and_logged_once_per_episode, .
 	cr_assert_eq(failures, 1, "%d lines for one episode of a full disk", failures);
 	cr_assert_eq(recovered, 1);
 	umount2(dir, MNT_DETACH);
+}
+
+static void die_inside_the_write(enum ledger_fault_point p)
+{
+	if (p == LEDGER_FAULT_SEQ_ODD)
+		raise(SIGKILL);
+}
+
+/* A supervisor killed inside a write, and no worker left to inherit the lock: the orphaned
+ * flusher finishes that write (the intent was logged) before its last flush. */
+Test(flusher, a_writer_dead_inside_its_write_with_no_successor_is_finished_and_written,
+     .init = setup, .fini = teardown, .timeout = 60)
+{
+	int32_t row;
+	cr_assert_eq(ledger_row_get(&L, "media", "sa1", &row), LEDGER_OK);
+	pid_t kid = test_fork();
+	cr_assert_geq(kid, 0);
+	if (kid == 0) {
+		ledger_fault_hook = die_inside_the_write;
+		ledger_add(&L, row, 500, ledger_now_ms());
+		_exit(0);
+	}
+	int st;
+	cr_assert_eq(waitpid(kid, &st, 0), kid);
+	cr_assert(WIFSIGNALED(st));
+	cr_assert_eq(atomic_load(&L.hdr->seq) & 1, 1, "the write was not left half done");
+	pid_t flusher = start_orphaned_flusher(20, -1);
+	cr_assert(gone_within(flusher, 10000, &st), "the orphaned flusher never ended");
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d", st);
+	int ok;
+	cr_assert_eq(file_bytes("media", "sa1", &ok), 500);
+	cr_assert_eq(atomic_load(&L.hdr->seq) & 1, 0);
 }

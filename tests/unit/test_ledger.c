@@ -660,6 +660,18 @@ Test(ledger, fixed_window_in_the_future_is_clamped_in_the_live_ledger)
 	teardown();
 }
 
+/* n accounts sa0.. of uploader media, account i with bytes(i) added at T0 + i * step_ms. */
+static void add_accounts(int32_t *rows, int n, int64_t base_bytes, int64_t per_row, int64_t step_ms)
+{
+	for (int i = 0; i < n; i++) {
+		char acct[16];
+		snprintf(acct, sizeof(acct), "sa%d", i);
+		cr_assert_eq(ledger_row_get(&L, "media", acct, &rows[i]), LEDGER_OK);
+		cr_assert_eq(ledger_add(&L, rows[i], base_bytes + per_row * i, T0 + i * step_ms),
+			     LEDGER_OK);
+	}
+}
+
 /* ---- a window switched under a live ledger (ledger_set_window) ---- */
 
 /* A fixed row seen through the rolling window keeps its bytes until its reset, and no more
@@ -712,12 +724,7 @@ Test(ledger, switching_the_window_of_a_live_ledger_keeps_every_account_s_bytes)
 {
 	setup_named(64, LEDGER_WINDOW_FIXED);
 	int32_t rows[3];
-	for (int i = 0; i < 3; i++) {
-		char acct[16];
-		snprintf(acct, sizeof(acct), "sa%d", i);
-		cr_assert_eq(ledger_row_get(&L, "media", acct, &rows[i]), LEDGER_OK);
-		cr_assert_eq(ledger_add(&L, rows[i], 1000 * (i + 1), T0 + i * LEDGER_HOUR_MS), LEDGER_OK);
-	}
+	add_accounts(rows, 3, 1000, 1000, LEDGER_HOUR_MS);
 	int64_t now = T0 + 3 * LEDGER_HOUR_MS;
 	cr_assert_eq(ledger_set_window(&L, LEDGER_WINDOW_ROLLING, 777777, now), 3);
 	cr_assert_eq(L.hdr->window, LEDGER_WINDOW_ROLLING);
@@ -766,12 +773,7 @@ Test(ledger, a_conversion_killed_half_way_leaves_every_row_right_and_finishes_ne
 {
 	setup_named(64, LEDGER_WINDOW_FIXED);
 	int32_t rows[6];
-	for (int i = 0; i < 6; i++) {
-		char acct[16];
-		snprintf(acct, sizeof(acct), "sa%d", i);
-		cr_assert_eq(ledger_row_get(&L, "media", acct, &rows[i]), LEDGER_OK);
-		cr_assert_eq(ledger_add(&L, rows[i], 100 + i, T0), LEDGER_OK);
-	}
+	add_accounts(rows, 6, 100, 1, 0);
 	int64_t now = T0 + LEDGER_HOUR_MS;
 	pid_t kid = test_fork();
 	cr_assert_geq(kid, 0);
