@@ -392,9 +392,10 @@ bool ledger_flusher_alive(const struct ledger *l);
 /* Whether the process that holds a stage slot still runs (its pid, started at its start time). */
 bool ledger_stage_holder_alive(const struct ledger_stage *st);
 /* Finishes the write of a writer that died holding the lock, which no other writer may come to
- * do (a flusher whose supervisor and workers are gone, about to make its last flush). */
+ * do (a flusher whose supervisor and workers are gone, about to make its last flush). Gives up
+ * after timeout_ms if a live writer holds the lock (one that is stopped, say). */
 int ledger_recover(struct ledger *l, int timeout_ms);
-/* "owned by user bob (uid 1001), mode 0644" of the object name: why ledger_attach said
+/* "/dev/shm/NAME is owned by bob (uid 1001), mode 0644": why ledger_attach said
  * LEDGER_ERR_FOREIGN, for the message that names it. */
 void ledger_describe_owner(const char *name, char *out, size_t len);
 
