@@ -19,6 +19,8 @@ static int usage(void)
 int main(int argc, char **argv)
 {
 	const char *config = getenv("CPLOW_CONFIG"), *shm = NULL;
+	if (!config || !*config)
+		config = getenv("CLOUDPLOW_CONFIG"); /* as cplow: cloudplow's images set it */
 	int json = 0;
 	double watch = 0;
 	for (int i = 1; i < argc; i++) {

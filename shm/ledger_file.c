@@ -91,8 +91,16 @@ char *ledger_file_render(const struct ledger_copy *c, long long written_at_ms)
 	for (uint32_t i = 0; i < c->row_count; i++)
 		if (add_row(root, &c->rows[i], (enum ledger_window)c->window) < 0)
 			goto out;
-	cJSON *meta = cJSON_AddObjectToObject(root, LEDGER_FILE_META_KEY);
-	if (!meta || !cJSON_AddNumberToObject(meta, "format", LEDGER_FILE_FORMAT) ||
+	/* cplow's own data as a row of a pseudo-uploader: the fork's loader takes every top-level
+	 * value for an uploader's {account: row} and calls .get() on each row (a bare number
+	 * there made it start from zero), then drops rows whose reset_time has passed, as this
+	 * one's has. */
+	cJSON *holder = cJSON_AddObjectToObject(root, LEDGER_FILE_META_KEY);
+	cJSON *meta = holder ? cJSON_AddObjectToObject(holder, LEDGER_FILE_META_ROW) : NULL;
+	if (!meta || !cJSON_AddItemToObjectCS(meta, "bytes", integer(0)) ||
+	    !cJSON_AddItemToObjectCS(meta, "reset_time", integer(0)) ||
+	    !cJSON_AddItemToObjectCS(meta, "first_upload", integer(0)) ||
+	    !cJSON_AddNumberToObject(meta, "format", LEDGER_FILE_FORMAT) ||
 	    !cJSON_AddItemToObjectCS(meta, "generation", integer((int64_t)c->generation)) ||
 	    !cJSON_AddItemToObjectCS(meta, "written_at", seconds(written_at_ms)) ||
 	    !cJSON_AddStringToObject(meta, "window",
@@ -410,15 +418,24 @@ static int parse_row(const cJSON *o, const char *up, const char *acct,
 	return 0;
 }
 
-static int parse_meta(const cJSON *m, struct ledger_file *f, char *err, size_t err_len)
+/* "_cplow": {"meta": {"format": 2, ...}}, or format 1's "_cplow": {"format": 1, ...}. */
+static int parse_meta(const cJSON *holder, struct ledger_file *f, char *err, size_t err_len)
 {
 	double format = 0, gen = 0, at = 0;
+	const cJSON *m = holder;
+	int expected = 1;
+	const char *where = LEDGER_FILE_META_KEY;
+	if (cJSON_IsObject(holder) && !cJSON_GetObjectItemCaseSensitive(holder, "format")) {
+		m = cJSON_GetObjectItemCaseSensitive(holder, LEDGER_FILE_META_ROW);
+		expected = LEDGER_FILE_FORMAT;
+		where = LEDGER_FILE_META_KEY "." LEDGER_FILE_META_ROW;
+	}
 	if (!cJSON_IsObject(m) || get_number(m, "format", 1, 1, &format) < 0)
 		return fail(err, err_len, "must be an object with a format number", NULL, NULL,
-			    LEDGER_FILE_META_KEY);
-	if (format != LEDGER_FILE_FORMAT) {
-		snprintf(err, err_len, "%s.format: %g is not a format this cplow reads (%d)",
-			 LEDGER_FILE_META_KEY, format, LEDGER_FILE_FORMAT);
+			    where);
+	if (format != expected) {
+		snprintf(err, err_len, "%s.format: %g is not a format this cplow reads there (%d)",
+			 where, format, expected);
 		return -1;
 	}
 	if (get_number(m, "generation", 0, 1, &gen) < 0 ||

@@ -2,12 +2,17 @@
  * sa_quota_cache.json: the ledger on disk, in the quota fork's shape so its users can migrate:
  *
  *   {"<uploader>": {"<account>": {"bytes": N, "reset_time": S, "first_upload": S, ...}},
- *    "_cplow": {"format": 1, "generation": G, "written_at": S, "window": "fixed", ...}}
+ *    "_cplow": {"meta": {"bytes": 0, "reset_time": 0, "first_upload": 0, "format": 2,
+ *                        "generation": G, "written_at": S, "window": "fixed", ...}}}
  *
  * Times are Unix seconds with a fraction, as the fork writes them. cplow adds per-row keys
  * ("files", "banned_until", "ban_cause", "updated_at", and "hours" for the rolling window) and
- * the "_cplow" object; a file without "_cplow" is taken to be the fork's and loads as is.
- * The fork reads only its own uploaders' keys, so the extra object does not disturb it.
+ * the "_cplow" pseudo-uploader; a file without "_cplow" is taken to be the fork's and loads as
+ * is. The fork's loader takes every top-level key for an uploader and every value below it for
+ * an account's row, so cplow's data is one such row, with the fork's keys, whose window ended
+ * long ago: the fork drops it when it loads the file and keeps every real account's bytes.
+ * (Format 1 put {"format": 1, ...} straight under "_cplow", where the fork's loader failed on
+ * the number and started from zero; cplow still reads it.)
  */
 #ifndef CPLOW_LEDGER_FILE_H
 #define CPLOW_LEDGER_FILE_H
@@ -17,8 +22,9 @@
 
 #include "ledger.h"
 
-#define LEDGER_FILE_FORMAT 1
+#define LEDGER_FILE_FORMAT 2
 #define LEDGER_FILE_META_KEY "_cplow"
+#define LEDGER_FILE_META_ROW "meta"
 #define LEDGER_FILE_ERR_MAX 512
 
 struct ledger_file_row {

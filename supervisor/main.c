@@ -1,9 +1,14 @@
 /*
  * cplow: the command line. Parses arguments, then hands over to the supervisor (upload, run),
  * the ledger view (status), the config checker or the quota reset. Exit codes: README.md.
+ *
+ * cloudplow's habits work as they did under Python's argparse: options before or after the
+ * command, "--opt value" and "--opt=value", and cloudplow's own options, commands and
+ * environment variables (CLOUDPLOW_CONFIG, ...; cplow's CPLOW_* twins win where both are set).
  */
 #include <errno.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,10 +25,75 @@
 
 #define MAX_UPLOADERS 64
 
+/* The commands, as bits: which options each one takes. */
+enum {
+	CMD_UPLOAD = 1 << 0,
+	CMD_RUN = 1 << 1,
+	CMD_STATUS = 1 << 2,
+	CMD_CHECK_CONFIG = 1 << 3,
+	CMD_RESET_QUOTA = 1 << 4,
+	CMD_IMPORT = 1 << 5,
+	CMD_UPDATE_CONFIG = 1 << 6,
+	CMD_SYNC = 1 << 7,
+	CMD_ALL = 0xff,
+};
+
+enum opt {
+	OPT_CONFIG, OPT_LOGLEVEL, OPT_LOGFILE, OPT_CACHEFILE, OPT_HELP, OPT_VERSION,
+	OPT_UPLOADER, OPT_ACCOUNT, OPT_FROM, OPT_DRY_RUN, OPT_RESET_LEDGER, OPT_PROGRESS,
+	OPT_QUIET, OPT_JSON, OPT_WATCH, OPT_COUNT
+};
+
+/* One row per option. The first four are cloudplow's, with its environment variables as
+ * defaults (cplow's own name first: it wins where both are set). */
+static const struct option_row {
+	const char *name;
+	const char *short_name;
+	bool takes_value;
+	unsigned commands;
+	const char *cplow_env, *cloudplow_env;
+} option_rows[OPT_COUNT] = {
+	[OPT_CONFIG] = { "--config", NULL, true, CMD_ALL, "CPLOW_CONFIG", "CLOUDPLOW_CONFIG" },
+	[OPT_LOGLEVEL] = { "--loglevel", NULL, true, CMD_ALL, "CPLOW_LOGLEVEL",
+			   "CLOUDPLOW_LOGLEVEL" },
+	[OPT_LOGFILE] = { "--logfile", NULL, true, CMD_ALL, "CPLOW_LOGFILE", "CLOUDPLOW_LOGFILE" },
+	[OPT_CACHEFILE] = { "--cachefile", NULL, true, CMD_ALL, "CPLOW_CACHEFILE",
+			    "CLOUDPLOW_CACHEFILE" },
+	[OPT_HELP] = { "--help", "-h", false, CMD_ALL, NULL, NULL },
+	[OPT_VERSION] = { "--version", NULL, false, CMD_ALL, NULL, NULL },
+	[OPT_UPLOADER] = { "--uploader", "-u", true, CMD_UPLOAD | CMD_RESET_QUOTA, NULL, NULL },
+	[OPT_ACCOUNT] = { "--account", NULL, true, CMD_RESET_QUOTA, NULL, NULL },
+	[OPT_FROM] = { "--from", NULL, true, CMD_IMPORT, NULL, NULL },
+	[OPT_DRY_RUN] = { "--dry-run", NULL, false, CMD_UPLOAD | CMD_IMPORT, NULL, NULL },
+	[OPT_RESET_LEDGER] = { "--reset-ledger", NULL, false, CMD_UPLOAD | CMD_RUN, NULL, NULL },
+	[OPT_PROGRESS] = { "--progress", NULL, false, CMD_UPLOAD | CMD_RUN, NULL, NULL },
+	[OPT_QUIET] = { "--quiet", NULL, false, CMD_UPLOAD | CMD_RUN, NULL, NULL },
+	[OPT_JSON] = { "--json", NULL, false, CMD_STATUS, NULL, NULL },
+	[OPT_WATCH] = { "--watch", NULL, true, CMD_STATUS, NULL, NULL },
+};
+
+/* The command line, parsed. */
+struct cli {
+	const char *value[OPT_COUNT];   /* the last one given; "" for an option without value */
+	const char *from[OPT_COUNT];    /* where it came from, for messages: "--config", or the
+					 * environment variable's name */
+	int last_given[OPT_COUNT];      /* argv index of the last one given (--progress/--quiet) */
+	const char *uploaders[MAX_UPLOADERS];
+	size_t uploader_count;
+	const struct command_row *command;
+	const char *config;             /* the config's path, defaults applied */
+};
+
+struct command_row {
+	const char *name;
+	unsigned bit;
+	int (*run)(const struct cli *cli);
+};
+
 static int usage(FILE *out)
 {
 	fprintf(out,
-		"usage: cplow [--config PATH] [--loglevel error|warn|info|debug] COMMAND\n"
+		"usage: cplow [--config PATH] [--loglevel LEVEL] [--logfile PATH] COMMAND [OPTIONS]\n"
 		"  upload [-u NAME]... [--dry-run] [--reset-ledger] [--progress|--quiet]\n"
 		"                        upload now (every uploader, or the named ones)\n"
 		"  run [--reset-ledger] [--progress|--quiet]\n"
@@ -37,7 +107,13 @@ static int usage(FILE *out)
 		"  import-cloudplow [--from FILE] [--dry-run]\n"
 		"                        add a cloudplow quota fork's sa_quota_cache.json to the\n"
 		"                        ledger (never lowering a usage); cplow must not be running\n"
-		"The config is --config, else $CPLOW_CONFIG, else ./config.json.\n");
+		"  update_config, sync   cloudplow's: accepted, and each says why it does nothing\n"
+		"Options go before or after the command, as --opt VALUE or --opt=VALUE.\n"
+		"LEVEL: debug, info, warn, error, or cloudplow's DEBUG, INFO, WARNING, ERROR,\n"
+		"CRITICAL (any case). --logfile: every line goes there too (reopened on SIGHUP).\n"
+		"--cachefile (cloudplow's) is accepted and unused: cplow keeps no such cache.\n"
+		"Defaults: $CPLOW_CONFIG, else $CLOUDPLOW_CONFIG, else ./config.json; likewise\n"
+		"CPLOW_/CLOUDPLOW_LOGLEVEL (else info), _LOGFILE (else none) and _CACHEFILE.\n");
 	return out == stderr ? SUPERVISOR_EXIT_CONFIG : SUPERVISOR_EXIT_OK;
 }
 
@@ -47,11 +123,26 @@ static int bad_argument(const char *command, const char *arg)
 	return SUPERVISOR_EXIT_CONFIG;
 }
 
-static int check_config(const char *path)
+/* The row for an argument ("--config=x" is --config), or NULL. *value: what follows its '='. */
+static const struct option_row *find_option(const char *arg, const char **value)
+{
+	size_t len = strcspn(arg, "=");
+	*value = arg[len] == '=' ? arg + len + 1 : NULL;
+	for (size_t i = 0; i < OPT_COUNT; i++) {
+		const struct option_row *o = &option_rows[i];
+		if ((strlen(o->name) == len && strncmp(arg, o->name, len) == 0) ||
+		    (o->short_name && strlen(o->short_name) == len &&
+		     strncmp(arg, o->short_name, len) == 0))
+			return o;
+	}
+	return NULL;
+}
+
+static int check_config(const struct cli *cli)
 {
 	struct config c;
 	char err[CONFIG_ERR_MAX];
-	if (config_load(path, &c, err, sizeof(err)) < 0) {
+	if (config_load(cli->config, &c, err, sizeof(err)) < 0) {
 		fprintf(stderr, "cplow: %s\n", err);
 		return SUPERVISOR_EXIT_CONFIG;
 	}
@@ -65,41 +156,29 @@ static int check_config(const char *path)
 	return rc;
 }
 
-static int status(const char *path, int argc, char **argv)
+static int status(const struct cli *cli)
 {
-	int json = 0;
-	double watch = 0;
-	for (int i = 0; i < argc; i++) {
-		if (strcmp(argv[i], "--json") == 0)
-			json = 1;
-		else if (strcmp(argv[i], "--watch") == 0 && i + 1 < argc)
-			watch = atof(argv[++i]);
-		else
-			return bad_argument("status", argv[i]);
-	}
 	char name[128];
-	if (ledger_name_for(path, name, sizeof(name)) != LEDGER_OK) {
-		fprintf(stderr, "cplow: cannot derive a ledger name from %s\n", path);
+	if (ledger_name_for(cli->config, name, sizeof(name)) != LEDGER_OK) {
+		fprintf(stderr, "cplow: cannot derive a ledger name from %s\n", cli->config);
 		return SUPERVISOR_EXIT_CONFIG;
 	}
-	return inspect_run("cplow", name, json, watch);
+	double watch = cli->value[OPT_WATCH] ? atof(cli->value[OPT_WATCH]) : 0;
+	return inspect_run("cplow", name, cli->value[OPT_JSON] != NULL, watch);
 }
 
 /* Zeroes the matching rows; persists them itself unless a running cplow's flusher will. */
-static int reset_quota(const char *path, int argc, char **argv)
+static int reset_quota(const struct cli *cli)
 {
-	const char *uploader = NULL, *account = NULL;
-	for (int i = 0; i < argc; i++) {
-		if (strcmp(argv[i], "--uploader") == 0 && i + 1 < argc)
-			uploader = argv[++i];
-		else if (strcmp(argv[i], "--account") == 0 && i + 1 < argc)
-			account = argv[++i];
-		else
-			return bad_argument("reset-quota", argv[i]);
+	if (cli->uploader_count > 1) {
+		fprintf(stderr, "cplow reset-quota: give --uploader once\n");
+		return SUPERVISOR_EXIT_CONFIG;
 	}
+	const char *uploader = cli->uploader_count ? cli->uploaders[0] : NULL;
+	const char *account = cli->value[OPT_ACCOUNT];
 	struct config c;
 	char err[CONFIG_ERR_MAX], name[128];
-	if (config_load(path, &c, err, sizeof(err)) < 0) {
+	if (config_load(cli->config, &c, err, sizeof(err)) < 0) {
 		fprintf(stderr, "cplow: %s\n", err);
 		return SUPERVISOR_EXIT_CONFIG;
 	}
@@ -156,89 +235,173 @@ out:
 }
 
 /* The quota fork's sa_quota_cache.json into the ledger: import.h. */
-static int import_file(const char *path, int argc, char **argv)
+static int import_file(const struct cli *cli)
 {
-	struct import_options o = { .config_path = path };
-	for (int i = 0; i < argc; i++) {
-		if (strcmp(argv[i], "--from") == 0 && i + 1 < argc)
-			o.from = argv[++i];
-		else if (strcmp(argv[i], "--dry-run") == 0)
-			o.dry_run = true;
-		else
-			return bad_argument("import-cloudplow", argv[i]);
-	}
+	struct import_options o = { .config_path = cli->config, .from = cli->value[OPT_FROM],
+				    .dry_run = cli->value[OPT_DRY_RUN] != NULL };
 	return import_cloudplow(&o, stdout, stderr);
 }
 
-static int upload_or_run(const char *path, enum supervisor_mode mode, int argc, char **argv)
+static int upload_or_run(const struct cli *cli)
 {
-	const char *names[MAX_UPLOADERS];
-	struct supervisor_options o = { .config_path = path, .mode = mode, .uploaders = names,
-					.progress = -1 };
-	const char *command = mode == SUPERVISOR_UPLOAD ? "upload" : "run";
-	for (int i = 0; i < argc; i++) {
-		if (mode == SUPERVISOR_UPLOAD && (strcmp(argv[i], "-u") == 0 ||
-						  strcmp(argv[i], "--uploader") == 0) &&
-		    i + 1 < argc && o.uploader_count < MAX_UPLOADERS)
-			names[o.uploader_count++] = argv[++i];
-		else if (mode == SUPERVISOR_UPLOAD && strcmp(argv[i], "--dry-run") == 0)
-			o.dry_run = true;
-		else if (strcmp(argv[i], "--reset-ledger") == 0)
-			o.reset_ledger = true;
-		else if (strcmp(argv[i], "--progress") == 0)
-			o.progress = 1;
-		else if (strcmp(argv[i], "--quiet") == 0)
-			o.progress = 0;
-		else
-			return bad_argument(command, argv[i]);
-	}
+	bool upload = cli->command->bit == CMD_UPLOAD;
+	struct supervisor_options o = {
+		.config_path = cli->config, .mode = upload ? SUPERVISOR_UPLOAD : SUPERVISOR_RUN,
+		.uploaders = cli->uploaders, .uploader_count = cli->uploader_count,
+		.dry_run = cli->value[OPT_DRY_RUN] != NULL,
+		.reset_ledger = cli->value[OPT_RESET_LEDGER] != NULL, .progress = -1,
+	};
+	/* The later of --progress and --quiet wins. */
+	if (cli->value[OPT_PROGRESS] || cli->value[OPT_QUIET])
+		o.progress = cli->last_given[OPT_PROGRESS] > cli->last_given[OPT_QUIET];
 	return supervisor_main(&o);
+}
+
+/* cloudplow merged its defaults into the user's file and wrote it back; cplow reads the file as
+ * it is, so there is nothing to update. */
+static int update_config(const struct cli *cli)
+{
+	printf("cplow never rewrites your config (%s): it reads cloudplow's as it is, with "
+	       "defaults for missing keys; `cplow check-config` shows the result\n", cli->config);
+	return SUPERVISOR_EXIT_OK;
+}
+
+/* Exit 2, as for any command cplow cannot carry out: a timer that still runs it fails where it
+ * can be seen instead of syncing nothing in silence. */
+static int sync_remotes(const struct cli *cli)
+{
+	(void)cli;
+	fprintf(stderr, "cplow sync: not implemented: cloudplow's syncer drove Scaleway VMs through "
+		"a command-line tool and a product that no longer exist (use rclone sync)\n");
+	return SUPERVISOR_EXIT_CONFIG;
+}
+
+static const struct command_row command_rows[] = {
+	{ "upload", CMD_UPLOAD, upload_or_run },
+	{ "run", CMD_RUN, upload_or_run },
+	{ "status", CMD_STATUS, status },
+	{ "check-config", CMD_CHECK_CONFIG, check_config },
+	{ "reset-quota", CMD_RESET_QUOTA, reset_quota },
+	{ "import-cloudplow", CMD_IMPORT, import_file },
+	{ "update_config", CMD_UPDATE_CONFIG, update_config },
+	{ "sync", CMD_SYNC, sync_remotes },
+};
+
+/* argv into cli: options anywhere, the first word that is not an option's value the command.
+ * Returns -1 (go on) or an exit code. */
+static int parse(int argc, char **argv, struct cli *cli)
+{
+	const char *word = NULL, *extra = NULL;
+	for (int i = 1; i < argc; i++) {
+		const char *arg = argv[i], *value;
+		if (arg[0] != '-' || arg[1] == '\0') {
+			if (!word)
+				word = arg;
+			else if (!extra)
+				extra = arg;
+			continue;
+		}
+		const struct option_row *o = find_option(arg, &value);
+		if (!o) {
+			fprintf(stderr, "cplow: unknown option %s (see cplow --help)\n", arg);
+			return SUPERVISOR_EXIT_CONFIG;
+		}
+		enum opt id = (enum opt)(o - option_rows);
+		if (!o->takes_value && value) {
+			fprintf(stderr, "cplow: %s takes no value\n", o->name);
+			return SUPERVISOR_EXIT_CONFIG;
+		}
+		if (o->takes_value && !value) {
+			if (i + 1 >= argc) {
+				fprintf(stderr, "cplow: %s needs a value\n", o->name);
+				return SUPERVISOR_EXIT_CONFIG;
+			}
+			value = argv[++i];
+		}
+		if (id == OPT_UPLOADER) {
+			if (cli->uploader_count == MAX_UPLOADERS) {
+				fprintf(stderr, "cplow: more than %d uploaders named\n", MAX_UPLOADERS);
+				return SUPERVISOR_EXIT_CONFIG;
+			}
+			cli->uploaders[cli->uploader_count++] = value;
+		}
+		cli->value[id] = value ? value : "";
+		cli->from[id] = o->name;
+		cli->last_given[id] = i;
+	}
+	if (cli->value[OPT_HELP])
+		return usage(stdout);
+	if (cli->value[OPT_VERSION]) {
+		printf("cplow %s\n", CPLOW_VERSION);
+		return SUPERVISOR_EXIT_OK;
+	}
+	if (!word)
+		return usage(stderr);
+	for (size_t i = 0; i < sizeof(command_rows) / sizeof(command_rows[0]); i++)
+		if (strcmp(word, command_rows[i].name) == 0)
+			cli->command = &command_rows[i];
+	if (!cli->command) {
+		fprintf(stderr, "cplow: unknown command %s (see cplow --help)\n", word);
+		return SUPERVISOR_EXIT_CONFIG;
+	}
+	if (extra)
+		return bad_argument(word, extra);
+	for (size_t i = 0; i < OPT_COUNT; i++) {
+		if (cli->value[i] && !(option_rows[i].commands & cli->command->bit)) {
+			fprintf(stderr, "cplow %s: %s is not an option of this command (see cplow "
+				"--help)\n", word, cli->from[i]);
+			return SUPERVISOR_EXIT_CONFIG;
+		}
+	}
+	/* Defaults from the environment: cplow's own variable, else cloudplow's. */
+	for (size_t i = 0; i < OPT_COUNT; i++) {
+		const struct option_row *o = &option_rows[i];
+		const char *names[] = { o->cplow_env, o->cloudplow_env };
+		for (size_t k = 0; k < 2 && !cli->value[i] && names[k]; k++) {
+			const char *v = getenv(names[k]);
+			if (v && *v) {
+				cli->value[i] = v;
+				cli->from[i] = names[k];
+			}
+		}
+	}
+	cli->config = cli->value[OPT_CONFIG] ? cli->value[OPT_CONFIG] : "config.json";
+	return -1;
+}
+
+/* --loglevel, --logfile and --cachefile, from wherever they came. Returns -1 or an exit code. */
+static int apply_log_options(const struct cli *cli)
+{
+	if (cli->value[OPT_LOGLEVEL]) {
+		enum log_level level;
+		if (log_parse_level(cli->value[OPT_LOGLEVEL], &level) < 0) {
+			fprintf(stderr, "cplow: %s: \"%s\" is not a log level: %s\n",
+				cli->from[OPT_LOGLEVEL], cli->value[OPT_LOGLEVEL], log_level_names);
+			return SUPERVISOR_EXIT_CONFIG;
+		}
+		log_set_level(level);
+	}
+	if (cli->value[OPT_LOGFILE]) {
+		char err[PATH_MAX + 128];
+		if (log_open_file(cli->value[OPT_LOGFILE], err, sizeof(err)) < 0) {
+			fprintf(stderr, "cplow: %s: %s\n", cli->from[OPT_LOGFILE], err);
+			return SUPERVISOR_EXIT_CONFIG;
+		}
+	}
+	if (cli->value[OPT_CACHEFILE])
+		log_info("%s%s%s: cplow keeps no such cache (its bans and quota usage are in the "
+			 "ledger, sa_quota_cache.json); ignored", cli->from[OPT_CACHEFILE],
+			 cli->from[OPT_CACHEFILE][0] == '-' ? " " : "=", cli->value[OPT_CACHEFILE]);
+	return -1;
 }
 
 int main(int argc, char **argv)
 {
-	const char *config = getenv("CPLOW_CONFIG");
-	int i = 1;
-	for (; i < argc && argv[i][0] == '-'; i++) {
-		if (strcmp(argv[i], "--version") == 0) {
-			printf("cplow %s\n", CPLOW_VERSION);
-			return SUPERVISOR_EXIT_OK;
-		}
-		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
-			return usage(stdout);
-		if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
-			config = argv[++i];
-		} else if (strcmp(argv[i], "--loglevel") == 0 && i + 1 < argc) {
-			enum log_level level;
-			if (log_parse_level(argv[++i], &level) < 0) {
-				fprintf(stderr, "cplow: --loglevel: %s is not error, warn, info or debug\n",
-					argv[i]);
-				return SUPERVISOR_EXIT_CONFIG;
-			}
-			log_set_level(level);
-		} else {
-			return usage(stderr);
-		}
-	}
-	if (i >= argc)
-		return usage(stderr);
-	if (!config || !*config)
-		config = "config.json";
-	const char *command = argv[i++];
-	int rest = argc - i;
-	char **args = argv + i;
-	if (strcmp(command, "upload") == 0)
-		return upload_or_run(config, SUPERVISOR_UPLOAD, rest, args);
-	if (strcmp(command, "run") == 0)
-		return upload_or_run(config, SUPERVISOR_RUN, rest, args);
-	if (strcmp(command, "status") == 0)
-		return status(config, rest, args);
-	if (strcmp(command, "check-config") == 0)
-		return rest ? bad_argument(command, args[0]) : check_config(config);
-	if (strcmp(command, "reset-quota") == 0)
-		return reset_quota(config, rest, args);
-	if (strcmp(command, "import-cloudplow") == 0)
-		return import_file(config, rest, args);
-	fprintf(stderr, "cplow: unknown command %s (see cplow --help)\n", command);
-	return SUPERVISOR_EXIT_CONFIG;
+	struct cli cli = { 0 };
+	int code = parse(argc, argv, &cli);
+	if (code < 0)
+		code = apply_log_options(&cli);
+	if (code >= 0)
+		return code;
+	return cli.command->run(&cli);
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "account.h"
+#include "rclone_cmd.h"
 
 static char *dup_or_null(const char *s)
 {
@@ -166,6 +167,14 @@ static void choose(const struct config *c, const char *uploader,
 		out->strategy = planner_strategy(c, (double)left / (double)daily);
 		out->max_transfer_bytes =
 			(int64_t)floor(out->strategy->max_transfer_share * (double)left);
+		/* A lower --max-transfer in rclone_extras is what the stage will pass
+		 * (rclone_cmd_build): plan with it, so the dry run's stages are the upload's. */
+		const struct config_uploader *cu = config_find_uploader(c, uploader);
+		int64_t asked;
+		if (cu && rclone_cmd_extras_max_transfer(cu->remote->rclone_extras,
+							 cu->remote->rclone_extra_count, &asked) == 1 &&
+		    asked >= 0 && asked < out->max_transfer_bytes)
+			out->max_transfer_bytes = asked;
 		out->max_size_bytes = out->strategy->max_size_share > 0
 					      ? (int64_t)floor(out->strategy->max_size_share *
 							       (double)left)

@@ -6,7 +6,8 @@
  * account, its upload_remote's remote. The first account that is not banned, not busy with
  * another stage, not given up on in this run and has at least min_free_bytes left is chosen, and
  * the stage's parameters follow from the share of the daily quota it has left (the strategy
- * table, REFERENCE.md §2), in exact bytes.
+ * table, REFERENCE.md §2), in exact bytes; a lower --max-transfer in the uploader's
+ * rclone_extras takes the strategy's place (rclone_cmd_build() passes it).
  */
 #ifndef CPLOW_PLANNER_H
 #define CPLOW_PLANNER_H
@@ -51,7 +52,7 @@ struct plan {
 	int account;                     /* index into the accounts; -1: none can take a stage */
 	int64_t remaining_bytes;
 	const struct config_stage *strategy;
-	int64_t max_transfer_bytes;
+	int64_t max_transfer_bytes;      /* the strategy's, or rclone_extras' lower one */
 	int64_t max_size_bytes;          /* 0: not passed */
 	int64_t wait_until_ms;           /* account -1: when the first one frees up; 0: never */
 	size_t busy_count;               /* account -1: accounts skipped as busy (worth waiting) */

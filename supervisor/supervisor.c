@@ -1,5 +1,6 @@
 #include "supervisor.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
@@ -29,6 +30,7 @@
 #include "procs.h"
 #include "progress.h"
 #include "rclone_cmd.h"
+#include "rclone_proc.h"
 #include "reconcile.h"
 #include "sdnotify.h"
 #include "worker.h"
@@ -465,6 +467,57 @@ static bool account_busy(const struct sup *s, const struct up *up, size_t i)
 	return false;
 }
 
+/* The part of a stage's spec that says which files rclone takes (and how rclone runs), shared
+ * by the stage and the dry run's count: source, excludes (rclone_excludes and open files),
+ * --min-age, rclone_extras. Everything it points to lives in *st or the config. */
+static int stage_files(struct sup *s, const struct up *up, struct up_stage *st, char *err,
+		       size_t err_len)
+{
+	const struct config_uploader *u = up->u;
+	const struct config_remote *r = u->remote;
+	struct stage_spec *spec = &st->spec;
+	size_t n_excl = r->rclone_exclude_count;
+	if (u->exclude_open_files) {
+		struct folder_open open_files;
+		if (folder_open_files(r->upload_folder, &open_files, err, err_len) == 0) {
+			if (folder_open_exclude_patterns(&open_files,
+							 (const char *const *)u->opened_excludes,
+							 u->opened_exclude_count, &st->open_excludes) < 0)
+				log_warn("out of memory for the open-file excludes; uploading them all");
+			folder_open_free(&open_files);
+			n_excl += st->open_excludes.count;
+		} else {
+			log_warn("cannot see which files are open (%s); uploading them all", err);
+		}
+	}
+	st->excludes = calloc(n_excl ? n_excl : 1, sizeof(*st->excludes));
+	if (!st->excludes) {
+		snprintf(err, err_len, "out of memory");
+		return -1;
+	}
+	for (size_t i = 0; i < r->rclone_exclude_count; i++)
+		st->excludes[i] = r->rclone_excludes[i];
+	for (size_t i = 0; i < st->open_excludes.count; i++)
+		st->excludes[r->rclone_exclude_count + i] = st->open_excludes.items[i];
+	if (u->check_type == CONFIG_CHECK_AGE)
+		snprintf(st->min_age, sizeof(st->min_age), "%dm", u->check_limit_minutes);
+	spec->uploader = u->name;
+	spec->rclone_binary = s->cfg.core.rclone_binary_path;
+	spec->rclone_nice = s->cfg.core.rclone_nice;
+	spec->rclone_config = s->cfg.core.rclone_config_path;
+	spec->command = config_command_name(r->rclone_command);
+	spec->source = r->upload_folder;
+	spec->extras = r->rclone_extras;
+	spec->extra_count = r->rclone_extra_count;
+	spec->excludes = st->excludes;
+	spec->exclude_count = n_excl;
+	spec->min_age = st->min_age[0] ? st->min_age : NULL;
+	spec->dry_run = s->cfg.core.dry_run;
+	spec->work_dir = s->work_dir;
+	spec->stage_number = up->stage_number;
+	return 0;
+}
+
 /* Fills the stage's spec; everything it points to lives in up->stage or the config. */
 static int build_stage(struct sup *s, struct up *up, const struct plan *p, char *err,
 		       size_t err_len)
@@ -490,60 +543,26 @@ static int build_stage(struct sup *s, struct up *up, const struct plan *p, char 
 				   r->upload_remote, a->key_path, &st->env, err, err_len) < 0)
 			return -1;
 	}
-	size_t n_excl = r->rclone_exclude_count;
-	if (u->exclude_open_files) {
-		struct folder_open open_files;
-		if (folder_open_files(r->upload_folder, &open_files, err, err_len) == 0) {
-			if (folder_open_exclude_patterns(&open_files,
-							 (const char *const *)u->opened_excludes,
-							 u->opened_exclude_count, &st->open_excludes) < 0)
-				log_warn("out of memory for the open-file excludes; uploading them all");
-			folder_open_free(&open_files);
-			n_excl += st->open_excludes.count;
-		} else {
-			log_warn("cannot see which files are open (%s); uploading them all", err);
-		}
-	}
-	st->excludes = calloc(n_excl ? n_excl : 1, sizeof(*st->excludes));
-	if (!st->destination || !st->excludes) {
+	if (!st->destination) {
 		snprintf(err, err_len, "out of memory");
 		return -1;
 	}
-	for (size_t i = 0; i < r->rclone_exclude_count; i++)
-		st->excludes[i] = r->rclone_excludes[i];
-	for (size_t i = 0; i < st->open_excludes.count; i++)
-		st->excludes[r->rclone_exclude_count + i] = st->open_excludes.items[i];
+	if (stage_files(s, up, st, err, err_len) < 0)
+		return -1;
 	snprintf(st->strategy, sizeof(st->strategy), "%s", p->strategy->name);
-	if (u->check_type == CONFIG_CHECK_AGE)
-		snprintf(st->min_age, sizeof(st->min_age), "%dm", u->check_limit_minutes);
-
-	spec->uploader = u->name;
 	spec->account = a->name;
 	spec->ledger_name = s->ledger_name;
-	spec->rclone_binary = s->cfg.core.rclone_binary_path;
-	spec->rclone_nice = s->cfg.core.rclone_nice;
-	spec->rclone_config = s->cfg.core.rclone_config_path;
-	spec->command = config_command_name(r->rclone_command);
-	spec->source = r->upload_folder;
 	spec->destination = st->destination;
 	spec->env = (const char *const *)st->env.vars;
 	spec->env_count = st->env.count;
-	spec->extras = r->rclone_extras;
-	spec->extra_count = r->rclone_extra_count;
-	spec->excludes = st->excludes;
-	spec->exclude_count = n_excl;
 	spec->strategy = st->strategy;
-	spec->stage_number = up->stage_number;
 	spec->max_transfer_bytes = p->max_transfer_bytes;
 	spec->max_size_bytes = p->max_size_bytes;
 	spec->transfers = p->strategy->transfers;
 	spec->order_by = p->strategy->order_by;
 	spec->max_backlog = p->strategy->max_backlog;
-	spec->min_age = st->min_age[0] ? st->min_age : NULL;
 	spec->triggers = r->rclone_sleeps;
 	spec->trigger_count = r->rclone_sleep_count;
-	spec->dry_run = s->cfg.core.dry_run;
-	spec->work_dir = s->work_dir;
 	spec->sandbox = 1;
 	return 0;
 }
@@ -619,6 +638,11 @@ static void start_stage(struct sup *s, struct up *up)
 		 up->u->name, up->stage_number, short_account(acct), p.account + 1,
 		 up->accounts.count, p.strategy->name, (long long)p.remaining_bytes,
 		 (long long)p.max_transfer_bytes);
+	if (rclone_cmd_dry_run(&up->stage.spec))
+		log_warn("uploader %s: stage %d is a dry run (%s): rclone moves nothing, the ledger "
+			 "counts nothing, nothing local is deleted, and this upload ends after it",
+			 up->u->name, up->stage_number,
+			 s->cfg.core.dry_run ? "core.dry_run" : "--dry-run in rclone_extras");
 	downloaders_pause(&s->downloaders, &s->cfg);
 	pid_t supervisor = getpid();
 	pid_t pid = procs_fork(s->lock_fd, SIGTERM);
@@ -810,12 +834,16 @@ static void stage_finished(struct sup *s, struct up *up, int status)
 	/* rclone shares the worker's group: an rclone outliving its worker would go on
 	 * uploading files nobody counts. */
 	kill(-up->worker, SIGKILL);
+	bool dry = rclone_cmd_dry_run(&up->stage.spec);
 	enum stage_result result = STAGE_FAILED;
 	if (WIFEXITED(status) && WEXITSTATUS(status) <= STAGE_ERROR)
 		result = (enum stage_result)WEXITSTATUS(status);
 	int64_t files = 0, bytes = 0, files_total = 0;
 	int slot = find_slot(s, up->worker);
-	if (slot >= 0 && WIFSIGNALED(status))
+	/* Not after rclone --dry-run, which moved nothing: a file found on the remote was there
+	 * before, and under `move` its local copy would be deleted. (A worker of an earlier cplow,
+	 * check_stale_slot, may have run another config: its slot's open files are checked.) */
+	if (slot >= 0 && WIFSIGNALED(status) && !dry)
 		check_dead_worker(s, up, slot, s->stopping == 2);
 	notify_stage_finished(&s->ledger, up->worker, up->u->name,
 			      up->accounts.v[up->account].name, (int)result);
@@ -840,7 +868,7 @@ static void stage_finished(struct sup *s, struct up *up, int status)
 	up->worker = 0;
 	free_stage(&up->stage);
 	up->state = UP_IDLE;
-	if (result == STAGE_DONE || result == STAGE_MAX_TRANSFER)
+	if ((result == STAGE_DONE || result == STAGE_MAX_TRANSFER) && !dry)
 		remove_empty_dirs(up);
 	switch (result) {
 	case STAGE_DONE:
@@ -889,6 +917,13 @@ static void stage_finished(struct sup *s, struct up *up, int status)
 	}
 	if (result == STAGE_DONE || result == STAGE_MAX_TRANSFER || result == STAGE_TRIGGERED)
 		up->failed = false;
+	/* A dry run's stage moved nothing, so the next one would plan the same: one shows it. */
+	if (dry && (result == STAGE_DONE || result == STAGE_MAX_TRANSFER ||
+		    result == STAGE_NOTHING)) {
+		log_info("uploader %s: dry run: the stage shows what rclone would do; nothing more "
+			 "to plan", up->u->name);
+		up->state = UP_FINISHED;
+	}
 	if ((result == STAGE_DONE || result == STAGE_MAX_TRANSFER) &&
 	    remaining_of(s, up, account) <= s->cfg.quota.continue_min_bytes)
 		up->given_up[account] = true; /* too little left to be worth another stage */
@@ -1065,6 +1100,10 @@ static void handle_signals(struct sup *s)
 		s->stopping = 2;
 		signal_workers(s, SIGKILL);
 	}
+	/* logrotate renames the log file and sends SIGHUP: lines from now on go to a new one. */
+	if (sig.hangup && log_reopen_file() < 0)
+		log_error("SIGHUP: cannot open the log file again (%s); it stays where it was",
+			  strerror(errno));
 	if (sig.hangup && !s->stopping) {
 		char err[CONFIG_ERR_MAX];
 		struct config next;
@@ -1246,28 +1285,76 @@ static void summary(const struct sup *s)
 }
 
 #define SUP_DRY_RUN_STAGES_MAX 200
+#define SUP_SIZE_OUTPUT_MAX 4096
 
-/* The bytes an upload would take from the uploader's folder: its size check's count (minus
- * size_excludes, and only files old enough under an age check). */
-static int dry_run_source_bytes(const struct up *up, int64_t now_ms, int64_t *out, char *err,
+/* The bytes an upload would take from the uploader's folder, as rclone selects them: `rclone
+ * size` with the stage's excludes, --min-age and the filter flags of rclone_extras
+ * (rclone_cmd_build_size). size_excludes are not subtracted: in cloudplow, and here, they only
+ * keep files out of the size check, and rclone still moves them. */
+static int dry_run_source_bytes(struct sup *s, const struct up *up, int64_t *out, char *err,
 				size_t err_len)
 {
-	const struct config_uploader *u = up->u;
-	struct folder_usage usage;
-	int64_t min_age = u->check_type == CONFIG_CHECK_AGE ? (int64_t)u->check_limit_minutes * 60 : 0;
-	if (folder_size(u->remote->upload_folder, (const char *const *)u->size_excludes,
-			u->size_exclude_count, min_age, now_ms / 1000, &usage, err, err_len) < 0)
-		return -1;
-	*out = usage.total_bytes;
-	return 0;
+	struct up_stage st;
+	struct rclone_cmd cmd = { 0 };
+	struct rclone_proc proc = { .pid = -1, .out_fd = -1, .go_fd = -1 };
+	char text[SUP_SIZE_OUTPUT_MAX];
+	size_t len = 0;
+	int rc = -1, status = 0;
+	memset(&st, 0, sizeof(st));
+	if (stage_files(s, up, &st, err, err_len) < 0 ||
+	    rclone_cmd_build_size(&st.spec, &cmd, err, err_len) < 0)
+		goto out;
+	if (rclone_proc_defer(&cmd, STDOUT_FILENO, &proc) < 0 || rclone_proc_release(&proc) < 0) {
+		snprintf(err, err_len, "cannot run %s: %s", cmd.argv[0], strerror(errno));
+		if (proc.pid > 0)
+			rclone_proc_cancel(&proc);
+		goto out;
+	}
+	for (;;) {
+		char rest[512]; /* read to the end, or rclone could block on a full pipe */
+		bool room = len < sizeof(text) - 1;
+		ssize_t n = room ? read(proc.out_fd, text + len, sizeof(text) - 1 - len)
+				 : read(proc.out_fd, rest, sizeof(rest));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		if (room)
+			len += (size_t)n;
+	}
+	text[len] = '\0';
+	rclone_proc_wait(&proc, &status);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		snprintf(err, err_len, "`rclone size` of %s failed (%s %d; its error is above)",
+			 st.spec.source, WIFEXITED(status) ? "exit" : "signal",
+			 WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+		goto out;
+	}
+	cJSON *json = cJSON_Parse(text);
+	const cJSON *bytes = cJSON_GetObjectItemCaseSensitive(json, "bytes");
+	if (cJSON_IsNumber(bytes) && bytes->valuedouble >= 0) {
+		*out = (int64_t)bytes->valuedouble;
+		rc = 0;
+	} else {
+		snprintf(err, err_len, "`rclone size` of %s printed no byte count: %.200s",
+			 st.spec.source, text);
+	}
+	cJSON_Delete(json);
+out:
+	rclone_cmd_free(&cmd);
+	free_stage(&st);
+	return rc;
 }
 
 /* --dry-run: each uploader's planned stages, from its accounts' remaining quota, with the
- * rclone command of each (planner_simulate says what is assumed). Stage 1's command is the
- * first line that starts with the rclone binary: scripts (tests/bench) take it from there. */
+ * rclone command of each (planner_simulate says what is assumed), built by the function that
+ * builds the upload's. Stage 1's command is the first line that starts with the rclone binary:
+ * scripts (tests/bench) take it from there. An uploader whose folder cannot be measured or
+ * whose stage cannot be built (an upload would fail there too) makes the exit code 1. */
 static int dry_run(struct sup *s)
 {
 	int64_t now = ledger_now_ms();
+	int code = SUPERVISOR_EXIT_OK;
 	if (read_copy(s) < 0)
 		return SUPERVISOR_EXIT_FAILED;
 	struct planner_step *steps = calloc(SUP_DRY_RUN_STAGES_MAX, sizeof(*steps));
@@ -1279,9 +1366,12 @@ static int dry_run(struct sup *s)
 		struct up *up = &s->ups[i];
 		char err[CONFIG_ERR_MAX], line[8192];
 		int64_t source = 0, left = 0;
-		if (dry_run_source_bytes(up, now, &source, err, sizeof(err)) < 0) {
+		up->stage_number = 1;
+		fflush(stdout); /* rclone's error, if any, after this uploader's first line */
+		if (dry_run_source_bytes(s, up, &source, err, sizeof(err)) < 0) {
 			printf("uploader %s: %zu accounts\n  cannot measure the upload folder: %s\n",
 			       up->u->name, up->accounts.count, err);
+			code = SUPERVISOR_EXIT_FAILED;
 			continue;
 		}
 		printf("uploader %s: %zu accounts, %lld bytes to upload\n", up->u->name,
@@ -1293,27 +1383,36 @@ static int dry_run(struct sup *s)
 			printf("  no stage: %s\n", stop.why);
 			continue;
 		}
-		for (size_t k = 0; k < n; k++) {
+		bool planned = true;
+		for (size_t k = 0; k < n && planned; k++) {
 			const struct plan *p = &steps[k].plan;
 			struct rclone_cmd cmd;
 			up->stage_number = (int)k + 1;
 			if (build_stage(s, up, p, err, sizeof(err)) < 0 ||
 			    rclone_cmd_build(&up->stage.spec, "RCUSER", "RCPASS", &cmd, err,
 					     sizeof(err)) < 0) {
-				printf("  stage %zu on %s: cannot plan: %s\n", k + 1,
-				       up->accounts.v[p->account].name, err);
+				printf("  stage %zu on %s: cannot plan: %s\n  the plan stops here: the "
+				       "upload would fail at this stage\n",
+				       k + 1, up->accounts.v[p->account].name, err);
 				free_stage(&up->stage);
-				continue;
+				planned = false;
+				code = SUPERVISOR_EXIT_FAILED;
+				break;
 			}
 			rclone_cmd_render(&cmd, line, sizeof(line));
 			printf("  stage %zu on %s: %s, %lld bytes left, --max-transfer %lld bytes, "
-			       "--max-size %lld bytes; moves up to %lld bytes\n  %s\n",
+			       "--max-size %lld bytes; moves up to %lld bytes\n",
 			       k + 1, up->accounts.v[p->account].name, p->strategy->name,
-			       (long long)p->remaining_bytes, (long long)p->max_transfer_bytes,
-			       (long long)p->max_size_bytes, (long long)steps[k].moved_bytes, line);
+			       (long long)p->remaining_bytes, (long long)cmd.max_transfer_bytes,
+			       (long long)cmd.max_size_bytes, (long long)steps[k].moved_bytes);
+			if (cmd.note[0])
+				printf("  note: %s\n", cmd.note);
+			printf("  %s\n", line);
 			rclone_cmd_free(&cmd);
 			free_stage(&up->stage);
 		}
+		if (!planned)
+			continue;
 		if (left == 0)
 			printf("  %zu stages cover the %lld bytes\n", n, (long long)source);
 		else if (!stop.why[0])
@@ -1324,7 +1423,7 @@ static int dry_run(struct sup *s)
 			       (long long)left, stop.why);
 	}
 	free(steps);
-	return SUPERVISOR_EXIT_OK;
+	return code;
 }
 
 int supervisor_main(const struct supervisor_options *opt)
@@ -1380,14 +1479,7 @@ int supervisor_main(const struct supervisor_options *opt)
 		log_error("%s", err);
 		goto out;
 	}
-	if (opt->dry_run) {
-		code = dry_run(s);
-		goto out;
-	}
-	/* The dashboard's session: this run's stages (a dry run moves nothing, so not there). */
-	if (ledger_session_start(&s->ledger, ledger_now_ms()) != LEDGER_OK)
-		log_warn("cannot start the session's totals in the ledger; the dashboard's session "
-			 "shows only running stages");
+	/* The dry run too: its exclude files go there. */
 	snprintf(s->work_dir, sizeof(s->work_dir), "%s/cplow-%d-XXXXXX",
 		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (int)getpid());
 	if (!mkdtemp(s->work_dir)) {
@@ -1396,6 +1488,14 @@ int supervisor_main(const struct supervisor_options *opt)
 		code = SUPERVISOR_EXIT_FAILED;
 		goto out;
 	}
+	if (opt->dry_run) {
+		code = dry_run(s);
+		goto out;
+	}
+	/* The dashboard's session: this run's stages (a dry run moves nothing, so not there). */
+	if (ledger_session_start(&s->ledger, ledger_now_ms()) != LEDGER_OK)
+		log_warn("cannot start the session's totals in the ledger; the dashboard's session "
+			 "shows only running stages");
 	if ((s->signal_fd = procs_signals_install()) < 0) {
 		log_error("cannot install signal handlers: %s", strerror(errno));
 		code = SUPERVISOR_EXIT_FAILED;

@@ -3,9 +3,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -50,6 +53,15 @@ static void pushf(struct strvec *s, const char *fmt, ...)
 	push(s, str);
 }
 
+/* An rclone_extras entry as cloudplow rendered it: --flag=value, or a bare --flag. */
+static void push_extra(struct strvec *s, const struct stage_flag *f)
+{
+	if (f->value)
+		pushf(s, "%s=%s", f->name, f->value);
+	else
+		push(s, strdup(f->name));
+}
+
 static void strvec_free(char **v)
 {
 	if (!v)
@@ -64,8 +76,7 @@ const char *rclone_cmd_reserved_flag(const char *flag)
 	static const char *const reserved[] = {
 		"--rc", "--rc-addr", "--rc-user", "--rc-pass", "--rc-no-auth", "--rc-htpasswd",
 		"--use-json-log", "--log-level", "--verbose", "-v", "-vv", "-q", "--quiet",
-		"--log-file", "--max-transfer", "--cutoff-mode", "--config", "--dry-run",
-		"--exclude-from", "--stats-log-level",
+		"--log-file", "--cutoff-mode", "--config", "--stats-log-level",
 		/* would override the per-stage service account of every Drive remote */
 		"--drive-service-account-file", "--drive-service-account-credentials",
 	};
@@ -74,6 +85,177 @@ const char *rclone_cmd_reserved_flag(const char *flag)
 		if (strlen(reserved[i]) == len && strncmp(flag, reserved[i], len) == 0)
 			return reserved[i];
 	return NULL;
+}
+
+/* ---- flags a stage and rclone_extras may both set ---- */
+
+/* rclone's SizeSuffix (fs/sizesuffix.go): the binary multiplier of a suffix letter. */
+static int64_t size_multiplier(char c)
+{
+	static const char letters[] = "kmgtpe";
+	const char *p = c ? strchr(letters, c | 0x20) : NULL;
+	return p ? (int64_t)1 << (10 * (p - letters + 1)) : 0;
+}
+
+int rclone_cmd_parse_size(const char *text, int64_t *bytes)
+{
+	size_t len = strlen(text);
+	if (len == 3 && strncasecmp(text, "off", 3) == 0) {
+		*bytes = -1;
+		return 0;
+	}
+	if (len == 0)
+		return -1;
+	/* As rclone 1.60 reads it: a bare number is KiB; "b"/"B" bytes; "k".."e" (any case),
+	 * also as "Ki"/"KiB", binary multiples. */
+	int64_t mult;
+	size_t suffix = 1;
+	char last = text[len - 1];
+	if ((last >= '0' && last <= '9') || last == '.') {
+		mult = 1024;
+		suffix = 0;
+	} else if ((last | 0x20) == 'b' && len > 2 && text[len - 2] == 'i') {
+		mult = size_multiplier(text[len - 3]);
+		suffix = 3;
+	} else if ((last | 0x20) == 'b') {
+		mult = 1;
+	} else if ((last | 0x20) == 'i' && len > 1) {
+		mult = size_multiplier(text[len - 2]);
+		suffix = 2;
+	} else {
+		mult = size_multiplier(last);
+	}
+	if (mult == 0 || suffix >= len)
+		return -1;
+	/* Go's ParseFloat: digits, a point, an exponent, a sign; strtod alone would also take
+	 * spaces, hex, "inf" and "nan". */
+	char number[64];
+	size_t n = len - suffix;
+	if (n >= sizeof(number) || strspn(text, "0123456789.eE+-") < n)
+		return -1;
+	memcpy(number, text, n);
+	number[n] = '\0';
+	char *end;
+	errno = 0;
+	double v = strtod(number, &end);
+	if (*end || errno || v < 0 || v * (double)mult >= 9.2e18)
+		return -1;
+	*bytes = (int64_t)(v * (double)mult);
+	return 0;
+}
+
+static const struct stage_flag *user_flag(const struct stage_spec *spec, const char *name,
+					  const char *alias)
+{
+	for (size_t i = 0; i < spec->extra_count; i++)
+		if (strcmp(spec->extras[i].name, name) == 0 ||
+		    (alias && strcmp(spec->extras[i].name, alias) == 0))
+			return &spec->extras[i];
+	return NULL;
+}
+
+/* Go's strconv.ParseBool, which rclone's boolean flags use: 1 true, 0 false, -1 neither. */
+static int parse_bool(const char *v)
+{
+	static const char *const truths[] = { "1", "t", "T", "TRUE", "true", "True" };
+	static const char *const lies[] = { "0", "f", "F", "FALSE", "false", "False" };
+	for (size_t i = 0; i < sizeof(truths) / sizeof(truths[0]); i++) {
+		if (strcmp(v, truths[i]) == 0)
+			return 1;
+		if (strcmp(v, lies[i]) == 0)
+			return 0;
+	}
+	return -1;
+}
+
+bool rclone_cmd_dry_run(const struct stage_spec *spec)
+{
+	const struct stage_flag *f = user_flag(spec, "--dry-run", "-n");
+	/* A value rclone would refuse counts as a dry run here: the stage fails to build anyway,
+	 * and nothing that asks must ever delete. */
+	return spec->dry_run || (f && (!f->value || parse_bool(f->value) != 0));
+}
+
+int rclone_cmd_extras_max_transfer(const struct stage_flag *extras, size_t n, int64_t *bytes)
+{
+	struct stage_spec s = { .extras = extras, .extra_count = n };
+	const struct stage_flag *f = user_flag(&s, "--max-transfer", NULL);
+	if (!f)
+		return 0;
+	return f->value && rclone_cmd_parse_size(f->value, bytes) == 0 ? 1 : -1;
+}
+
+/*
+ * The stage's limits after rclone_extras, pushed onto argv. The user's --transfers,
+ * --order-by, --max-size, --max-backlog and --min-age replace the stage's (cloudplow's meaning:
+ * the user asked for them; they are passed where the extras are). --max-transfer is the
+ * quota's: a user's lower value replaces it, a higher one is clamped to it (out->note says
+ * so). --dry-run is passed once when core.dry_run or the extras ask.
+ */
+static int stage_limits(const struct stage_spec *spec, struct strvec *argv, struct rclone_cmd *out,
+			char *err, size_t err_len)
+{
+	const struct stage_flag *f = user_flag(spec, "--max-transfer", NULL);
+	int64_t quota = spec->max_transfer_bytes > 0 ? spec->max_transfer_bytes : -1, limit = quota;
+	if (f) {
+		int64_t asked;
+		if (rclone_cmd_extras_max_transfer(f, 1, &asked) < 0) {
+			snprintf(err, err_len, "rclone_extras: --max-transfer: %s%s%s is not a size "
+				 "rclone reads", f->value ? "\"" : "", f->value ? f->value : "no value",
+				 f->value ? "\"" : "");
+			return -1;
+		}
+		if (quota < 0 || (asked >= 0 && asked <= quota))
+			limit = asked;
+		else
+			snprintf(out->note, sizeof(out->note),
+				 "rclone_extras: --max-transfer=%s is more than this stage's quota "
+				 "allows: clamped to %lld bytes", f->value, (long long)quota);
+	}
+	if (limit >= 0) {
+		/* Exact bytes: a bare number means KiB to rclone, and the fork's whole-GiB
+		 * rounding turned a remainder under 2 GiB into "0G". */
+		pushf(argv, "--max-transfer=%lldB", (long long)limit);
+		push(argv, strdup("--cutoff-mode=cautious"));
+		out->max_transfer_bytes = limit;
+	}
+	if ((f = user_flag(spec, "--max-size", NULL))) {
+		int64_t size;
+		if (!f->value || rclone_cmd_parse_size(f->value, &size) < 0) {
+			snprintf(err, err_len, "rclone_extras: --max-size: \"%s\" is not a size rclone "
+				 "reads", f->value ? f->value : "");
+			return -1;
+		}
+		out->max_size_bytes = size > 0 ? size : 0;
+	} else if (spec->max_size_bytes > 0) {
+		pushf(argv, "--max-size=%lldB", (long long)spec->max_size_bytes);
+		out->max_size_bytes = spec->max_size_bytes;
+	}
+	if (spec->transfers > 0 && !user_flag(spec, "--transfers", NULL))
+		pushf(argv, "--transfers=%d", spec->transfers);
+	if (spec->order_by && *spec->order_by && !user_flag(spec, "--order-by", NULL))
+		pushf(argv, "--order-by=%s", spec->order_by);
+	if (spec->max_backlog > 0 && !user_flag(spec, "--max-backlog", NULL))
+		pushf(argv, "--max-backlog=%d", spec->max_backlog);
+	if (spec->min_age && *spec->min_age && !user_flag(spec, "--min-age", NULL))
+		pushf(argv, "--min-age=%s", spec->min_age);
+	f = user_flag(spec, "--dry-run", "-n");
+	if (f && f->value && parse_bool(f->value) < 0) {
+		snprintf(err, err_len, "rclone_extras: %s=%s: rclone takes true or false", f->name,
+			 f->value);
+		return -1;
+	}
+	out->dry_run = rclone_cmd_dry_run(spec);
+	if (out->dry_run)
+		push(argv, strdup("--dry-run"));
+	return 0;
+}
+
+/* Extras the stage's own flags above took in: passing them again would undo the clamp. */
+static bool absorbed(const char *name)
+{
+	return strcmp(name, "--max-transfer") == 0 || strcmp(name, "--dry-run") == 0 ||
+	       strcmp(name, "-n") == 0;
 }
 
 /* Inherited RCLONE_RC_* would fight the per-stage credentials and address. */
@@ -198,32 +380,19 @@ int rclone_cmd_build(const struct stage_spec *spec, const char *rc_user, const c
 	/* A free port on loopback; rclone logs which one it took. */
 	push(&argv, strdup("--rc"));
 	push(&argv, strdup("--rc-addr=127.0.0.1:0"));
-	if (spec->max_transfer_bytes > 0) {
-		/* Exact bytes: a bare number means KiB to rclone, and the fork's whole-GiB
-		 * rounding turned a remainder under 2 GiB into "0G". */
-		pushf(&argv, "--max-transfer=%lldB", (long long)spec->max_transfer_bytes);
-		push(&argv, strdup("--cutoff-mode=cautious"));
+	if (stage_limits(spec, &argv, out, err, err_len) < 0) {
+		strvec_free(argv.v);
+		if (out->exclude_file[0])
+			unlink(out->exclude_file);
+		out->exclude_file[0] = '\0';
+		return -1;
 	}
-	if (spec->max_size_bytes > 0)
-		pushf(&argv, "--max-size=%lldB", (long long)spec->max_size_bytes);
-	if (spec->transfers > 0)
-		pushf(&argv, "--transfers=%d", spec->transfers);
-	if (spec->order_by && *spec->order_by)
-		pushf(&argv, "--order-by=%s", spec->order_by);
-	if (spec->max_backlog > 0)
-		pushf(&argv, "--max-backlog=%d", spec->max_backlog);
-	if (spec->min_age && *spec->min_age)
-		pushf(&argv, "--min-age=%s", spec->min_age);
+	/* The user's --exclude-from files come with the extras: rclone applies every one. */
 	if (out->exclude_file[0])
 		pushf(&argv, "--exclude-from=%s", out->exclude_file);
-	if (spec->dry_run)
-		push(&argv, strdup("--dry-run"));
-	for (size_t i = 0; i < spec->extra_count; i++) {
-		if (spec->extras[i].value)
-			pushf(&argv, "%s=%s", spec->extras[i].name, spec->extras[i].value);
-		else
-			push(&argv, strdup(spec->extras[i].name));
-	}
+	for (size_t i = 0; i < spec->extra_count; i++)
+		if (!absorbed(spec->extras[i].name))
+			push_extra(&argv, &spec->extras[i]);
 
 	common_env(&env, spec);
 	pushf(&env, "RCLONE_RC_USER=%s", rc_user);
@@ -248,6 +417,55 @@ int rclone_cmd_build_lsjson(const struct stage_spec *spec, const char *files_fro
 	push(&argv, strdup("--no-modtime"));
 	push(&argv, strdup("--no-mimetype"));
 	pushf(&argv, "--files-from-raw=%s", files_from);
+	common_env(&env, spec);
+	return finish(&argv, &env, out, err, err_len);
+}
+
+/* rclone 1.60's flags that choose which files a transfer takes (`rclone help flags`: the
+ * filter flags, and the local backend's way with links and mount points). Global flags all, so
+ * `rclone size` takes them; the rest of rclone_extras may be move's own (--delete-empty-src-dirs),
+ * which size refuses. */
+static bool selects_files(const char *name)
+{
+	static const char *const flags[] = {
+		"--exclude", "--exclude-from", "--exclude-if-present", "--filter", "-f",
+		"--filter-from", "--files-from", "--files-from-raw", "--ignore-case", "--include",
+		"--include-from", "--max-age", "--min-age", "--max-depth", "--max-size",
+		"--min-size", "--copy-links", "-L", "--links", "-l", "--skip-links",
+		"--one-file-system", "-x",
+	};
+	for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++)
+		if (strcmp(name, flags[i]) == 0)
+			return true;
+	return false;
+}
+
+int rclone_cmd_build_size(const struct stage_spec *spec, struct rclone_cmd *out, char *err,
+			  size_t err_len)
+{
+	struct strvec argv = { 0 }, env = { 0 };
+	memset(out, 0, sizeof(*out));
+	if (!spec->source) {
+		snprintf(err, err_len, "a stage needs a source");
+		return -1;
+	}
+	if (spec->exclude_count &&
+	    write_excludes(spec, out->exclude_file, sizeof(out->exclude_file), err, err_len) < 0)
+		return -1;
+	push(&argv, strdup(spec->rclone_binary ? spec->rclone_binary : "/usr/bin/rclone"));
+	push(&argv, strdup("size"));
+	push(&argv, strdup(spec->source));
+	push(&argv, strdup("--json"));
+	if (spec->rclone_config)
+		pushf(&argv, "--config=%s", spec->rclone_config);
+	push(&argv, strdup("--log-level=ERROR"));
+	if (out->exclude_file[0])
+		pushf(&argv, "--exclude-from=%s", out->exclude_file);
+	if (spec->min_age && *spec->min_age && !user_flag(spec, "--min-age", NULL))
+		pushf(&argv, "--min-age=%s", spec->min_age);
+	for (size_t i = 0; i < spec->extra_count; i++)
+		if (selects_files(spec->extras[i].name))
+			push_extra(&argv, &spec->extras[i]);
 	common_env(&env, spec);
 	return finish(&argv, &env, out, err, err_len);
 }

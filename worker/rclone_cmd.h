@@ -9,7 +9,9 @@
 #define CPLOW_RCLONE_CMD_H
 
 #include <limits.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "stage.h"
 
@@ -19,6 +21,11 @@ struct rclone_cmd {
 	char exclude_file[PATH_MAX];   /* "" when there are no excludes */
 	size_t argc, envc;
 	int nice;                      /* added to the nice value before the exec */
+	/* What rclone_cmd_build made of the stage's limits and rclone_extras (0: not passed): */
+	int64_t max_transfer_bytes;    /* --max-transfer, the quota's or the user's lower one */
+	int64_t max_size_bytes;        /* --max-size, the stage's or the user's */
+	bool dry_run;                  /* --dry-run: core.dry_run or rclone_extras */
+	char note[256];                /* a user's value cplow changed, for the log; "" if none */
 };
 
 /*
@@ -28,9 +35,44 @@ struct rclone_cmd {
  */
 const char *rclone_cmd_reserved_flag(const char *flag);
 
-/* The transfer: `rclone move|copy SRC DST` with the stage's flags, JSON log, RC on loopback. */
+/*
+ * The transfer: `rclone move|copy SRC DST` with the stage's flags, JSON log, RC on loopback,
+ * the excludes through an --exclude-from file, and rclone_extras. One function builds what
+ * runs and what `upload --dry-run` prints. Where the stage and rclone_extras both set a flag:
+ *   - the user's --transfers, --order-by, --max-size, --max-backlog and --min-age replace the
+ *     stage's (the user asked for them, as under cloudplow);
+ *   - --max-transfer is the quota's: a lower value in the extras replaces it, a higher one (or
+ *     "off") is clamped to it, and out->note says so; --cutoff-mode=cautious goes with it;
+ *   - --dry-run (or -n) in the extras, or spec->dry_run (core.dry_run), passes --dry-run once
+ *     (rclone_cmd_dry_run());
+ *   - the user's --exclude-from file is passed beside cplow's own: rclone applies both.
+ * An extras value rclone would refuse (--max-transfer=abc, --dry-run=yes) fails the build.
+ */
 int rclone_cmd_build(const struct stage_spec *spec, const char *rc_user, const char *rc_pass,
 		     struct rclone_cmd *out, char *err, size_t err_len);
+
+/*
+ * `rclone size SRC --json` with what chooses the transfer's files: cplow's excludes, the
+ * stage's --min-age and the filter flags of rclone_extras (--exclude-from, --include,
+ * --min-size, --max-size, ...), not the per-stage limits. What the dry run counts as "bytes to
+ * upload": what rclone would take.
+ */
+int rclone_cmd_build_size(const struct stage_spec *spec, struct rclone_cmd *out, char *err,
+			  size_t err_len);
+
+/* Whether the stage runs rclone with --dry-run: spec->dry_run, or --dry-run/-n in the extras
+ * (bare, or a value rclone reads as true). Nothing such a stage reports is counted, and nothing
+ * local is deleted for it. */
+bool rclone_cmd_dry_run(const struct stage_spec *spec);
+
+/* rclone's size syntax (SizeSuffix, as rclone 1.60 reads it): "off" (*bytes = -1), or a
+ * number with an optional suffix: b/B bytes, k m g t p e (any case, also "Ki", "KiB") binary
+ * multiples; a bare number is KiB. Returns 0, or -1 for what rclone refuses. */
+int rclone_cmd_parse_size(const char *text, int64_t *bytes);
+
+/* The --max-transfer of rclone_extras: 1 with *bytes (-1 for "off"), 0 when not there, -1
+ * when rclone would refuse its value. */
+int rclone_cmd_extras_max_transfer(const struct stage_flag *extras, size_t n, int64_t *bytes);
 
 /* The in-flight check: `rclone lsjson` of the destination for the paths in files_from. */
 int rclone_cmd_build_lsjson(const struct stage_spec *spec, const char *files_from,

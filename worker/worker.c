@@ -150,6 +150,8 @@ static void note_late(struct worker *w, const char *path)
 /* The hot path: one completed file, counted once, at once. */
 static void worker_on_copied(struct worker *w, const struct rclone_log_event *ev)
 {
+	if (w->cmd.dry_run)
+		return; /* rclone --dry-run copies nothing, whatever a line says */
 	if (ev->suspicious_path) {
 		w->out->unknown_files++;
 		log_warn("rclone reported %s outside the source; not counted", ev->object);
@@ -520,6 +522,8 @@ static int prepare(struct worker *w, char *err, size_t err_len)
 	}
 	if (rclone_cmd_build(spec, w->rc_user, w->rc_pass, &w->cmd, err, err_len) < 0)
 		return -1;
+	if (w->cmd.note[0])
+		log_warn("%s", w->cmd.note);
 	snprintf(w->files_from, sizeof(w->files_from), "%s/inflight-%d-%d.txt",
 		 spec->work_dir ? spec->work_dir : "/tmp", (int)getpid(), spec->stage_number);
 	if (rclone_cmd_build_lsjson(spec, w->files_from, &w->ls_cmd, err, err_len) < 0)
@@ -645,7 +649,9 @@ enum stage_result worker_run(const struct stage_spec *spec, struct stage_outcome
 	/* Only a run that was cut short can have files that arrived without a Copied line: an
 	 * rclone that exits by itself logs every file it finished. */
 	bool cut = w->stop_sent || WIFSIGNALED(status) || out->rclone_exit >= 128;
-	if (cut || w->late_count) {
+	/* Under --dry-run a file found on the remote was there before: counting it, and under
+	 * `move` deleting its local copy, would be wrong. */
+	if ((cut || w->late_count) && !w->cmd.dry_run) {
 		struct reconcile_result r;
 		int64_t stopped = w->stop_sent ? w->stop_sent_ms : ledger_now_ms();
 		if (check_in_flight(w, cut, stopped, &r, err, sizeof(err)) < 0) {

@@ -160,6 +160,29 @@ def one_account_config(src, **sections):
     return cfg
 
 
+class CplowProcesses:
+    """A test's runs of cplow on its config: self.config, self.env and self.procs (a list) are
+    the test's; kill_started() in tearDown ends what is still running."""
+
+    def cplow(self, *args, timeout=300):
+        return subprocess.run([os.path.join(BUILD, "supervisor/cplow"), "--config", self.config]
+                              + list(args), env=self.env, capture_output=True, text=True,
+                              timeout=timeout)
+
+    def start(self, *args):
+        p = subprocess.Popen([os.path.join(BUILD, "supervisor/cplow"), "--config", self.config]
+                             + list(args), env=self.env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        self.procs.append(p)
+        return p
+
+    def kill_started(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
 class DashboardFill:
     """tests/tools/dashboard_fill: the real dashboard role on a ledger it fills; step() moves
     the ledger on, stop() ends both and returns the exit status."""

@@ -261,7 +261,8 @@ class NoLinksTest(PromiseTest):
             prev = json.load(f)
         with open(self.cache_path(cfg)) as f:
             current = json.load(f)
-        self.assertLess(prev["_cplow"]["generation"], current["_cplow"]["generation"])
+        self.assertLess(prev["_cplow"]["meta"]["generation"],
+                        current["_cplow"]["meta"]["generation"])
         self.assert_everything_moved()
 
 

@@ -14,8 +14,8 @@ import unittest
 import urllib.error
 import urllib.request
 
-from harness import (BUILD, FakeRemote, child_named, children, drop_ledger, free_port, make_tree,
-                     unlink_shm, wait_for)
+from harness import (BUILD, CplowProcesses, FakeRemote, child_named, children, drop_ledger,
+                     free_port, make_tree, unlink_shm, wait_for)
 from test_dashboard_page import CHROMIUM, Dom
 
 CPLOW = os.path.join(BUILD, "supervisor/cplow")
@@ -28,7 +28,7 @@ def strategy_for(share):
     return next(name for low, name in STRATEGIES if share >= low)
 
 
-class SupervisorTest(unittest.TestCase):
+class SupervisorTest(CplowProcesses, unittest.TestCase):
     def setUp(self):
         self.work = tempfile.mkdtemp(prefix="cplow-sup-")
         self.config = os.path.join(self.work, "config.json")
@@ -36,10 +36,7 @@ class SupervisorTest(unittest.TestCase):
         self.procs = []
 
     def tearDown(self):
-        for p in self.procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+        self.kill_started()
         if self.fake:
             self.fake.stop()
         drop_ledger(self.config)
@@ -73,16 +70,6 @@ class SupervisorTest(unittest.TestCase):
         }
         with open(self.config, "w") as f:
             json.dump(cfg, f)
-
-    def cplow(self, *args, timeout=300):
-        return subprocess.run([CPLOW, "--config", self.config] + list(args), env=self.env,
-                              capture_output=True, text=True, timeout=timeout)
-
-    def start(self, *args):
-        p = subprocess.Popen([CPLOW, "--config", self.config] + list(args), env=self.env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.procs.append(p)
-        return p
 
     def ledger(self):
         state = ledger_state_of(self.config)
@@ -118,6 +105,19 @@ class SupervisorTest(unittest.TestCase):
             on_disk = json.load(f)
         self.assertEqual(on_disk["media"]["fake1"]["bytes"], truth["fake1"])
         self.assertEqual(on_disk["media"]["fake2"]["bytes"], truth["fake2"])
+
+    def test_the_quota_forks_loader_reads_cplows_ledger_file_and_gets_each_accounts_bytes(self):
+        # Going back must be safe: the fork's own loader on the file cplow wrote.
+        self.setup_upload(2, 2 << 20, 16, seed=19, min_size=64 << 10, max_size=200 << 10)
+        r = self.cplow("upload")
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        truth = self.assert_ledger_is_truth()
+        self.assertGreater(truth["fake1"], 0)
+        self.assertGreater(truth["fake2"], 0)
+        usage, failure = fork_load(os.path.join(self.work, "sa_quota_cache.json"), time.time())
+        self.assertIsNone(failure, "the fork would start from zero usage")
+        self.assertEqual(set(usage), {"media"})
+        self.assertEqual({a: usage["media"][a].get("bytes", 0) for a in usage["media"]}, truth)
 
     def test_interrupted_upload_resumes_with_the_strategy_of_what_is_left(self):
         quota = 16 << 20
@@ -646,6 +646,27 @@ class SupervisorTest(unittest.TestCase):
         # ...and said so once.
         self.assertEqual(err.count("uploader media suspended until"), 1, err[-3000:])
         self.assertEqual(self.fake.truth()["users"]["a1"]["accepted_files"], 0)
+
+
+def fork_load(path, now):
+    """The quota fork's loader (cloudplow.py: init_sa_quota_tracking, then
+    cleanup_expired_quotas), step for step: json.load; every top-level key an uploader, every key
+    below it an account whose row's reset_time is read with .get(); rows whose time has come
+    are dropped, then uploaders left empty. Any exception makes the fork log "Failed to load SA
+    quota cache" and start from {}: returned as (usage, exception)."""
+    try:
+        with open(path) as f:
+            usage = json.load(f)
+        for uploader in list(usage.keys()):
+            for sa_file in list(usage[uploader].keys()):
+                reset_time = usage[uploader][sa_file].get("reset_time", 0)
+                if now >= reset_time:
+                    del usage[uploader][sa_file]
+            if not usage[uploader]:
+                del usage[uploader]
+    except Exception as e:  # the fork's own breadth
+        return {}, e
+    return usage, None
 
 
 def ledger_state_of(config):

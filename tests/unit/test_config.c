@@ -787,7 +787,7 @@ Test(config, rclone_extras_render_as_rclone_flags)
 		     " \"--skip-links\": null, \"--drive-use-trash\": false, \"--fast-list\": true,"
 		     " \"checkers\": 16, \"--user-agent\": \"a b\","
 		     " \"--drive-chunk-size\": \"64M\","
-		     " \"-v\": null, \"--max-transfer\": \"1G\", \"--size-only\": \"\","
+		     " \"-v\": null, \"--cutoff-mode\": \"soft\", \"--size-only\": \"\","
 		     " \"--max-age\": 1e3, \"--min-size\": -0.25}}},"
 		     " \"uploader\": {\"media\": {}}}",
 		     &c);
@@ -807,7 +807,7 @@ Test(config, rclone_extras_render_as_rclone_flags)
 	cr_assert_str_eq(extra(r, "--min-size", &found), "-0.25");
 	extra(r, "-v", &found);
 	cr_assert_not(found, "cplow's own flags are dropped");
-	extra(r, "--max-transfer", &found);
+	extra(r, "--cutoff-mode", &found);
 	cr_assert_not(found);
 	cr_assert_eq(r->rclone_extra_count, 12);
 	/* File order is kept: rclone sees the flags as the user wrote them. */
@@ -817,7 +817,7 @@ Test(config, rclone_extras_render_as_rclone_flags)
 				  "passed as --checkers"));
 	cr_assert(has_warning(&c, "remotes.media.rclone_extras.-v: -v is set by cplow itself, "
 				  "ignored"));
-	cr_assert(has_warning(&c, "remotes.media.rclone_extras.--max-transfer: --max-transfer is "
+	cr_assert(has_warning(&c, "remotes.media.rclone_extras.--cutoff-mode: --cutoff-mode is "
 				  "set by cplow itself, ignored"));
 	cr_assert_eq(c.warning_count, 3);
 	config_free(&c);

@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "ledger.h"
 #include "ledger_file.h"
 
@@ -186,7 +188,62 @@ Test(ledger_file, where_links_are_refused_each_write_still_keeps_the_previous_ge
 	cr_assert_eq(errors, 0);
 }
 
-Test(ledger_file, restore_from_a_good_file, .init = setup, .fini = teardown)
+/* The quota fork's loader (cloudplow.py, init_sa_quota_tracking and cleanup_expired_quotas):
+ * json.load, then for every top-level key and every key below it, row.get("reset_time", 0),
+ * dropping the rows whose time has come. So every top-level value must be an object of objects:
+ * format 1's {"_cplow": {"format": 1}} made it fail on the number and start from zero. */
+Test(ledger_file, every_top_level_value_is_what_the_forks_loader_takes_for_an_uploader,
+     .init = setup, .fini = teardown)
+{
+	int32_t a;
+	cr_assert_eq(ledger_row_get(&L, "media", "/config/sa/sa1.json", &a), LEDGER_OK);
+	cr_assert_eq(ledger_add(&L, a, 1234, T0), LEDGER_OK);
+	struct ledger_copy c;
+	cr_assert_eq(ledger_copy_init(&L, &c), LEDGER_OK);
+	cr_assert_eq(ledger_read(&L, &c, 100), LEDGER_OK);
+	char *text = ledger_file_render(&c, T0);
+	cr_assert_not_null(text);
+	cJSON *root = cJSON_Parse(text);
+	cr_assert_not_null(root);
+	const cJSON *up, *row;
+	int meta_rows = 0;
+	cJSON_ArrayForEach(up, root)
+	{
+		cr_assert(cJSON_IsObject(up), "%s is not an object of rows", up->string);
+		cJSON_ArrayForEach(row, up)
+		{
+			cr_assert(cJSON_IsObject(row), "%s → %s is not a row", up->string,
+				  row->string);
+			const cJSON *reset = cJSON_GetObjectItemCaseSensitive(row, "reset_time");
+			if (strcmp(up->string, LEDGER_FILE_META_KEY) != 0)
+				continue;
+			/* The fork drops it at once: its window ended at the epoch. */
+			cr_assert(cJSON_IsNumber(reset) && reset->valuedouble == 0);
+			cr_assert_eq(cJSON_GetObjectItemCaseSensitive(row, "bytes")->valuedouble, 0);
+			meta_rows++;
+		}
+	}
+	cr_assert_eq(meta_rows, 1);
+	cr_assert_eq(cJSON_GetObjectItemCaseSensitive(
+			     cJSON_GetObjectItemCaseSensitive(
+				     cJSON_GetObjectItemCaseSensitive(root, "media"),
+				     "/config/sa/sa1.json"),
+			     "bytes")->valuedouble,
+		     1234);
+	/* And cplow reads its own data back from there. */
+	struct ledger_file f;
+	char err[LEDGER_FILE_ERR_MAX];
+	cr_assert_eq(ledger_file_parse(text, strlen(text), &f, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(f.from_fork, 0);
+	cr_assert_eq(f.count, 1);
+	cr_assert_eq(f.written_at_ms, T0);
+	ledger_file_free(&f);
+	cJSON_Delete(root);
+	free(text);
+	ledger_copy_free(&c);
+}
+
+Test(ledger_file, restore_reads_format_1_as_cplow_wrote_it_before, .init = setup, .fini = teardown)
 {
 	put(path, "{\"media\":{\"sa1\":{\"bytes\":500,\"reset_time\":1734643200,"
 		  "\"first_upload\":1734556800,\"files\":3,\"banned_until\":0,\"ban_cause\":\"\","
@@ -291,7 +348,11 @@ Test(ledger_file, wrong_types_are_refused_with_the_key_path, .init = setup, .fin
 		{ "{\"media\": {\"sa1\": {\"bytes\": 1, \"ban_cause\": 3}}}",
 		  "\"media\" → \"sa1\" → ban_cause: must be a string" },
 		{ "{\"_cplow\": {\"format\": 7}}",
-		  "_cplow.format: 7 is not a format this cplow reads (1)" },
+		  "_cplow.format: 7 is not a format this cplow reads there (1)" },
+		{ "{\"_cplow\": {\"meta\": {\"format\": 1}}}",
+		  "_cplow.meta.format: 1 is not a format this cplow reads there (2)" },
+		{ "{\"_cplow\": {\"generation\": 3}}",
+		  "_cplow.meta: must be an object with a format number" },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct ledger_file f;

@@ -226,6 +226,37 @@ Test(planner, the_dry_run_stops_when_no_account_has_room)
 	sim_end(&s);
 }
 
+/* A lower --max-transfer in rclone_extras is what each stage passes (rclone_cmd_build): the
+ * plan takes it, so the dry run shows the stages the upload will run. A higher one changes
+ * nothing: the quota's wins. */
+Test(planner, a_lower_max_transfer_in_rclone_extras_caps_every_planned_stage)
+{
+	struct sim s;
+	sim_start(&s);
+	static struct stage_flag lower[] = { { "--max-transfer", "100000B" } };
+	static struct stage_flag higher[] = { { "--max-transfer", "1T" } };
+	s.remote.rclone_extras = lower;
+	s.remote.rclone_extra_count = 1;
+	s.cfg.uploaders = &s.u;
+	s.cfg.uploader_count = 1;
+	struct planner_step steps[32];
+	struct plan stop;
+	int64_t left = -1;
+	size_t n = planner_simulate(&s.cfg, "media", &s.accounts, &s.l, &s.copy, ledger_now_ms(),
+				    250000, steps, 32, &left, &stop);
+	const struct want_step want[] = {
+		{ 0, "moderate_mid_sa", 500000, 100000, 100000 },
+		{ 0, "cautious_low_quota", 400000, 100000, 100000 },
+		{ 0, "cautious_low_quota", 300000, 100000, 50000 },
+	};
+	expect_steps(steps, n, want, sizeof(want) / sizeof(want[0]));
+	s.remote.rclone_extras = higher;
+	n = planner_simulate(&s.cfg, "media", &s.accounts, &s.l, &s.copy, ledger_now_ms(), 250000,
+			     steps, 32, &left, &stop);
+	cr_assert_eq(steps[0].plan.max_transfer_bytes, 300000);
+	sim_end(&s);
+}
+
 /* ---- once-only suspension lines ---- */
 
 Test(planner, a_suspension_is_news_once_per_episode_and_reason)
