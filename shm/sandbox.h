@@ -1,7 +1,11 @@
 /*
  * Seccomp filters for the long-running roles. Each role enters its sandbox once its setup is
- * done (files open, sockets bound, children forked); from then on a call outside its list kills
- * the process (SCMP_ACT_KILL_PROCESS), so a compromised role can do no more than its job.
+ * done (files open, sockets bound, children forked); from then on it may make only the calls of
+ * its allow list, so a compromised role can do no more than its job. A call outside the list
+ * kills the worker, the flusher or the dashboard (SCMP_ACT_KILL_PROCESS); the notifier and the
+ * Plex throttle, whose name resolution needs what the machine's NSS set-up needs, get EPERM for
+ * it instead, and are killed for the calls sandbox.c lists as `never` (exec, ptrace, signals to
+ * other processes, pidfds, io_uring, mounts, namespaces, modules, BPF, ...).
  * It lives in shm/ because every role links this library; it knows nothing of their code.
  */
 #ifndef CPLOW_SANDBOX_H
@@ -11,10 +15,13 @@
 #include <sys/types.h>
 
 enum sandbox_role {
-	SANDBOX_WORKER,   /* reads rclone's log, polls its RC over loopback, writes the ledger */
-	SANDBOX_FLUSHER,  /* reads the ledger, writes files */
-	SANDBOX_DASHBOARD, /* serves HTTP on an already bound socket, reads the ledger */
-	SANDBOX_NOTIFIER  /* posts to webhooks by name: a deny list (sandbox.c says why) */
+	SANDBOX_WORKER,    /* reads rclone's log, polls its RC over loopback, writes the ledger,
+			    * files in its work directory, signals the pids it is given */
+	SANDBOX_FLUSHER,   /* reads the ledger, writes files */
+	SANDBOX_DASHBOARD, /* serves HTTP on an already bound socket, reads the ledger (mapped
+			    * read-only) and files read-only: no new sockets, no file changes */
+	SANDBOX_NOTIFIER,  /* posts to webhooks by name (threads, NSS); opens files read-only */
+	SANDBOX_PLEX,      /* asks Plex by name, as the notifier; writes the ledger's requests */
 };
 
 /*

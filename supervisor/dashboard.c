@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -46,6 +47,7 @@ struct dash {
 	int64_t copy_at_ms;
 	int32_t *order;            /* row numbers by uploader, then account in natural order */
 	int refresh_seconds;
+	int port;                  /* bound: what Host must name without a token */
 };
 
 static volatile sig_atomic_t stop_requested;
@@ -640,6 +642,63 @@ static int authorized(struct MHD_Connection *conn, const char *token, int page)
 	return 0;
 }
 
+/* Whether `given` (a Host header's value, or an Origin's authority) is `name` on this port:
+ * "name:port", or a bare "name" when the port is HTTP's default. An IPv6 literal is bracketed
+ * there, "::1" or "[::1]" in dashboard.host. */
+static int names_us(const char *given, const char *name, int port)
+{
+	char want[300];
+	int bracket = strchr(name, ':') && name[0] != '[';
+	snprintf(want, sizeof(want), "%s%s%s", bracket ? "[" : "", name, bracket ? "]" : "");
+	size_t n = strlen(want);
+	if (strncasecmp(given, want, n) != 0)
+		return 0;
+	if (given[n] == '\0')
+		return port == 80;
+	char digits[16];
+	snprintf(digits, sizeof(digits), "%d", port); /* as browsers write it: no leading zero */
+	return given[n] == ':' && strcmp(given + n + 1, digits) == 0;
+}
+
+/*
+ * DNS rebinding: a web page the operator opens can point its own name at 127.0.0.1 and read
+ * this dashboard as same-origin, unless the dashboard refuses Hosts that are not its own names.
+ * Without a token (only on loopback: the config refuses otherwise) Host must be dashboard.host
+ * or a loopback literal, with the port; a request without Host (HTTP/1.0) comes from no browser
+ * and passes. With a token any Host passes (a proxy may rename it; a rebinding page has no token).
+ */
+static int host_allowed(const struct dash *d, struct MHD_Connection *conn)
+{
+	const char *token = d->cfg->dashboard.token;
+	if (token && *token)
+		return 1;
+	const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+	if (!host)
+		return 1;
+	static const char *const loopback[] = { "127.0.0.1", "localhost", "::1" };
+	const char *configured = d->cfg->dashboard.host ? d->cfg->dashboard.host :
+			       CONFIG_DASHBOARD_HOST_DEFAULT;
+	if (names_us(host, configured, d->port))
+		return 1;
+	for (size_t i = 0; i < sizeof(loopback) / sizeof(loopback[0]); i++)
+		if (names_us(host, loopback[i], d->port))
+			return 1;
+	return 0;
+}
+
+/* A browser names the page that made a request in Origin when it is another site's (and for
+ * some same-site ones): allowed only when it is this very origin, whatever the token. */
+static int origin_allowed(struct MHD_Connection *conn)
+{
+	const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
+	if (!origin)
+		return 1;
+	const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+	const char *authority = strncasecmp(origin, "http://", 7) == 0 ? origin + 7 :
+				strncasecmp(origin, "https://", 8) == 0 ? origin + 8 : NULL;
+	return host && authority && strcasecmp(authority, host) == 0;
+}
+
 static enum MHD_Result send_buffer(struct MHD_Connection *conn, unsigned status,
 				   const char *type, void *body, size_t len,
 				   enum MHD_ResponseMemoryMode mode)
@@ -706,6 +765,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	(void)state;
 	struct dash *d = cls;
 	enum route route = find_route(url);
+	/* Before anything else: a refusal here tells nothing about the paths either. */
+	if (!host_allowed(d, conn))
+		return send_error(conn, MHD_HTTP_MISDIRECTED_REQUEST,
+				  "unknown Host: without dashboard.token this dashboard answers only "
+				  "to dashboard.host, 127.0.0.1, localhost and [::1] on its port");
+	if (!origin_allowed(conn))
+		return send_error(conn, MHD_HTTP_FORBIDDEN, "cross-origin request refused");
 	/* Authentication first: without the token nobody learns even which paths exist. */
 	if (!authorized(conn, d->cfg->dashboard.token, route == R_PAGE)) {
 		static const char denied[] = "{\"error\":\"unauthorized\"}";
@@ -870,6 +936,7 @@ int dashboard_serve(const struct config *c, const char *ledger_name, int ready_f
 	listen_fd = listen_on(host, c->dashboard.port, &port);
 	if (listen_fd < 0)
 		goto out;
+	d.port = port;
 	if (lazy_mhd_load(err, sizeof(err)) < 0) {
 		log_error("%s", err);
 		goto out;

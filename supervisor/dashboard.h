@@ -44,6 +44,11 @@
  *     completed ones). An earlier stage's total is what it moved (the files it left are the
  *     next stage's listing). stages_done counts the finished stages. sas_used counts accounts
  *     with a stage now or with an upload since the session started.
+ *   - Without dashboard.token (loopback only) the Host header must be dashboard.host, 127.0.0.1,
+ *     localhost or [::1] with the bound port (any case; a bare name only on port 80): any other
+ *     gets 421 and no data, so a page that rebinds its DNS name to 127.0.0.1 cannot read it. A
+ *     request without Host (HTTP/1.0; browsers always send one) is answered. An Origin header
+ *     other than http(s):// + Host gets 403, token or not.
  *   - With dashboard.token set, every request needs "Authorization: Bearer <token>"; a missing or
  *     wrong one gets 401 and no data. A browser cannot send that header for the page itself, so
  *     "/" (and only "/") also takes the token once as "/?token=<token>": the page's script keeps

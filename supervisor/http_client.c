@@ -49,6 +49,18 @@ static int on_progress(void *ctx, curl_off_t dltotal, curl_off_t dlnow, curl_off
 	return flag && *flag ? 1 : 0;
 }
 
+int http_client_prepare(char *err, size_t err_len)
+{
+	if (lazy_curl_load(err, err_len) < 0)
+		return -1;
+	/* Never cleaned up: each request's own init and cleanup only count up and down. */
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		snprintf(err, err_len, "cannot initialise libcurl");
+		return -1;
+	}
+	return 0;
+}
+
 int http_client_request(const struct http_request *rq, struct http_response *out, char *err,
 			size_t err_len)
 {

@@ -29,6 +29,10 @@ struct http_response {
 	char content_type[128];       /* "" when none */
 };
 
+/* Loads libcurl and initialises it for the process's life: requests made afterwards open no
+ * library or configuration file (a role calls it before its sandbox). 0, or -1 with err set. */
+int http_client_prepare(char *err, size_t err_len);
+
 /* 0 when an answer came (any status: the caller judges it), -1 with one line in err (no
  * secret in it) when none did. *out is zeroed first; its body is freed by the caller. */
 int http_client_request(const struct http_request *rq, struct http_response *out, char *err,

@@ -32,8 +32,10 @@
  *
  * At exit the supervisor closes the pipe; the notifier sends what it has for at most
  * NOTIFY_DRAIN_MS more, then gives up on the rest (logged). It holds no ledger and no lock.
- * Its seccomp filter (SANDBOX_NOTIFIER) is a deny list: name resolution may need files, NSS
- * modules, netlink or UNIX sockets and a resolver thread, which an allow list would break.
+ * Its seccomp filter (SANDBOX_NOTIFIER) is an allow list whose refusals are errors (EPERM),
+ * not kills: name resolution may need files, NSS modules, netlink or UNIX sockets and a
+ * resolver thread, which differ between machines. What no library does by accident (exec,
+ * ptrace, signals to other processes, io_uring, ...) kills it (sandbox.h).
  */
 #ifndef CPLOW_NOTIFY_H
 #define CPLOW_NOTIFY_H

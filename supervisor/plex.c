@@ -16,6 +16,7 @@
 
 #include "http_client.h"
 #include "log.h"
+#include "sandbox.h"
 
 #define PLEX_TICK_MS 500              /* how soon a new stage gets the limit in force */
 #define PLEX_TIMEOUT_MIN_MS 3000
@@ -347,6 +348,14 @@ int plex_run(const struct config *c, const char *ledger_name)
 		goto out;
 	}
 	snprintf(p.token_header, sizeof(p.token_header), "X-Plex-Token: %s", c->plex.token);
+	char err[256];
+	/* Without libcurl every poll fails and says so (once per streak), as before. */
+	if (http_client_prepare(err, sizeof(err)) < 0)
+		log_warn("%s", err);
+	/* Name resolution may need what this machine's NSS needs: refusals are errors, and only
+	 * what no library does by accident kills (sandbox.h). */
+	if (sandbox_enter(SANDBOX_PLEX, NULL, 0, err, sizeof(err)) < 0)
+		log_warn("running without a sandbox: %s", err);
 	char shown[256];
 	http_client_shown_url(c->plex.url, shown, sizeof(shown));
 	log_info("watching Plex at %s every %d s while stages run", shown, c->plex.poll_interval_s);

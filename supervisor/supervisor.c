@@ -395,6 +395,10 @@ static void start_dashboard(struct sup *s)
 	}
 	if (pid == 0) {
 		log_set_tag("dashboard");
+		/* The network-facing role keeps no writable mapping of the ledger: it maps its
+		 * own, read-only (a write through it faults). */
+		struct ledger mine = s->ledger;
+		ledger_detach(&mine);
 		/* _exit: its seccomp filter forbids what exit-time handlers may need. */
 		_exit(dashboard_run(&s->cfg, s->ledger_name));
 	}
@@ -1479,7 +1483,7 @@ int supervisor_main(const struct supervisor_options *opt)
 		log_error("%s", err);
 		goto out;
 	}
-	/* The dry run too: its exclude files go there. */
+	/* Before the dry run too: its plan writes each stage's exclude file there. */
 	snprintf(s->work_dir, sizeof(s->work_dir), "%s/cplow-%d-XXXXXX",
 		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (int)getpid());
 	if (!mkdtemp(s->work_dir)) {

@@ -15,9 +15,11 @@
  * (the ledger is filled once, with names that need escaping, and read on every data route).
  *
  * Input: fields separated by NUL bytes:
- *   flags \0 url \0 method \0 authorization \0 query-token \0 configured-token
+ *   flags \0 url \0 method \0 authorization \0 query-token \0 configured-token \0 host \0 origin
  * flags' low bits say which of the optional fields are present (absent: NULL).
- * Each request is checked against the documented rules: a configured non-empty token needs
+ * Each request is checked against the documented rules: without a token, a Host other than
+ * localhost (dashboard.host here), 127.0.0.1 or [::1] with the port 47949 is 421; an Origin
+ * other than http(s):// and the Host is 403; then a configured non-empty token needs
  * "Bearer <token>" (case-insensitive scheme) or, on "/" only, ?token=<token>, else 401;
  * then an unknown path is 404; a method other than GET/HEAD 405; otherwise 200.
  */
@@ -26,6 +28,8 @@
 #include <stdint.h>
 #include <strings.h>
 
+#define FUZZ_PORT 47949
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* ---- the stand-ins for libmicrohttpd ---- */
@@ -33,6 +37,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 struct MHD_Connection {
 	const char *authorization;
 	const char *query_token;
+	const char *host;
+	const char *origin;
 	unsigned status;           /* what on_request queued; 0 = nothing */
 	size_t body_len;
 	int headers;
@@ -49,6 +55,10 @@ const char *MHD_lookup_connection_value(struct MHD_Connection *connection,
 {
 	if (kind == MHD_HEADER_KIND && strcasecmp(key, MHD_HTTP_HEADER_AUTHORIZATION) == 0)
 		return connection->authorization;
+	if (kind == MHD_HEADER_KIND && strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0)
+		return connection->host;
+	if (kind == MHD_HEADER_KIND && strcasecmp(key, "Origin") == 0)
+		return connection->origin;
 	if (kind == MHD_GET_ARGUMENT_KIND && strcmp(key, "token") == 0)
 		return connection->query_token;
 	return NULL;
@@ -182,8 +192,10 @@ static void setup(void)
 	uploader.remote = &remote;
 	cfg.uploaders = &uploader;
 	cfg.uploader_count = 1;
+	cfg.dashboard.host = "localhost";
 	dash.cfg = &cfg;
 	dash.refresh_seconds = 5;
+	dash.port = FUZZ_PORT;
 	ready = 1;
 }
 
@@ -206,6 +218,31 @@ static const char *next_field(char **p, char *end)
 	char *f = *p;
 	*p += strlen(f) + 1;
 	return f;
+}
+
+/* The Host rule, spelled out: without a token, no Host or one of these exactly (any case). */
+static int expected_host(const char *token, const char *host)
+{
+	static const char *const ours[] = { "127.0.0.1:47949", "localhost:47949", "[::1]:47949" };
+	if ((token && *token) || !host)
+		return 1;
+	for (size_t i = 0; i < sizeof(ours) / sizeof(ours[0]); i++)
+		if (strcasecmp(host, ours[i]) == 0)
+			return 1;
+	return 0;
+}
+
+/* No Origin, or http(s):// and the Host, token or not. */
+static int expected_origin(const char *host, const char *origin)
+{
+	char same[2][1024];
+	if (!origin)
+		return 1;
+	if (!host || strlen(host) > 1000)
+		return 0;
+	snprintf(same[0], sizeof(same[0]), "http://%s", host);
+	snprintf(same[1], sizeof(same[1]), "https://%s", host);
+	return strcasecmp(origin, same[0]) == 0 || strcasecmp(origin, same[1]) == 0;
 }
 
 static int expected_auth(const char *token, const char *authorization, const char *query,
@@ -239,6 +276,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const char *authorization = next_field(&p, end);
 	const char *query = next_field(&p, end);
 	const char *token = next_field(&p, end);
+	const char *host = next_field(&p, end);
+	const char *origin = next_field(&p, end);
 	/* MHD always passes a url and a method. */
 	if (!url)
 		url = "/";
@@ -250,15 +289,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		query = NULL;
 	if (!(bits & 4))
 		token = NULL;
+	if (!(bits & 8))
+		host = NULL;
+	if (!(bits & 16))
+		origin = NULL;
 
 	cfg.dashboard.token = (char *)token;
-	struct MHD_Connection conn = { .authorization = authorization, .query_token = query };
+	struct MHD_Connection conn = { .authorization = authorization, .query_token = query,
+				       .host = host, .origin = origin };
 	size_t zero = 0;
 	void *state = NULL;
 	enum MHD_Result ret = on_request(&dash, &conn, url, method, "HTTP/1.1", NULL, &zero, &state);
 
 	enum route route = find_route(url);
-	unsigned want = !expected_auth(token, authorization, query, route == R_PAGE) ? MHD_HTTP_UNAUTHORIZED :
+	unsigned want = !expected_host(token, host) ? MHD_HTTP_MISDIRECTED_REQUEST :
+			!expected_origin(host, origin) ? MHD_HTTP_FORBIDDEN :
+			!expected_auth(token, authorization, query, route == R_PAGE) ? MHD_HTTP_UNAUTHORIZED :
 			route == R_NONE ? MHD_HTTP_NOT_FOUND :
 			strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0 ? MHD_HTTP_METHOD_NOT_ALLOWED :
 			MHD_HTTP_OK;

@@ -166,6 +166,121 @@ class DashboardPage(unittest.TestCase):
         print("screenshot: " + shot)
 
 
+def curl(port, path, *headers):
+    """(status, body) of GET http://127.0.0.1:port/path with curl, headers as given (a Host
+    header replaces curl's own)."""
+    args = ["curl", "-s", "-S", "--max-time", "10", "-o", "-", "-w", "\n%{http_code}"]
+    for h in headers:
+        args += ["-H", h]
+    r = subprocess.run(args + ["http://127.0.0.1:%s%s" % (port, path)], capture_output=True,
+                       text=True, timeout=30)
+    if r.returncode != 0:
+        raise AssertionError("curl failed: %s" % r.stderr)
+    body, _, status = r.stdout.rpartition("\n")
+    return int(status), body
+
+
+class HostAndOrigin(unittest.TestCase):
+    """DNS rebinding: a page on a name its author controls (rebind.example) points that name at
+    127.0.0.1 and reads the dashboard as its own origin. Without a token the dashboard answers
+    only to its own names (dashboard.host, 127.0.0.1, localhost, [::1], with the port): 421
+    otherwise; and a cross-origin Origin gets 403, token or not. The real role (dashboard_fill),
+    asked with curl, urllib and Chromium."""
+    PATHS = ("/", "/api/state", "/api/service_accounts", "/metrics", "/api/health")
+
+    @classmethod
+    def setUpClass(cls):
+        cls.open = DashboardFill("/cplow-test-host-%d" % os.getpid())
+        cls.tokened = DashboardFill("/cplow-test-host-token-%d" % os.getpid(), TOKEN)
+        cls.profile = tempfile.mkdtemp(prefix="cplow-chromium-")
+
+    @classmethod
+    def tearDownClass(cls):
+        rcs = (cls.open.stop(), cls.tokened.stop())
+        shutil.rmtree(cls.profile, ignore_errors=True)
+        if rcs != (0, 0):
+            raise AssertionError("dashboard_fill (and the role) ended with %s" % (rcs,))
+
+    def test_a_rebinding_host_is_refused_with_421_and_no_data(self):
+        p = self.open.port
+        for host in ("rebind.example:%s" % p, "rebind.example", "127.0.0.1.rebind.example:%s" % p,
+                     "localhost.:%s" % p, "127.0.0.1:%d" % (int(p) + 1), "127.0.0.1",
+                     "127.0.0.1:", "127.0.0.1:0%s" % p, "[::1]:x"):
+            for path in self.PATHS:
+                status, body = curl(p, path, "Host: " + host)
+                self.assertEqual(status, 421, "Host %s %s: %s %s" % (host, path, status, body))
+                self.assertIn("unknown Host", json.loads(body)["error"])
+                self.assertNotIn("sa01", body)
+
+    def test_its_own_names_with_the_port_are_served(self):
+        p = self.open.port
+        for host in ("127.0.0.1:%s" % p, "localhost:%s" % p, "LocalHost:%s" % p, "[::1]:%s" % p):
+            status, body = curl(p, "/api/service_accounts", "Host: " + host)
+            self.assertEqual(status, 200, "Host %s: %s" % (host, body))
+            self.assertIn("sa01.json", body)
+        # HTTP/1.0 without Host: no browser sends that; tools do.
+        r = subprocess.run(["curl", "-s", "--http1.0", "-H", "Host:", "-o", "/dev/null", "-w",
+                            "%{http_code}", "http://127.0.0.1:%s/api/health" % p],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.stdout, "200")
+
+    def test_a_cross_origin_request_is_refused_with_403_token_or_not(self):
+        for fill, auth in ((self.open, ()), (self.tokened, ("Authorization: Bearer " + TOKEN,))):
+            p = fill.port
+            for origin in ("http://rebind.example:%s" % p, "null", "http://127.0.0.1:%s.evil" % p,
+                           "http://localhost:%s" % p):
+                status, body = curl(p, "/api/state", "Origin: " + origin, *auth)
+                self.assertEqual(status, 403, "Origin %s: %s" % (origin, body))
+                self.assertNotIn("sa01", body)
+            # Its own origin passes (a browser may send it on its own requests).
+            status, body = curl(p, "/api/state", "Origin: http://127.0.0.1:%s" % p, *auth)
+            self.assertEqual(status, 200, body)
+
+    def test_with_a_token_any_host_is_served_to_the_token_only(self):
+        p = self.tokened.port
+        status, body = curl(p, "/api/state", "Host: dashboard.example.org",
+                            "Authorization: Bearer " + TOKEN)
+        self.assertEqual(status, 200, body)
+        status, body = curl(p, "/api/state", "Host: dashboard.example.org")
+        self.assertEqual(status, 401, body)
+
+    def test_prometheus_scrapes_metrics_as_before(self):
+        # As Prometheus asks: Host 127.0.0.1:port, no Origin.
+        url = "http://127.0.0.1:%s/metrics" % self.open.port
+        with urllib.request.urlopen(urllib.request.Request(
+                url, headers={"User-Agent": "Prometheus/2.42.0",
+                              "Accept": "text/plain;version=0.0.4;q=1,*/*;q=0.1"}),
+                timeout=10) as r:
+            self.assertEqual(r.status, 200)
+            self.assertIn(b"cplow_account_used_bytes{", r.read())
+
+    def chromium_dom(self, url, *extra):
+        cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+               "--no-first-run", "--disable-background-networking", "--disable-component-update",
+               "--disable-sync", "--disable-dev-shm-usage", "--user-data-dir=" + self.profile,
+               "--virtual-time-budget=3000", "--dump-dom", *extra, url]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
+        self.assertEqual(r.returncode, 0, r.stderr[-2000:])
+        dom = Dom()
+        dom.feed(r.stdout)
+        return dom, r.stdout
+
+    def test_in_chromium_the_page_works_on_its_names_and_a_rebound_name_gets_nothing(self):
+        if not os.access(CHROMIUM, os.X_OK):
+            raise AssertionError("Chromium is not installed (%s)" % CHROMIUM)
+        p = self.open.port
+        for name in ("127.0.0.1", "localhost"):
+            dom, text = self.chromium_dom("http://%s:%s/" % (name, p))
+            self.assertEqual(dom.by_id.get("error", "").strip(), "", text[-2000:])
+            self.assertEqual(len(dom.accounts), 4, "%s: %s" % (name, list(dom.accounts)))
+        # The attack as a browser sees it: rebind.example resolves to 127.0.0.1.
+        dom, text = self.chromium_dom("http://rebind.example:%s/" % p,
+                                      "--host-resolver-rules=MAP rebind.example 127.0.0.1")
+        self.assertEqual(dom.accounts, {}, text[-2000:])
+        self.assertIn("unknown Host", text)
+        self.assertNotIn("sa01", text)
+
+
 class DevTools:
     """Headless Chromium driven over --remote-debugging-pipe: commands go in on its fd 3,
     replies and events come out on its fd 4, each message NUL-terminated JSON. No WebSocket

@@ -1,12 +1,15 @@
 """cplow upload end to end: config, planning, rotation, restarts and kills, against the real
 rclone and the fake quota remote. The fake's accepted bytes per user are the truth."""
+import ctypes
 import json
 import os
+import pwd
 import re
 import shlex
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import tempfile
 import time
@@ -26,6 +29,66 @@ STRATEGIES = [(0.8, "aggressive_fresh_sa"), (0.5, "moderate_mid_sa"),
 
 def strategy_for(share):
     return next(name for low, name in STRATEGIES if share >= low)
+
+
+def expected_plan(quota, source, accounts, continue_min_bytes):
+    """The plan of an upload of `source` bytes onto fresh accounts, simulated as
+    planner_simulate's header describes it: each stage takes its --max-transfer (a share of what
+    its account has left) from what the source has left; the account goes on while more than
+    continue_min_bytes is left. [(account, strategy, left, max_transfer, moved)]."""
+    shares = {"aggressive_fresh_sa": 0.5, "moderate_mid_sa": 0.6,
+              "cautious_low_quota": 0.7, "conservative_cleanup": 0.8}
+    want, left, source_left = [], {a: quota for a in accounts}, source
+    for account in accounts:
+        while source_left > 0:
+            strategy = strategy_for(left[account] / quota)
+            max_transfer = int(shares[strategy] * left[account])
+            moved = min(max_transfer, source_left)
+            want.append((account, strategy, left[account], max_transfer, moved))
+            left[account] -= moved
+            source_left -= moved
+            if left[account] <= continue_min_bytes:
+                break
+    return want
+
+
+class CreationWatch:
+    """inotify on some directories (each alone, not their subdirectories): the paths of
+    everything created or moved into them while the watch lasts, transient ones included."""
+    IN_MOVED_TO, IN_CREATE = 0x80, 0x100
+
+    def __init__(self, dirs):
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.fd = self.libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if self.fd < 0:
+            raise OSError(ctypes.get_errno(), "inotify_init1")
+        self.dirs = {}
+        for d in dirs:
+            wd = self.libc.inotify_add_watch(self.fd, d.encode(),
+                                             self.IN_CREATE | self.IN_MOVED_TO)
+            if wd < 0:
+                raise OSError(ctypes.get_errno(), "inotify_add_watch " + d)
+            self.dirs[wd] = d
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        os.close(self.fd)
+
+    def created(self):
+        out = []
+        while True:
+            try:
+                buf = os.read(self.fd, 1 << 16)
+            except BlockingIOError:
+                return out
+            i = 0
+            while i < len(buf):
+                wd, _, _, n = struct.unpack_from("iIII", buf, i)
+                name = buf[i + 16:i + 16 + n].rstrip(b"\0").decode(errors="replace")
+                out.append(os.path.join(self.dirs[wd], name))
+                i += 16 + n
 
 
 class SupervisorTest(CplowProcesses, unittest.TestCase):
@@ -451,22 +514,7 @@ class SupervisorTest(CplowProcesses, unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
         lines = r.stdout.splitlines()
         self.assertEqual(lines[0], "uploader media: 3 accounts, %d bytes to upload" % source)
-        # The expected plan, simulated here as planner_simulate's header describes it: each
-        # stage takes its --max-transfer (a share of what its account has left) from what the
-        # source has left; the account goes on while more than continue_min_bytes is left.
-        shares = {"aggressive_fresh_sa": 0.5, "moderate_mid_sa": 0.6,
-                  "cautious_low_quota": 0.7, "conservative_cleanup": 0.8}
-        want, left, source_left = [], {"fake1": quota, "fake2": quota, "fake3": quota}, source
-        for account in ("fake1", "fake2", "fake3"):
-            while source_left > 0:
-                strategy = strategy_for(left[account] / quota)
-                max_transfer = int(shares[strategy] * left[account])
-                moved = min(max_transfer, source_left)
-                want.append((account, strategy, left[account], max_transfer, moved))
-                left[account] -= moved
-                source_left -= moved
-                if left[account] <= 256 << 10:
-                    break
+        want = expected_plan(quota, source, ("fake1", "fake2", "fake3"), 256 << 10)
         got = []
         for i, line in enumerate(lines):
             m = re.match(r"  stage (\d+) on (\S+): (\w+), (\d+) bytes left, --max-transfer (\d+) "
@@ -489,6 +537,81 @@ class SupervisorTest(CplowProcesses, unittest.TestCase):
         first = next(l for l in lines if l.strip().startswith("/usr/bin/rclone"))
         self.assertIn("fake1:/Media", first)
         # Nothing moved.
+        self.assertEqual(self.fake.truth()["users"]["a1"]["accepted_files"], 0)
+        self.assertEqual(sum(len(fs) for _, _, fs in os.walk(self.src)), 30)
+
+    def test_dry_run_as_an_unprivileged_user_plans_every_stage_and_creates_nothing_else(self):
+        # As root the exclude files of a dry run that had no work directory yet went to "/"
+        # (and were removed again); as a user they could not be made, and every stage said
+        # "cannot plan". Run as nobody, watching every directory nobody may write in.
+        quota = 4 << 20
+        self.setup_upload(3, quota, 30, seed=31, min_size=100 << 10, max_size=400 << 10)
+        source = sum(self.files.values())
+        with open(self.config) as f:
+            cfg = json.load(f)
+        cfg["remotes"]["media"]["rclone_excludes"] = ["*.partial~", "**/.DS_Store"]
+        with open(self.config, "w") as f:
+            json.dump(cfg, f)
+        nobody = pwd.getpwnam("nobody")
+        bindir = os.path.join(self.work, "bin")
+        tmpdir = os.path.join(self.work, "tmp")
+        home = os.path.join(self.work, "home")  # rclone makes ~/.config/rclone: its own
+        os.makedirs(bindir)
+        os.makedirs(tmpdir)
+        os.makedirs(home)
+        cplow = shutil.copy2(CPLOW, os.path.join(bindir, "cplow"))  # CI's tree may be root's
+        for d, _, fs in os.walk(self.work):
+            if d.startswith(self.fake.dir):
+                continue
+            os.chown(d, nobody.pw_uid, nobody.pw_gid)
+            for f in fs:
+                os.chown(os.path.join(d, f), nobody.pw_uid, nobody.pw_gid)
+        os.chmod(self.work, 0o755)
+        env = dict(self.env, TMPDIR=tmpdir, HOME=home)
+        watched = ["/", "/tmp", "/var/tmp", "/dev/shm", self.work, self.src, tmpdir]
+        watched += [os.path.join(self.src, d) for d in os.listdir(self.src)
+                    if os.path.isdir(os.path.join(self.src, d))]
+        with CreationWatch(watched) as watch:
+            p = subprocess.Popen(["setpriv", "--reuid", str(nobody.pw_uid), "--regid",
+                                  str(nobody.pw_gid), "--clear-groups", cplow, "--config",
+                                  self.config, "upload", "--dry-run"],
+                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True)
+            self.procs.append(p)
+            out, err = p.communicate(timeout=120)
+            created = watch.created()
+        ledgers = [c for c in created if c.startswith("/dev/shm/cplow-%d-" % nobody.pw_uid)]
+        for name in ledgers:
+            if os.path.exists(name):
+                os.unlink(name)
+        self.assertEqual(p.returncode, 0, err[-3000:])
+        self.assertNotIn("cannot plan", out)
+        stages = re.findall(r"^  stage (\d+) on (\S+): ", out, re.M)
+        commands = [l for l in out.splitlines() if l.startswith("  /usr/bin/rclone ")]
+        want = expected_plan(quota, source, ("fake1", "fake2", "fake3"), 256 << 10)
+        self.assertEqual([(int(n), a) for n, a in stages],
+                         [(i + 1, w[0]) for i, w in enumerate(want)], out)
+        self.assertEqual(len(commands), len(want), out)
+        self.assertTrue(all("--exclude-from=" + tmpdir + "/cplow-" in c for c in commands),
+                        commands)
+        self.assertIn("  %d stages cover the %d bytes" % (len(want), source), out)
+        # What it made: its work directory (gone again), the instance lock next to the config,
+        # and the shared ledger (built under a temporary name, then linked in place). Other
+        # processes of the machine (tests beside this one) make files in /tmp and /dev/shm
+        # too: there, what cplow names (its pid, nobody's uid) is what it made.
+        work_dirs = [c for c in created if os.path.dirname(c) == tmpdir]
+        self.assertEqual(len(work_dirs), 1, created)
+        self.assertRegex(os.path.basename(work_dirs[0]), r"^cplow-%d-\w{6}$" % p.pid)
+        self.assertEqual(os.listdir(tmpdir), [], "the work directory was left behind")
+        shared = ("/tmp", "/var/tmp", "/dev/shm")
+        others = [c for c in created
+                  if (os.path.dirname(c) not in shared or str(p.pid) in c
+                      or "-%d-" % nobody.pw_uid in c)
+                  and c not in work_dirs and c not in ledgers
+                  and not (os.path.dirname(c) == self.work and c.endswith(".lock"))
+                  and not re.fullmatch(r"/dev/shm/cplow-%d-\w+\.new-%d" % (nobody.pw_uid, p.pid),
+                                       c)]
+        self.assertEqual(others, [], "the dry run created these outside its work directory")
         self.assertEqual(self.fake.truth()["users"]["a1"]["accepted_files"], 0)
         self.assertEqual(sum(len(fs) for _, _, fs in os.walk(self.src)), 30)
 

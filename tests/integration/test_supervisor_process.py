@@ -278,6 +278,37 @@ class SupervisorTest(unittest.TestCase):
                         return c, g
         return None
 
+    def roles(self, run):
+        """(worker, its rclone, dashboard, flusher) of a running upload with a dashboard."""
+        found = wait_for("a worker with its rclone", lambda: self.worker_of(run.pid))
+        worker = found[0]
+
+        def others():
+            kids = [c for c in children(run.pid) if comm(c) == "cplow" and alive(c)]
+            listening = [c for c in kids if c != worker and any(
+                os.readlink("/proc/%d/fd/%s" % (c, fd)).startswith("socket:")
+                for fd in os.listdir("/proc/%d/fd" % c))]
+            rest = [c for c in kids if c != worker and c not in listening]
+            return (listening[0], rest[0]) if len(listening) == 1 and len(rest) == 1 else None
+        dashboard, flusher = wait_for("the dashboard and the flusher", others)
+        return worker, found[1], dashboard, flusher
+
+    def start_slow_upload(self, seed, **core):
+        self.tree(seed=seed)
+        cfg = self.config_dict()
+        cfg["core"].update(core)
+        cfg["dashboard"] = {"enabled": True, "port": free_port()}
+        cfg = self.write_config(cfg)
+        self.fake.set_delay(SLOW_MS)
+        run = self.cplow(cfg, "upload")
+        self.wait_uploading(cfg, run)
+        return cfg, run
+
+    def finish(self, cfg, run):
+        self.fake.set_delay(0)
+        self.assertEqual(run.wait(120), 0, run.log()[-4000:])
+        self.assert_equals_truth(self.ledger(cfg), "the ledger")
+
 
 # ---- 1. the instance lock ---------------------------------------------------------------------
 
@@ -627,6 +658,50 @@ class SandboxLiveTest(SupervisorTest):
         self.assertEqual(run.wait(120), 0, run.log()[-4000:])
 
 
+    def test_the_dashboard_maps_the_ledger_read_only_and_a_write_to_it_faults(self):
+        """The dashboard faces the network: it must not be able to change the ledger. Every
+        mapping of the ledger in its process is read-only, and a write into each through
+        /proc/<pid>/mem (the way a debugger writes, past the page protections of a private
+        mapping) fails: a shared mapping of an object opened read-only cannot be written. The
+        flusher's writable mapping takes the same write (the same bytes back), so the method
+        can write where the kernel lets it."""
+        cfg, run = self.start_slow_upload(19)
+        _, _, dashboard, flusher = self.roles(run)
+        inode = os.stat("/dev/shm" + self.ledger_name(cfg)).st_ino
+
+        def mappings(pid):
+            """(address, permissions) of each mapping of the ledger's object, by its inode: a
+            ledger this run created is mapped under the name it was made with, since unlinked
+            ("<name>.new-<pid> (deleted)")."""
+            maps = _read("/proc/%d/maps" % pid) or ""
+            return [(int(f[0].split("-")[0], 16), f[1]) for f in map(str.split, maps.splitlines())
+                    if len(f) >= 6 and f[5].startswith("/dev/shm/") and f[4] == str(inode)]
+
+        def write_back(pid, address):
+            """Writes the 8 bytes at address back into the process; the OSError, or None."""
+            with open("/proc/%d/mem" % pid, "r+b", buffering=0) as mem:
+                mem.seek(address)
+                magic = mem.read(8)
+                self.assertEqual(len(magic), 8)
+                mem.seek(address)
+                try:
+                    mem.write(magic)
+                except OSError as e:
+                    return e
+            return None
+        # The dashboard maps the ledger once it serves (it starts after the first stage).
+        ours = wait_for("the dashboard to map the ledger", lambda: mappings(dashboard))
+        for address, perms in ours:
+            self.assertIsInstance(write_back(dashboard, address), OSError,
+                                  "a write into the dashboard's ledger mapping (%s) went "
+                                  "through" % perms)
+        self.assertTrue(all("w" not in perms for _, perms in ours), ours)
+        theirs = mappings(flusher)
+        self.assertTrue(any("w" in perms for _, perms in theirs), theirs)
+        self.assertIsNone(write_back(flusher, next(a for a, p in theirs if "w" in p)))
+        self.finish(cfg, run)
+
+
 class LibrariesAndPrioritiesTest(SupervisorTest):
     """libcurl and libmicrohttpd are loaded by the processes that use them, when they need them
     (worker/lazy_curl.c, supervisor/lazy_mhd.c): not by cplow's start, not in every role. And
@@ -638,37 +713,6 @@ class LibrariesAndPrioritiesTest(SupervisorTest):
         maps = _read("/proc/%d/maps" % pid) or ""
         return {name for name, soname in (("curl", "libcurl.so.4"),
                                           ("mhd", "libmicrohttpd.so.12")) if soname in maps}
-
-    def roles(self, run):
-        """(worker, its rclone, dashboard, flusher) of a running upload with a dashboard."""
-        found = wait_for("a worker with its rclone", lambda: self.worker_of(run.pid))
-        worker = found[0]
-
-        def others():
-            kids = [c for c in children(run.pid) if comm(c) == "cplow" and alive(c)]
-            listening = [c for c in kids if c != worker and any(
-                os.readlink("/proc/%d/fd/%s" % (c, fd)).startswith("socket:")
-                for fd in os.listdir("/proc/%d/fd" % c))]
-            rest = [c for c in kids if c != worker and c not in listening]
-            return (listening[0], rest[0]) if len(listening) == 1 and len(rest) == 1 else None
-        dashboard, flusher = wait_for("the dashboard and the flusher", others)
-        return worker, found[1], dashboard, flusher
-
-    def start_slow_upload(self, seed, **core):
-        self.tree(seed=seed)
-        cfg = self.config_dict()
-        cfg["core"].update(core)
-        cfg["dashboard"] = {"enabled": True, "port": free_port()}
-        cfg = self.write_config(cfg)
-        self.fake.set_delay(SLOW_MS)
-        run = self.cplow(cfg, "upload")
-        self.wait_uploading(cfg, run)
-        return cfg, run
-
-    def finish(self, cfg, run):
-        self.fake.set_delay(0)
-        self.assertEqual(run.wait(120), 0, run.log()[-4000:])
-        self.assert_equals_truth(self.ledger(cfg), "the ledger")
 
     def test_the_binaries_do_not_link_them_and_each_role_maps_only_what_it_uses(self):
         for binary in (CPLOW, INSPECT):

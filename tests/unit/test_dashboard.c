@@ -856,7 +856,10 @@ Test(dashboard, survives_1000_connections_without_blocking_a_writer, .init = sta
 	static int got[LOAD_CONNECTIONS];
 	struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
 				    .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	const char req[] = "GET /api/state HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+	char req[128];
+	snprintf(req, sizeof(req), "GET /api/state HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+		 "Connection: close\r\n\r\n", port);
+	size_t req_len = strlen(req);
 	int64_t start = ledger_now_ms();
 	long adds_at_start = atomic_load(&lc->adds);
 	for (int i = 0; i < LOAD_CONNECTIONS; i++) {
@@ -876,7 +879,7 @@ Test(dashboard, survives_1000_connections_without_blocking_a_writer, .init = sta
 			if (pfd[i].fd < 0 || !pfd[i].revents)
 				continue;
 			if (pfd[i].events == POLLOUT) {
-				if (write(pfd[i].fd, req, sizeof(req) - 1) == (ssize_t)sizeof(req) - 1) {
+				if (write(pfd[i].fd, req, req_len) == (ssize_t)req_len) {
 					pfd[i].events = POLLIN;
 					continue;
 				}
