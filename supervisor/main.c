@@ -21,6 +21,7 @@
 #include "ledger_file.h"
 #include "lock.h"
 #include "log.h"
+#include "probe.h"
 #include "supervisor.h"
 
 #define MAX_UPLOADERS 64
@@ -41,7 +42,7 @@ enum {
 enum opt {
 	OPT_CONFIG, OPT_LOGLEVEL, OPT_LOGFILE, OPT_CACHEFILE, OPT_HELP, OPT_VERSION,
 	OPT_UPLOADER, OPT_ACCOUNT, OPT_FROM, OPT_DRY_RUN, OPT_RESET_LEDGER, OPT_PROGRESS,
-	OPT_QUIET, OPT_JSON, OPT_WATCH, OPT_COUNT
+	OPT_QUIET, OPT_JSON, OPT_WATCH, OPT_KEYS, OPT_COUNT
 };
 
 /* One row per option. The first four are cloudplow's, with its environment variables as
@@ -70,6 +71,7 @@ static const struct option_row {
 	[OPT_QUIET] = { "--quiet", NULL, false, CMD_UPLOAD | CMD_RUN, NULL, NULL },
 	[OPT_JSON] = { "--json", NULL, false, CMD_STATUS, NULL, NULL },
 	[OPT_WATCH] = { "--watch", NULL, true, CMD_STATUS, NULL, NULL },
+	[OPT_KEYS] = { "--keys", NULL, false, CMD_CHECK_CONFIG, NULL, NULL },
 };
 
 /* The command line, parsed. */
@@ -101,7 +103,8 @@ static int usage(FILE *out)
 		"A live line per stage is shown on a terminal (--progress: always; --quiet: never).\n"
 		"  status [--json] [--watch SECONDS]\n"
 		"                        show the live quota ledger (as cplow-inspect)\n"
-		"  check-config          validate the config and print it with defaults\n"
+		"  check-config [--keys] validate the config (every error, then exit 2) and print it\n"
+		"                        with defaults; --keys: every key, its type and default\n"
 		"  reset-quota [--uploader NAME] [--account NAME]\n"
 		"                        forget the usage of the matching accounts\n"
 		"  import-cloudplow [--from FILE] [--dry-run]\n"
@@ -138,12 +141,25 @@ static const struct option_row *find_option(const char *arg, const char **value)
 	return NULL;
 }
 
+static void print_errors(const struct config_errors *e)
+{
+	for (size_t i = 0; i < e->count; i++)
+		fprintf(stderr, "cplow: %s\n", e->lines[i]);
+	if (e->more)
+		fprintf(stderr, "cplow: and %zu more errors\n", e->more);
+}
+
+/* Every error, then exit 2; else the warnings, what rclone says (probe.h), which quota
+ * applies to each uploader and why, and the effective config. --keys: the key table. */
 static int check_config(const struct cli *cli)
 {
 	struct config c;
-	char err[CONFIG_ERR_MAX];
-	if (config_load(cli->config, &c, err, sizeof(err)) < 0) {
-		fprintf(stderr, "cplow: %s\n", err);
+	struct config_errors errors;
+	if (cli->value[OPT_KEYS])
+		return config_keys_print(stdout) < 0 ? SUPERVISOR_EXIT_FAILED : SUPERVISOR_EXIT_OK;
+	if (config_load_all(cli->config, &c, &errors) < 0) {
+		print_errors(&errors);
+		config_errors_free(&errors);
 		return SUPERVISOR_EXIT_CONFIG;
 	}
 	for (size_t i = 0; i < c.warning_count; i++)
@@ -151,7 +167,14 @@ static int check_config(const struct cli *cli)
 	for (size_t i = 0; i < c.ignored_section_count; i++)
 		fprintf(stderr, "cplow: section %s is not implemented by this cplow and is ignored\n",
 			c.ignored_sections[i]);
-	int rc = config_print(&c, stdout) < 0 ? SUPERVISOR_EXIT_FAILED : SUPERVISOR_EXIT_OK;
+	int rc = probe_config(&c, &errors) < 0 ? SUPERVISOR_EXIT_CONFIG : SUPERVISOR_EXIT_OK;
+	print_errors(&errors);
+	for (size_t i = 0; i < c.uploader_count; i++)
+		fprintf(stderr, "cplow: uploader %s: quota %s (%s)\n", c.uploaders[i].name,
+			c.uploaders[i].quota_enabled ? "on" : "off", c.uploaders[i].quota_reason);
+	if (rc == SUPERVISOR_EXIT_OK && config_print(&c, stdout) < 0)
+		rc = SUPERVISOR_EXIT_FAILED;
+	config_errors_free(&errors);
 	config_free(&c);
 	return rc;
 }

@@ -181,15 +181,22 @@ static bool any_stage_running(const struct plex *p)
 	return false;
 }
 
+/* The uploader of the stage in a slot, or NULL. */
+static const struct config_uploader *stage_uploader(const struct plex *p,
+						    const struct ledger_stage *st)
+{
+	char uploader[LEDGER_UPLOADER_MAX];
+	if (st->row < 0 || (uint32_t)st->row >= atomic_load(&p->ledger.hdr->row_count))
+		return NULL;
+	memcpy(uploader, p->ledger.rows[st->row].uploader, sizeof(uploader));
+	uploader[sizeof(uploader) - 1] = '\0';
+	return config_find_uploader(p->cfg, uploader);
+}
+
 /* A lift gives a stage back the remote's own --bwlimit when it has a plain one. */
 static const char *lift_rate(const struct plex *p, const struct ledger_stage *st)
 {
-	if (st->row < 0 || (uint32_t)st->row >= atomic_load(&p->ledger.hdr->row_count))
-		return "off";
-	char uploader[LEDGER_UPLOADER_MAX];
-	memcpy(uploader, p->ledger.rows[st->row].uploader, sizeof(uploader));
-	uploader[sizeof(uploader) - 1] = '\0';
-	const struct config_uploader *u = config_find_uploader(p->cfg, uploader);
+	const struct config_uploader *u = stage_uploader(p, st);
 	if (!u)
 		return "off";
 	for (size_t i = 0; i < u->remote->rclone_extra_count; i++) {
@@ -218,8 +225,10 @@ static void apply(struct plex *p, bool lift_all)
 	const char *want = lift_all ? NULL : p->throttle.rate;
 	for (uint32_t i = 0; i < p->ledger.hdr->slot_capacity; i++) {
 		const struct ledger_stage *st = &p->ledger.stages[i];
+		const struct config_uploader *u = stage_uploader(p, st);
 		struct plex_slot *mine = &p->slots[i];
-		if (st->state != LEDGER_STAGE_RUNNING) {
+		/* can_be_throttled false (cloudplow's): the throttle leaves that uploader alone. */
+		if (st->state != LEDGER_STAGE_RUNNING || (u && !u->can_be_throttled)) {
 			memset(mine, 0, sizeof(*mine));
 			continue;
 		}

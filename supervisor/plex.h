@@ -6,7 +6,8 @@
  * with plex.ignore_local_streams, neither do those whose Player.local is true or whose
  * Session.location is "lan").
  *
- * Above plex.max_streams_before_throttle streams, every running stage is limited to the rate
+ * Above plex.max_streams_before_throttle streams, every running stage (but those of an uploader
+ * with can_be_throttled false, as cloudplow spared them) is limited to the rate
  * plex.rclone.throttle_speeds gives for that count: the rate of the largest key <= the count,
  * or, when every key is larger, of the smallest key. At or below it the limit is lifted (to the
  * remote's own rclone_extras --bwlimit when it has a plain one, else "off").

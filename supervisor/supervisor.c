@@ -26,6 +26,7 @@
 #include "notify.h"
 #include "planner.h"
 #include "plex.h"
+#include "probe.h"
 #include "proc.h"
 #include "procs.h"
 #include "progress.h"
@@ -1076,6 +1077,30 @@ static void reap(struct sup *s)
 	}
 }
 
+/* Every error of the config, one log line each, after `refused`. Loaded, what rclone says
+ * (probe.h) is logged too: a remote it does not know is a warning (its stages fail on
+ * it), and each uploader's quota "auto" is resolved. */
+static int load_config(const char *path, struct config *out, const char *refused)
+{
+	struct config_errors errors;
+	int rc = config_load_all(path, out, &errors);
+	for (size_t i = 0; i < errors.count; i++)
+		log_error("%s%s", refused, errors.lines[i]);
+	if (errors.more)
+		log_error("%sand %zu more errors", refused, errors.more);
+	config_errors_free(&errors);
+	if (rc == 0)
+		probe_config(out, &errors);
+	for (size_t i = 0; rc == 0 && i < errors.count; i++)
+		log_warn("config: %s", errors.lines[i]);
+	for (size_t i = 0; rc == 0 && i < out->uploader_count; i++)
+		log_debug("uploader %s: quota %s (%s)", out->uploaders[i].name,
+			  out->uploaders[i].quota_enabled ? "on" : "off",
+			  out->uploaders[i].quota_reason);
+	config_errors_free(&errors);
+	return rc;
+}
+
 static void log_config_notes(const struct config *c)
 {
 	for (size_t i = 0; i < c->warning_count; i++)
@@ -1083,6 +1108,19 @@ static void log_config_notes(const struct config *c)
 	for (size_t i = 0; i < c->ignored_section_count; i++)
 		log_info("config: section %s is not implemented by this cplow and is ignored",
 			 c->ignored_sections[i]);
+}
+
+/* A reload cannot change quota.capacity: the shared ledger's size is fixed while processes map
+ * it. Refused as an invalid config is (logged, the new one freed, the old one stays). */
+static bool reload_changes_capacity(const struct sup *s, struct config *next)
+{
+	if (next->quota.capacity == s->cfg.quota.capacity)
+		return false;
+	log_error("SIGHUP: the new config is refused, the old one stays: quota.capacity %u differs "
+		  "from the running %u, and the shared ledger's size can change only at a start: "
+		  "restart cplow to apply it", next->quota.capacity, s->cfg.quota.capacity);
+	config_free(next);
+	return true;
 }
 
 static void handle_signals(struct sup *s)
@@ -1109,18 +1147,10 @@ static void handle_signals(struct sup *s)
 		log_error("SIGHUP: cannot open the log file again (%s); it stays where it was",
 			  strerror(errno));
 	if (sig.hangup && !s->stopping) {
-		char err[CONFIG_ERR_MAX];
 		struct config next;
-		if (config_load(s->opt->config_path, &next, err, sizeof(err)) < 0) {
-			log_error("SIGHUP: the new config is refused, the old one stays: %s", err);
-		} else if (next.quota.capacity != s->cfg.quota.capacity) {
-			/* The shared ledger's size is fixed while processes have it mapped. */
-			log_error("SIGHUP: the new config is refused, the old one stays: "
-				  "quota.capacity %u differs from the running %u, and the shared "
-				  "ledger's size can change only at a start: restart cplow to "
-				  "apply it", next.quota.capacity, s->cfg.quota.capacity);
-			config_free(&next);
-		} else {
+		if (load_config(s->opt->config_path, &next,
+				"SIGHUP: the new config is refused, the old one stays: ") == 0 &&
+		    !reload_changes_capacity(s, &next)) {
 			log_info("SIGHUP: config reloaded; stopping the stages to plan them again");
 			if (s->reload_pending)
 				config_free(&s->next_cfg);
@@ -1148,6 +1178,8 @@ static int apply_reload(struct sup *s, char *err, size_t err_len)
 	s->reload_pending = false;
 	log_config_notes(&s->cfg);
 	notify_reload(&s->cfg);
+	if (s->cfg.dashboard.off_reason)
+		notify_problem("config: %s", s->cfg.dashboard.off_reason);
 	int rc = match_config(&s->cfg, &s->ledger, s->ledger_name, err, err_len);
 	if (rc == 0)
 		rc = setup_uploaders(s, err, err_len);
@@ -1440,8 +1472,7 @@ int supervisor_main(const struct supervisor_options *opt)
 	s->opt = opt;
 	s->lock_fd = -1;
 	log_set_tag("cplow");
-	if (config_load(opt->config_path, &s->cfg, err, sizeof(err)) < 0) {
-		log_error("%s", err);
+	if (load_config(opt->config_path, &s->cfg, "") < 0) {
 		free(s);
 		return SUPERVISOR_EXIT_CONFIG;
 	}
@@ -1467,6 +1498,9 @@ int supervisor_main(const struct supervisor_options *opt)
 	}
 	if (!opt->dry_run)
 		notify_start(&s->cfg, s->lock_fd);
+	/* The warning is in the log already (log_config_notes); it must reach a person too. */
+	if (!opt->dry_run && s->cfg.dashboard.off_reason)
+		notify_problem("config: %s", s->cfg.dashboard.off_reason);
 	if (ledger_name_for(s->cfg.path, s->ledger_name, sizeof(s->ledger_name)) != LEDGER_OK ||
 	    supervisor_open_ledger(&s->cfg, s->ledger_name, opt->reset_ledger, &s->ledger, err,
 				   sizeof(err)) < 0) {

@@ -495,14 +495,15 @@ static void dump_delete(cJSON *dump)
 	cJSON_Delete(dump);
 }
 
-/* The config file as JSON: {"remote": {"type": "...", ...}, ...}. */
-static int config_dump(const char *rclone_binary, const char *rclone_config, cJSON **dump,
-		       char *err, size_t err_len)
+/* `rclone <what...> --ask-password=false [--config=...]`'s standard output into *out; name
+ * is the command in messages ("config dump"). */
+static int run_rclone(const char *rclone_binary, const char *rclone_config, const char *name,
+		      char *const *what, struct buf *out, char *err, size_t err_len)
 {
-	char *config_flag = NULL;
+	char *config_flag = NULL, *argv[8] = { (char *)rclone_binary };
 	char **env = NULL;
-	struct buf out = {.limit = DUMP_MAX_BYTES, .secret = true};
 	struct buf errout = {.limit = STDERR_KEEP_BYTES};
+	size_t argc = 1;
 	int rc;
 	if (rclone_config && asprintf(&config_flag, "--config=%s", rclone_config) < 0) {
 		config_flag = NULL;
@@ -514,19 +515,21 @@ static int config_dump(const char *rclone_binary, const char *rclone_config, cJS
 		rc = -ENOMEM;
 		goto out;
 	}
+	while (*what && argc < 5)
+		argv[argc++] = *what++;
 	/* --ask-password=false: an encrypted config without RCLONE_CONFIG_PASS fails at once
 	 * instead of waiting for a password nobody will type. */
-	char *argv[] = {(char *)rclone_binary, "config", "dump", "--ask-password=false",
-			config_flag, NULL};
+	argv[argc++] = "--ask-password=false";
+	argv[argc] = config_flag;
 	int status = 0;
-	rc = run_capture(argv, env, ACCOUNT_DUMP_TIMEOUT_MS, &out, &errout, &status);
+	rc = run_capture(argv, env, ACCOUNT_DUMP_TIMEOUT_MS, out, &errout, &status);
 	if (rc == -ETIMEDOUT) {
-		fail(err, err_len, rc, "%s config dump did not finish within %d s; killed it",
-		     rclone_binary, ACCOUNT_DUMP_TIMEOUT_MS / 1000);
+		fail(err, err_len, rc, "%s %s did not finish within %d s; killed it", rclone_binary,
+		     name, ACCOUNT_DUMP_TIMEOUT_MS / 1000);
 		goto out;
 	}
 	if (rc == -ENOMEM) {
-		fail(err, err_len, rc, "out of memory reading %s config dump", rclone_binary);
+		fail(err, err_len, rc, "out of memory reading %s %s", rclone_binary, name);
 		goto out;
 	}
 	if (rc < 0) {
@@ -537,33 +540,86 @@ static int config_dump(const char *rclone_binary, const char *rclone_config, cJS
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		const char *why = last_line(&errout);
 		if (WIFSIGNALED(status))
-			fail(err, err_len, -EIO, "%s config dump was killed by signal %d%s%s",
-			     rclone_binary, WTERMSIG(status), *why ? ": " : "", why);
+			fail(err, err_len, -EIO, "%s %s was killed by signal %d%s%s", rclone_binary,
+			     name, WTERMSIG(status), *why ? ": " : "", why);
 		else
-			fail(err, err_len, -EIO, "%s config dump exited %d%s%s", rclone_binary,
+			fail(err, err_len, -EIO, "%s %s exited %d%s%s", rclone_binary, name,
 			     WEXITSTATUS(status), *why ? ": " : "", why);
 		rc = -EIO;
 		goto out;
 	}
-	if (out.over) {
-		rc = fail(err, err_len, -EIO, "%s config dump printed more than %zu MiB",
-			  rclone_binary, DUMP_MAX_BYTES >> 20);
+	if (out->over) {
+		rc = fail(err, err_len, -EIO, "%s %s printed more than %zu MiB", rclone_binary,
+			  name, out->limit >> 20);
 		goto out;
 	}
-	cJSON *json = out.data ? cJSON_ParseWithLength(out.data, out.len) : NULL;
-	if (!cJSON_IsObject(json)) {
-		dump_delete(json);
-		rc = fail(err, err_len, -EIO, "%s config dump printed no JSON object", rclone_binary);
-		goto out;
-	}
-	*dump = json;
 	rc = 0;
 out:
 	free(config_flag);
 	free(env);
-	buf_free(&out);
 	buf_free(&errout);
 	return rc;
+}
+
+/* The config file as JSON: {"remote": {"type": "...", ...}, ...}. */
+static int config_dump(const char *rclone_binary, const char *rclone_config, cJSON **dump,
+		       char *err, size_t err_len)
+{
+	char *what[] = { "config", "dump", NULL };
+	struct buf out = {.limit = DUMP_MAX_BYTES, .secret = true};
+	int rc = run_rclone(rclone_binary, rclone_config, "config dump", what, &out, err,
+			    err_len);
+	cJSON *json = rc == 0 && out.data ? cJSON_ParseWithLength(out.data, out.len) : NULL;
+	if (rc == 0 && !cJSON_IsObject(json)) {
+		dump_delete(json);
+		rc = fail(err, err_len, -EIO, "%s config dump printed no JSON object", rclone_binary);
+	} else if (rc == 0) {
+		*dump = json;
+	}
+	buf_free(&out);
+	return rc;
+}
+
+int account_list_remotes(const char *rclone_binary, const char *rclone_config,
+			 struct account_remotes *out, char *err, size_t err_len)
+{
+	char *what[] = { "listremotes", NULL };
+	struct buf text = {.limit = DUMP_MAX_BYTES};
+	struct account_remotes list = { 0 };
+	int rc = run_rclone(rclone_binary, rclone_config, "listremotes", what, &text, err,
+			    err_len);
+	/* One "name:" a line. */
+	for (char *line = text.data, *end; rc == 0 && line && *line; line = end) {
+		end = line + strcspn(line, "\n");
+		char *colon = end > line && end[-1] == ':' ? end - 1 : end;
+		char **grown = realloc(list.names, (list.count + 1) * sizeof(*grown));
+		if (!grown || !(grown[list.count] = strndup(line, (size_t)(colon - line)))) {
+			if (grown)
+				list.names = grown;
+			rc = fail(err, err_len, -ENOMEM, "out of memory");
+			break;
+		}
+		list.names = grown;
+		list.count++;
+		end += *end == '\n';
+	}
+	buf_free(&text);
+	if (rc < 0)
+		account_remotes_free(&list);
+	else
+		*out = list;
+	return rc;
+}
+
+void account_remotes_free(struct account_remotes *remotes)
+{
+	for (size_t i = 0; remotes && i < remotes->count; i++)
+		free(remotes->names[i]);
+	if (remotes) {
+		free(remotes->names);
+		remotes->names = NULL;
+		remotes->count = 0;
+	}
 }
 
 /* --- following remotes ------------------------------------------------------------------ */

@@ -91,6 +91,23 @@ int account_sa_env(const char *rclone_binary, const char *rclone_config,
 
 void account_env_free(struct account_env *env);
 
+/* rclone's remote names, without their ':'. */
+struct account_remotes {
+	char **names;
+	size_t count;
+};
+
+/*
+ * The remotes `rclone listremotes` names (with --config=rclone_config unless NULL): those of
+ * the config file and those the environment defines (RCLONE_CONFIG_<NAME>_TYPE). A config file
+ * that does not exist gives none: rclone only says so. Returns 0 (out filled), or -EIO,
+ * -ETIMEDOUT, -ENOMEM with a one-line reason in err.
+ */
+int account_list_remotes(const char *rclone_binary, const char *rclone_config,
+			 struct account_remotes *out, char *err, size_t err_len);
+
+void account_remotes_free(struct account_remotes *remotes);
+
 /*
  * The service-account keys in dir: its regular files (a symbolic link counts as its target)
  * named "*.json", hidden ones (".x.json") left out, as absolute paths in natural order. A

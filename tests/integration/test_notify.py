@@ -411,6 +411,28 @@ class NotifyTest(unittest.TestCase):
         self.assertIn("sa_quota_cache.json", events[0]["detail"])
         self.assertEqual(self.fake.truth()["users"]["a1"]["accepted_bytes"], 0)
 
+    def test_a_dashboard_kept_off_is_in_the_log_and_a_notification_and_the_upload_runs(self):
+        # The quota fork's dashboard: on 0.0.0.0 without a token (issue 14).
+        files = self.tree(seed=16, count=3)
+        hook = self.receiver()
+        cfg = self.config({"hook": {"service": "webhook", "url": hook.url + "/"}})
+        with open(cfg) as f:
+            data = json.load(f)
+        data["dashboard"] = {"enabled": True, "host": "0.0.0.0", "port": free_port()}
+        data["quota"]["daily_bytes"] = 1 << 40
+        with open(cfg, "w") as f:
+            json.dump(data, f)
+        p, _ = self.upload(cfg)
+        want = ('dashboard.token: missing while dashboard.host is "0.0.0.0", not a loopback '
+                'address: the dashboard stays off (uploads run); add "token": "<a long random '
+                'secret>" to dashboard, or "allow_unauthenticated": true on a trusted network')
+        self.assertIn("WARN  cplow: config: " + want, self.log(p))
+        problems = wait_for("the warning at the receiver", lambda: [
+            b for b in hook.json_bodies() if b["event"] == "ledger_problem"], timeout=20)
+        self.assertEqual([b["detail"] for b in problems], ["config: " + want])
+        self.assertEqual(self.fake.truth()["users"]["a1"]["accepted_bytes"],
+                         sum(files.values()), "the upload ran")
+
     def test_a_ledger_file_that_cannot_be_written_is_a_notification_and_so_is_its_recovery(self):
         self.tree(seed=17, count=4)
         hook = self.receiver()

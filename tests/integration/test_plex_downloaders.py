@@ -382,6 +382,59 @@ class PlexDownloadersTest(unittest.TestCase):
         for secret in (PLEX_TOKEN, NZB_PASS, "nzb%3Apass", SAB_KEY, "sab-key"):
             self.assertNotIn(secret, log, "a secret in the log")
 
+    def rclones_by_folder(self, p):
+        """{upload folder: rclone pid} of the stages running now."""
+        found = {}
+        for worker, comm in _children(p.pid):
+            for pid, c in _children(worker) if comm == "cplow" else []:
+                try:
+                    with open("/proc/%d/cmdline" % pid, "rb") as f:
+                        argv = f.read().split(b"\0")
+                except OSError:
+                    continue
+                if c == "rclone" and len(argv) > 2:
+                    found[argv[2].decode()] = pid
+        return found
+
+    def test_an_uploader_with_can_be_throttled_false_is_left_alone(self):
+        # cloudplow's can_be_throttled: false (issue 14): its stages run at full speed while
+        # the other uploader's are limited.
+        plex = self.server(FakePlex())
+        self.fake.stop()
+        self.fake = FakeRemote({"a1": ("pw-a1", 1 << 40), "a2": ("pw-a2", 1 << 40)}, self.work)
+        self.env.update(self.fake.remote_env("fake1", "a1"))
+        self.env.update(self.fake.remote_env("fake2", "a2"))
+        tv = os.path.join(self.work, "tv")
+        os.makedirs(tv)
+        make_tree(self.src, 16, seed=13, min_size=256 << 10, max_size=768 << 10)
+        make_tree(tv, 16, seed=14, min_size=256 << 10, max_size=768 << 10)
+        cfg = self.write_config(plex=plex)
+        with open(cfg) as f:
+            data = json.load(f)
+        data["remotes"]["tv"] = dict(data["remotes"]["media"], upload_folder=tv,
+                                     upload_remote="fake2:/TV")
+        data["uploader"]["tv"] = dict(data["uploader"]["media"], can_be_throttled=False)
+        with open(cfg, "w") as f:
+            json.dump(data, f)
+        self.fake.set_delay(SLOW_MS)
+        p = self.cplow("--loglevel", "debug", "upload")
+        both = wait_for("both uploaders' rclones",
+                        lambda: (p.poll() is None or self.fail(self.log(p)[-3000:]))
+                        and len(r := self.rclones_by_folder(p)) == 2 and r,
+                        timeout=60, step=0.05)
+        plex.set_sessions([("playing", False)] * 2)
+        wait_for("media's rclone to report the 512k limit",
+                 lambda: bwlimit_of(both[self.src]) == 512 * 1024, timeout=30, step=0.2)
+        # One poll after the limit applied, the role has gone over every slot again.
+        polls = plex.recorded().count("/status/sessions")
+        wait_for("another Plex poll",
+                 lambda: plex.recorded().count("/status/sessions") > polls + 1, timeout=30)
+        self.assertEqual(bwlimit_of(both[tv]), -1, "the tv uploader was throttled")
+        asked = [l for l in self.log(p).splitlines() if "bandwidth limit 512k asked" in l]
+        self.assertEqual(len(asked), 1, asked)
+        self.fake.set_delay(0)
+        self.assertEqual(self.wait_exit(p), 0, self.log(p)[-4000:])
+
     def test_a_stage_started_under_a_limit_gets_it_at_once(self):
         plex = self.server(FakePlex())
         plex.set_sessions([("playing", False)] * 3)
