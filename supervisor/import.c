@@ -10,7 +10,6 @@
 #include "ledger_file.h"
 #include "lock.h"
 #include "planner.h"
-#include "procs.h"
 #include "supervisor.h"
 
 #define IMPORT_READ_TIMEOUT_MS 2000
@@ -505,7 +504,7 @@ static int check_no_writer(struct run *r)
 {
 	for (uint32_t i = 0; i < r->copy.slot_capacity; i++) {
 		const struct ledger_stage *st = &r->copy.stages[i];
-		if (st->state == LEDGER_STAGE_RUNNING && st->pid > 0 && procs_alive(st->pid)) {
+		if (st->state == LEDGER_STAGE_RUNNING && ledger_stage_holder_alive(st)) {
 			fprintf(r->err, "cplow: import-cloudplow: a worker of an earlier cplow (pid %d) "
 					"is still uploading into this ledger: wait for it to end, then "
 					"import\n",
