@@ -2,18 +2,24 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "ledger.h"
 #include "ledger_file.h"
 #include "log.h"
+#include "proc.h"
 #include "sandbox.h"
 
-/* A reader that cannot get a consistent copy within this reports the ledger as stuck. */
-#define FLUSHER_READ_TIMEOUT_MS 1000
-/* Upper bound on one idle wait, so a missed wake-up costs at most this much. */
+/* Upper bound on one idle wait, so a missed wake-up costs at most this much, and an orphaned
+ * flusher notices within it that the last worker is gone. */
 #define FLUSHER_IDLE_WAIT_MS 1000
+/* After a failed write the next waits twice as long as the one before, up to this: a full disk
+ * or a read-only mount is not retried (and logged) every interval. */
+#define FLUSHER_BACKOFF_MAX_MS 5000
 
 static volatile sig_atomic_t flusher_stop;
 static volatile sig_atomic_t flusher_now;
@@ -54,28 +60,74 @@ static void sleep_ms(int64_t ms)
 	nanosleep(&ts, NULL); /* EINTR is the point: a signal ends the wait */
 }
 
+/* One episode of failed writes: logged when it starts (and when its error changes), once when
+ * it ends. */
+struct failures {
+	unsigned count;
+	int64_t since_ms;
+	int64_t delay_ms;            /* before the next attempt */
+	char last[LEDGER_FILE_ERR_MAX];
+};
+
 /* Writes the file from a fresh copy; *written becomes the row_generation it holds. Only row
  * writes move row_generation (stage slots, written many times a second, are not in the file),
  * so the loop calls this only when the file's content changed. */
 static int flush_once(struct ledger *l, struct ledger_copy *copy, const char *path,
-		      uint64_t *written)
+		      int interval_ms, uint64_t *written, struct failures *f)
 {
 	char err[LEDGER_FILE_ERR_MAX];
-	int rc = ledger_read(l, copy, FLUSHER_READ_TIMEOUT_MS);
-	if (rc != LEDGER_OK) {
-		log_error("cannot snapshot the ledger: %s", ledger_strerror(rc));
-		ledger_note_flush(l, 0, 0, 0);
-		return -1;
-	}
 	int64_t now = ledger_now_ms();
-	if (ledger_file_write(copy, path, now, err, sizeof(err)) < 0) {
-		log_error("cannot write the ledger file: %s; the next flush writes a new one", err);
-		ledger_note_flush(l, 0, 0, 0);
+	if (ledger_file_flush(l, copy, path, now, err, sizeof(err)) < 0) {
+		if (f->count == 0 || strcmp(err, f->last) != 0)
+			log_error("cannot write the ledger file: %s; trying again, less and less "
+				  "often (every %d s at most), without logging it again unless the "
+				  "error changes", err, FLUSHER_BACKOFF_MAX_MS / 1000);
+		if (f->count++ == 0) {
+			f->since_ms = now;
+			f->delay_ms = interval_ms;
+		} else {
+			f->delay_ms *= 2;
+			if (f->delay_ms > FLUSHER_BACKOFF_MAX_MS)
+				f->delay_ms = FLUSHER_BACKOFF_MAX_MS;
+		}
+		snprintf(f->last, sizeof(f->last), "%s", err);
 		return -1;
 	}
-	ledger_note_flush(l, copy->generation, now, 1);
+	if (f->count)
+		log_info("the ledger file is written again, after %u failed attempts in %lld s",
+			 f->count, (long long)((now - f->since_ms + 500) / 1000));
+	f->count = 0;
 	*written = copy->row_generation;
 	return 0;
+}
+
+/*
+ * A supervisor that stops sends SIGTERM; one that was killed sends nothing, and its workers go
+ * on counting (lines still in their pipes, the in-flight check) into shared memory. So once its
+ * parent is gone the flusher stays, writing as before, until no process that may still count
+ * holds a stage slot, or a new cplow (whose own flusher takes over) runs on this ledger.
+ */
+static bool orphan_done(struct ledger *l, struct ledger_copy *copy, pid_t parent,
+			uint64_t parent_start)
+{
+	if (parent <= 0 || getppid() == parent)
+		return false;
+	int32_t sup = atomic_load(&l->hdr->supervisor_pid);
+	uint64_t sup_start = atomic_load(&l->hdr->supervisor_start);
+	if (sup > 0 && (sup != parent || sup_start != parent_start) && proc_alive(sup, sup_start))
+		return true;
+	int rc = ledger_read(l, copy, LEDGER_FILE_READ_TIMEOUT_MS);
+	/* A writer that died mid-write, and may have no successor now (its supervisor killed
+	 * inside a write): its write is finished here, and then flushed. */
+	if (rc == LEDGER_ERR_STUCK && ledger_recover(l, LEDGER_FILE_READ_TIMEOUT_MS) == LEDGER_OK)
+		rc = ledger_read(l, copy, LEDGER_FILE_READ_TIMEOUT_MS);
+	if (rc != LEDGER_OK)
+		return false;
+	for (uint32_t i = 0; i < copy->slot_capacity; i++)
+		if (copy->stages[i].state != LEDGER_STAGE_FREE &&
+		    ledger_stage_holder_alive(&copy->stages[i]))
+			return false;
+	return true;
 }
 
 int flusher_run(const struct flusher_options *opt)
@@ -98,6 +150,10 @@ int flusher_run(const struct flusher_options *opt)
 	flusher_ledger = &l;
 	install_handlers();
 	ledger_file_keep_heap();
+	ledger_flusher_set(&l, getpid());
+	uint64_t parent_start = 0; /* a new cplow may get the dead one's pid */
+	if (opt->parent_pid > 0 && proc_start_time(opt->parent_pid, &parent_start) < 0)
+		parent_start = 0;
 	/* From here on it reads shared memory and writes files; nothing else. */
 	char err[256];
 	if (sandbox_enter(SANDBOX_FLUSHER, NULL, 0, err, sizeof(err)) < 0)
@@ -107,7 +163,19 @@ int flusher_run(const struct flusher_options *opt)
 	uint64_t written = (uint64_t)-1; /* the row_generation the file holds */
 	int64_t last_write_ms = INT64_MIN / 2;
 	int last_ok = 0;
+	bool orphaned = false;
+	struct failures failures = { 0 };
 	while (!flusher_stop) {
+		if (!orphaned && opt->parent_pid > 0 && getppid() != opt->parent_pid) {
+			orphaned = true;
+			log_warn("cplow (pid %d) is gone; writing the ledger file until its last "
+				 "worker has ended", (int)opt->parent_pid);
+		}
+		if (orphaned && orphan_done(&l, &copy, opt->parent_pid, parent_start)) {
+			log_info("no worker of cplow (pid %d) is left: a last write, and the flusher "
+				 "ends", (int)opt->parent_pid);
+			break;
+		}
 		if (atomic_load(&l.hdr->row_generation) == written && !flusher_now) {
 			ledger_wait_change(&l, written, FLUSHER_IDLE_WAIT_MS);
 			/* Woken without a row change (the idle bound, a signal): the file is still
@@ -119,21 +187,24 @@ int flusher_run(const struct flusher_options *opt)
 			continue;
 		}
 		/* The interval runs from the start of the last write, so a slow disk does not
-		 * add its time to the next change's wait. */
-		int64_t due = last_write_ms + interval - ledger_now_ms();
+		 * add its time to the next change's wait; after failures, the backoff's. */
+		int64_t due = last_write_ms + (failures.count ? failures.delay_ms : interval) -
+			      ledger_now_ms();
 		if (due > 0 && !flusher_now) {
-			sleep_ms(due);
-			continue; /* re-check stop and the clock */
+			sleep_ms(due < FLUSHER_IDLE_WAIT_MS ? due : FLUSHER_IDLE_WAIT_MS);
+			continue; /* re-check stop, the parent and the clock */
 		}
 		flusher_now = 0;
 		last_write_ms = ledger_now_ms();
-		last_ok = flush_once(&l, &copy, opt->cache_path, &written) == 0;
+		last_ok = flush_once(&l, &copy, opt->cache_path, interval, &written,
+				     &failures) == 0;
 		if (!last_ok)
-			written = (uint64_t)-1; /* retry after the interval even with no change */
+			written = (uint64_t)-1; /* retry after the backoff even with no change */
 	}
 	/* Always one final write: a stop signal right after a change loses nothing, and a file
 	 * removed while only stage slots changed (so nothing rewrote it) is there again. */
-	last_ok = flush_once(&l, &copy, opt->cache_path, &written) == 0;
+	last_ok = flush_once(&l, &copy, opt->cache_path, interval, &written, &failures) == 0;
+	ledger_flusher_clear(&l, getpid());
 	flusher_ledger = NULL;
 	ledger_copy_free(&copy);
 	ledger_detach(&l);

@@ -7,15 +7,21 @@
 #ifndef CPLOW_FLUSHER_H
 #define CPLOW_FLUSHER_H
 
+#include <sys/types.h>
+
 #define FLUSHER_DEFAULT_INTERVAL_MS 100
 
 struct flusher_options {
 	const char *ledger_name;  /* shm object to read */
 	const char *cache_path;   /* sa_quota_cache.json */
 	int flush_interval_ms;    /* 0 = FLUSHER_DEFAULT_INTERVAL_MS */
+	pid_t parent_pid;         /* the supervisor; 0 = none to outlive (see flusher_run) */
 };
 
-/* Runs until SIGTERM or SIGINT, then flushes once more. SIGUSR1 flushes at once. Enters the
+/* Runs until SIGTERM or SIGINT, then flushes once more. SIGUSR1 flushes at once. If its parent
+ * dies instead (a supervisor killed: no SIGTERM), it goes on until no live process holds a
+ * stage slot or another cplow runs on the ledger, then flushes once more: what the dead
+ * supervisor's workers count after it is gone still reaches the file. Enters the
  * SANDBOX_FLUSHER seccomp filter once set up: the caller must leave with _exit().
  * Returns a process exit code: 0 after a final flush that succeeded, 1 otherwise. */
 int flusher_run(const struct flusher_options *opt);

@@ -488,10 +488,15 @@ int inspect_run(const char *who, const char *name, int json, double watch)
 	struct ledger l;
 	int rc = ledger_attach(name, 0, &l);
 	if (rc != LEDGER_OK) {
-		if (rc == LEDGER_ERR_SYS && errno == ENOENT)
+		if (rc == LEDGER_ERR_SYS && errno == ENOENT) {
 			fprintf(stderr, "%s: no ledger %s: cplow has not run since boot "
 					"(see the ledger file next to the config)\n", who, name);
-		else
+		} else if (rc == LEDGER_ERR_FOREIGN) {
+			char owner[256];
+			ledger_describe_owner(name, owner, sizeof(owner));
+			fprintf(stderr, "%s: not reading ledger %s: %s (%s)\n", who, name,
+				ledger_strerror(rc), owner);
+		} else
 			fprintf(stderr, "%s: cannot read ledger %s: %s\n", who, name, ledger_strerror(rc));
 		return 1;
 	}

@@ -4,15 +4,19 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <pwd.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "proc.h"
 
 void (*ledger_fault_hook)(enum ledger_fault_point point);
 
@@ -38,6 +42,8 @@ const char *ledger_strerror(int err)
 	case LEDGER_ERR_BROKEN: return "ledger lock is unrecoverable";
 	case LEDGER_ERR_EXISTS: return "shared ledger already exists";
 	case LEDGER_ERR_INVALID: return "invalid argument";
+	case LEDGER_ERR_FOREIGN:
+		return "shared ledger belongs to another user, or other users may open it";
 	}
 	return "unknown ledger error";
 }
@@ -159,13 +165,23 @@ int ledger_create(const char *name, const struct ledger_options *opt, struct led
 	if (copy_name(l.name, sizeof(l.name), name) < 0)
 		return LEDGER_ERR_NAME;
 	/* Built under a private name and published with link(), which fails if the name is
-	 * taken: nobody can attach to a half-made ledger (too small, or without its magic). */
+	 * taken: nobody can attach to a half-made ledger (too small, or without its magic). The
+	 * private name is random: one another user could guess (the pid) could be taken first. */
 	char tmp_name[96], tmp_path[128], path[128];
-	snprintf(tmp_name, sizeof(tmp_name), "%s.new-%d", name, (int)getpid());
-	snprintf(tmp_path, sizeof(tmp_path), "/dev/shm%s", tmp_name);
 	snprintf(path, sizeof(path), "/dev/shm%s", name);
-	shm_unlink(tmp_name);
-	int fd = shm_open(tmp_name, O_RDWR | O_CREAT | O_EXCL, 0600);
+	int fd = -1;
+	for (int attempt = 0; fd < 0 && attempt < 8; attempt++) {
+		uint64_t nonce;
+		if (getrandom(&nonce, sizeof(nonce), 0) != (ssize_t)sizeof(nonce))
+			nonce = (uint64_t)ledger_now_ms() ^ ((uint64_t)getpid() << 32) ^
+				(uint64_t)attempt;
+		snprintf(tmp_name, sizeof(tmp_name), "%s.new-%016llx", name,
+			 (unsigned long long)nonce);
+		snprintf(tmp_path, sizeof(tmp_path), "/dev/shm%s", tmp_name);
+		fd = shm_open(tmp_name, O_RDWR | O_CREAT | O_EXCL, 0600);
+		if (fd < 0 && errno != EEXIST)
+			return LEDGER_ERR_SYS;
+	}
 	if (fd < 0)
 		return LEDGER_ERR_SYS;
 	int rc = LEDGER_ERR_SYS, saved = 0;
@@ -207,7 +223,8 @@ int ledger_create(const char *name, const struct ledger_options *opt, struct led
 	 * which misbehave across PID namespaces (a container and its host). */
 	if ((errno = pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED)) != 0 ||
 	    (errno = pthread_mutexattr_setrobust(&ma, PTHREAD_MUTEX_ROBUST)) != 0 ||
-	    (errno = pthread_mutex_init(&h->lock, &ma)) != 0)
+	    (errno = pthread_mutex_init(&h->lock, &ma)) != 0 ||
+	    (errno = pthread_mutex_init(&h->flush_lock, &ma)) != 0)
 		goto out;
 	bind_pointers(&l);
 	/* Magic last: an attacher racing the creation sees no magic and refuses, never half a
@@ -248,8 +265,10 @@ int ledger_attach(const char *name, int writable, struct ledger *out)
 	void *map = MAP_FAILED;
 	if (fstat(fd, &st) < 0)
 		goto out;
-	if (st.st_uid != geteuid()) {
-		/* Another user's ledger is not ours to read or trust. */
+	if (st.st_uid != geteuid() || (st.st_mode & 077)) {
+		/* Another user's ledger is not ours to read or trust (the name is predictable: any
+		 * local user can create it first), nor is one that other users may open. */
+		rc = LEDGER_ERR_FOREIGN;
 		errno = EPERM;
 		goto out;
 	}
@@ -302,12 +321,23 @@ int ledger_unlink(const char *name)
 
 /* ---- window arithmetic (pure functions of a usage and the time) ---- */
 
+/* How far ahead of the clock a window may lie before it is clamped in the live ledger: writers
+ * read the clock before they take the lock, so a write a moment late can carry an earlier time
+ * than the one before it; only a clock set back moves times by more. */
+#define LIVE_CLOCK_SLACK_MS LEDGER_HOUR_MS
+
+/* Whether bytes counted in hour h still count in now's hour: until hour h + 24 ends. Hours
+ * after now's (a clock set back) count too: those bytes were counted. */
+static bool hour_counts(int64_t h, int64_t hour)
+{
+	return h > hour - LEDGER_HOURS;
+}
+
 static int64_t rolling_sum(const struct ledger_usage *u, int64_t now_ms, int64_t *oldest_hour)
 {
 	int64_t hour = now_ms / LEDGER_HOUR_MS, sum = 0, oldest = -1;
 	for (int i = 0; i < LEDGER_HOURS; i++) {
-		if (u->hour_bytes[i] == 0 || u->hour_index[i] <= hour - LEDGER_HOURS ||
-		    u->hour_index[i] > hour)
+		if (u->hour_bytes[i] == 0 || !hour_counts(u->hour_index[i], hour))
 			continue;
 		sum += u->hour_bytes[i];
 		if (oldest < 0 || u->hour_index[i] < oldest)
@@ -334,11 +364,47 @@ int64_t ledger_usage_remaining(const struct ledger_usage *u, int64_t daily_bytes
 	return left > 0 ? left : 0;
 }
 
-/* Brings a usage up to now_ms: ends a passed fixed window, drops old rolling hours, ends a
- * passed ban. Returns whether anything changed. */
+bool ledger_usage_clamp_future(struct ledger_usage *u, int64_t now_ms, int64_t slack_ms)
+{
+	bool moved = false;
+	if (u->first_upload_ms > now_ms + slack_ms) {
+		u->first_upload_ms = now_ms;
+		moved = true;
+	}
+	if (u->reset_at_ms > now_ms + LEDGER_DAY_MS + slack_ms) {
+		u->reset_at_ms = now_ms + LEDGER_DAY_MS;
+		moved = true;
+	}
+	int64_t hour = now_ms / LEDGER_HOUR_MS, late = 0;
+	int64_t last = (now_ms + slack_ms) / LEDGER_HOUR_MS; /* the latest hour left as it is */
+	for (int i = 0; i < LEDGER_HOURS; i++)
+		if (u->hour_index[i] > last) {
+			late += u->hour_bytes[i];
+			u->hour_index[i] = u->hour_bytes[i] = 0;
+		}
+	if (late) {
+		int b = (int)(hour % LEDGER_HOURS);
+		if (u->hour_index[b] != hour)
+			u->hour_bytes[b] = 0;
+		u->hour_index[b] = hour;
+		u->hour_bytes[b] += late;
+		moved = true;
+	}
+	return moved;
+}
+
+static void clear_hours(struct ledger_usage *u)
+{
+	memset(u->hour_index, 0, sizeof(u->hour_index));
+	memset(u->hour_bytes, 0, sizeof(u->hour_bytes));
+}
+
+/* Brings a usage up to now_ms: pulls back times a clock set back left in the future, ends a
+ * passed fixed window, drops old rolling hours, ends a passed ban. Returns whether anything
+ * changed. */
 static int usage_expire(struct ledger_usage *u, enum ledger_window window, int64_t now_ms)
 {
-	int changed = 0;
+	int changed = ledger_usage_clamp_future(u, now_ms, LIVE_CLOCK_SLACK_MS);
 	if (u->banned_until_ms != 0 && now_ms >= u->banned_until_ms) {
 		u->banned_until_ms = 0;
 		u->ban_cause[0] = '\0';
@@ -347,7 +413,7 @@ static int usage_expire(struct ledger_usage *u, enum ledger_window window, int64
 	if (window == LEDGER_WINDOW_ROLLING) {
 		int64_t hour = now_ms / LEDGER_HOUR_MS, oldest;
 		for (int i = 0; i < LEDGER_HOURS; i++) {
-			if (u->hour_bytes[i] != 0 && u->hour_index[i] <= hour - LEDGER_HOURS) {
+			if (u->hour_bytes[i] != 0 && !hour_counts(u->hour_index[i], hour)) {
 				u->hour_bytes[i] = 0;
 				changed = 1;
 			}
@@ -375,6 +441,8 @@ static int usage_expire(struct ledger_usage *u, enum ledger_window window, int64
 		u->files = 0;
 		u->first_upload_ms = 0;
 		u->reset_at_ms = 0;
+		/* Hours a rolling window left (ledger_usage_convert) end with the window. */
+		clear_hours(u);
 		changed = 1;
 	}
 	return changed;
@@ -403,6 +471,49 @@ static void usage_add(struct ledger_usage *u, enum ledger_window window, int64_t
 		u->files++;
 	}
 	u->updated_at_ms = now_ms;
+}
+
+void ledger_usage_convert(struct ledger_usage *u, enum ledger_window from, enum ledger_window to,
+			  int64_t now_ms)
+{
+	int64_t hour = now_ms / LEDGER_HOUR_MS, oldest;
+	ledger_usage_clamp_future(u, now_ms, 0);
+	if (from == LEDGER_WINDOW_FIXED && to == LEDGER_WINDOW_ROLLING) {
+		int64_t used = ledger_usage_used(u, LEDGER_WINDOW_FIXED, now_ms);
+		int64_t missing = used - rolling_sum(u, now_ms, NULL);
+		if (missing <= 0)
+			return;
+		/* Hour h frees when hour h + 24 ends: the earliest hour that lasts to the reset. */
+		int64_t h = hour;
+		if (u->reset_at_ms > 0) {
+			int64_t until = (u->reset_at_ms + LEDGER_HOUR_MS - 1) / LEDGER_HOUR_MS -
+					LEDGER_HOURS;
+			if (until < h)
+				h = until;
+		}
+		int b = (int)(h % LEDGER_HOURS);
+		if (u->hour_index[b] != h)
+			u->hour_bytes[b] = 0;
+		u->hour_index[b] = h;
+		u->hour_bytes[b] += missing;
+		return;
+	}
+	if (from == LEDGER_WINDOW_ROLLING && to == LEDGER_WINDOW_FIXED) {
+		int64_t used = rolling_sum(u, now_ms, &oldest);
+		if (used == 0) {
+			u->used_bytes = u->files = u->first_upload_ms = u->reset_at_ms = 0;
+			clear_hours(u);
+			return;
+		}
+		/* The buckets stay: until the header names the new window, rolling readers use them,
+		 * and the fixed window's reset clears them. */
+		int64_t first = (oldest + 1) * LEDGER_HOUR_MS - 1;
+		if (first > now_ms)
+			first = now_ms;
+		u->used_bytes = used;
+		u->first_upload_ms = first;
+		u->reset_at_ms = first + LEDGER_DAY_MS;
+	}
 }
 
 /* ---- the write protocol ---- */
@@ -434,11 +545,15 @@ static void intent_apply(struct ledger *l, const struct ledger_intent *in, int o
 		FAULT(LEDGER_FAULT_APPLY_PARTIAL);
 		l->hdr->session = in->session;
 	}
+	if (op & LEDGER_OP_WINDOW) {
+		l->hdr->daily_bytes = in->daily_bytes;
+		l->hdr->window = in->window;
+	}
 }
 
 static void bump_row_generation(struct ledger *l, int op)
 {
-	if (op & (LEDGER_OP_ROW | LEDGER_OP_CREATE)) {
+	if (op & (LEDGER_OP_ROW | LEDGER_OP_CREATE | LEDGER_OP_WINDOW)) {
 		atomic_fetch_add(&l->hdr->row_generation, 1);
 		l->rows_changed = 1;
 	}
@@ -464,15 +579,20 @@ static void recover(struct ledger *l)
 	atomic_store_explicit(&h->intent.op, LEDGER_OP_NONE, memory_order_release);
 }
 
-static int lock(struct ledger *l)
+/* Takes one of the header's robust mutexes (by the deadline, if there is one). From a holder
+ * that died, the write lock's intent is redone first; the flush lock's dead holder left at most
+ * a temp file, which the next write replaces. */
+static int take_robust(struct ledger *l, pthread_mutex_t *m, const struct timespec *deadline)
 {
 	if (!l->writable)
 		return LEDGER_ERR_READONLY;
-	int rc = pthread_mutex_lock(&l->hdr->lock);
+	int rc = deadline ? pthread_mutex_timedlock(m, deadline) : pthread_mutex_lock(m);
 	if (rc == EOWNERDEAD) {
-		recover(l);
-		atomic_fetch_add(&l->hdr->recoveries, 1);
-		pthread_mutex_consistent(&l->hdr->lock);
+		if (m == &l->hdr->lock) {
+			recover(l);
+			atomic_fetch_add(&l->hdr->recoveries, 1);
+		}
+		pthread_mutex_consistent(m);
 		rc = 0;
 	}
 	if (rc == ENOTRECOVERABLE)
@@ -481,8 +601,21 @@ static int lock(struct ledger *l)
 		errno = rc;
 		return LEDGER_ERR_SYS;
 	}
-	FAULT(LEDGER_FAULT_LOCKED);
 	return LEDGER_OK;
+}
+
+/* Takes the lock (by the deadline, if there is one), finishing a dead holder's write first. */
+static int lock_until(struct ledger *l, const struct timespec *deadline)
+{
+	int rc = take_robust(l, &l->hdr->lock, deadline);
+	if (rc == LEDGER_OK)
+		FAULT(LEDGER_FAULT_LOCKED);
+	return rc;
+}
+
+static int lock(struct ledger *l)
+{
+	return lock_until(l, NULL);
 }
 
 static void wake_flusher(struct ledger_header *h)
@@ -812,10 +945,46 @@ int ledger_expire(struct ledger *l, int64_t now_ms)
 	return changed;
 }
 
+int ledger_set_window(struct ledger *l, enum ledger_window window, int64_t daily_bytes,
+		      int64_t now_ms)
+{
+	if ((window != LEDGER_WINDOW_FIXED && window != LEDGER_WINDOW_ROLLING) || daily_bytes <= 0)
+		return LEDGER_ERR_INVALID;
+	int rc = lock(l);
+	if (rc < 0)
+		return rc;
+	enum ledger_window from = (enum ledger_window)l->hdr->window;
+	struct ledger_intent *in = &l->hdr->intent;
+	int converted = 0;
+	/* One write per row, the header last: each row is right under both windows once
+	 * converted, so a converter killed half way leaves a readable ledger and the next start
+	 * converts again. */
+	uint32_t n = from == window ? 0 : atomic_load(&l->hdr->row_count);
+	for (uint32_t i = 0; i < n; i++) {
+		in->row = (int32_t)i;
+		in->usage = l->rows[i].usage;
+		ledger_usage_convert(&in->usage, from, window, now_ms);
+		if (memcmp(&in->usage, &l->rows[i].usage, sizeof(in->usage)) == 0)
+			continue;
+		commit(l, LEDGER_OP_ROW);
+		converted++;
+	}
+	if (from != window || l->hdr->daily_bytes != daily_bytes) {
+		in->window = (uint32_t)window;
+		in->daily_bytes = daily_bytes;
+		commit(l, LEDGER_OP_WINDOW);
+	}
+	unlock(l);
+	return converted;
+}
+
 /* ---- stage slots ---- */
 
 int ledger_stage_claim(struct ledger *l, const struct ledger_stage *init, int32_t *slot)
 {
+	uint64_t start = init->pid_start;
+	if (start == 0 && init->pid > 0 && proc_start_time(init->pid, &start) < 0)
+		start = 0; /* pid alone then, as before start times */
 	int rc = lock(l);
 	if (rc < 0)
 		return rc;
@@ -838,6 +1007,7 @@ int ledger_stage_claim(struct ledger *l, const struct ledger_stage *init, int32_
 	in->slot = found;
 	in->stage = *init;
 	in->stage.state = LEDGER_STAGE_RUNNING;
+	in->stage.pid_start = start;
 	commit(l, LEDGER_OP_STAGE);
 	unlock(l);
 	*slot = found;
@@ -858,6 +1028,7 @@ int ledger_stage_update(struct ledger *l, int32_t slot, const struct ledger_stag
 	in->stage.files_done = l->stages[slot].files_done;
 	in->stage.bytes_done = l->stages[slot].bytes_done;
 	in->stage.row = l->stages[slot].row;
+	in->stage.pid_start = l->stages[slot].pid_start; /* the claim's, for the same pid */
 	if (s->state == LEDGER_STAGE_FREE)
 		in->stage.state = l->stages[slot].state; /* freeing is ledger_stage_release's */
 	/* The open-file table has its own writes; a stats update must not roll it back. */
@@ -866,6 +1037,26 @@ int ledger_stage_update(struct ledger *l, int32_t slot, const struct ledger_stag
 	/* Requests belong to whoever asks; the worker's own updates must not erase them. */
 	in->stage.bwlimit_seq = l->stages[slot].bwlimit_seq;
 	memcpy(in->stage.bwlimit, l->stages[slot].bwlimit, sizeof(in->stage.bwlimit));
+	commit(l, LEDGER_OP_STAGE);
+	unlock(l);
+	return LEDGER_OK;
+}
+
+int ledger_stage_hand_over(struct ledger *l, int32_t slot, pid_t pid)
+{
+	if (!valid_slot(l, slot) || pid <= 0)
+		return LEDGER_ERR_INVALID;
+	uint64_t start;
+	if (proc_start_time(pid, &start) < 0)
+		start = 0; /* pid alone then */
+	int rc = lock(l);
+	if (rc < 0)
+		return rc;
+	struct ledger_intent *in = &l->hdr->intent;
+	in->slot = slot;
+	in->stage = l->stages[slot];
+	in->stage.pid = (int32_t)pid;
+	in->stage.pid_start = start;
 	commit(l, LEDGER_OP_STAGE);
 	unlock(l);
 	return LEDGER_OK;
@@ -1111,12 +1302,14 @@ int ledger_read(const struct ledger *l, struct ledger_copy *c, int timeout_ms)
 			/* Inside the bracket: a release moves a stage's counts from its slot to here
 			 * in one write, and a copy must not see them in both or neither. */
 			c->session = h->session;
+			/* A window change converts the rows and names the window in one hold of the
+			 * lock: rows and window from one bracket agree. */
+			c->daily_bytes = h->daily_bytes;
+			c->window = h->window;
 			atomic_thread_fence(memory_order_acquire);
 			uint64_t s2 = atomic_load_explicit(&hw->seq, memory_order_relaxed);
 			if (s1 == s2) {
 				c->row_count = n;
-				c->daily_bytes = h->daily_bytes;
-				c->window = h->window;
 				c->flushed_generation = atomic_load(&hw->flushed_generation);
 				c->flushed_at_ms = atomic_load(&hw->flushed_at_ms);
 				c->recoveries = atomic_load(&hw->recoveries);
@@ -1178,4 +1371,78 @@ void ledger_note_flush(struct ledger *l, uint64_t generation, int64_t at_ms, int
 	} else {
 		atomic_fetch_add(&l->hdr->flush_errors, 1);
 	}
+}
+
+/* ---- who else is there ---- */
+
+int ledger_flush_lock(struct ledger *l)
+{
+	return take_robust(l, &l->hdr->flush_lock, NULL);
+}
+
+void ledger_flush_unlock(struct ledger *l)
+{
+	pthread_mutex_unlock(&l->hdr->flush_lock);
+}
+
+void ledger_flusher_set(struct ledger *l, pid_t pid)
+{
+	uint64_t start = 0;
+	if (proc_start_time(pid, &start) < 0)
+		start = 0;
+	/* Start first: a reader that sees the new pid with the old start finds no such process,
+	 * which only makes a worker write the file once more than needed. */
+	atomic_store(&l->hdr->flusher_start, start);
+	atomic_store(&l->hdr->flusher_pid, (int32_t)pid);
+}
+
+void ledger_flusher_clear(struct ledger *l, pid_t pid)
+{
+	int32_t mine = (int32_t)pid;
+	atomic_compare_exchange_strong(&l->hdr->flusher_pid, &mine, 0);
+}
+
+bool ledger_flusher_alive(const struct ledger *l)
+{
+	struct ledger_header *h = l->hdr;
+	int32_t pid = atomic_load(&h->flusher_pid);
+	return pid > 0 && proc_alive(pid, atomic_load(&h->flusher_start));
+}
+
+bool ledger_stage_holder_alive(const struct ledger_stage *st)
+{
+	return st->pid > 0 && proc_alive(st->pid, st->pid_start);
+}
+
+int ledger_recover(struct ledger *l, int timeout_ms)
+{
+	/* Bounded: a writer that is alive but stopped (a debugger, SIGSTOP) holds the lock as long
+	 * as it likes, and the caller must still answer its own stop signal. */
+	struct timespec deadline;
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += timeout_ms / 1000;
+	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
+	int rc = lock_until(l, &deadline);
+	if (rc < 0)
+		return rc;
+	unlock(l);
+	return LEDGER_OK;
+}
+
+void ledger_describe_owner(const char *name, char *out, size_t len)
+{
+	char path[128];
+	struct stat st;
+	snprintf(path, sizeof(path), "/dev/shm%s", name);
+	if (stat(path, &st) < 0) {
+		snprintf(out, len, "%s: %s", path, strerror(errno));
+		return;
+	}
+	struct passwd *pw = getpwuid(st.st_uid);
+	snprintf(out, len, "%s is owned by %s%s(uid %u), mode %04o", path, pw ? pw->pw_name : "",
+		 pw ? " " : "", (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
 }

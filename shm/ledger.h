@@ -17,12 +17,13 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
 #define LEDGER_MAGIC 0x574f4c50434c4443ULL /* "CDLCPLOW" read as little-endian bytes */
-#define LEDGER_VERSION 2
+#define LEDGER_VERSION 3
 
 #define LEDGER_UPLOADER_MAX 64   /* bytes including the NUL */
 #define LEDGER_ACCOUNT_MAX 256   /* an absolute key-file path or an rclone remote name */
@@ -30,7 +31,9 @@
 #define LEDGER_STRATEGY_MAX 32
 #define LEDGER_INFLIGHT_MAX 8    /* files in flight shown per stage */
 #define LEDGER_INFLIGHT_NAME_MAX 128
-#define LEDGER_HOURS 24          /* buckets of the rolling window */
+/* Buckets of the rolling window. Bytes counted in hour h count until hour h + 24 ends: never
+ * less than 24 h after they were counted (up to an hour more), so 25 hours are in a window. */
+#define LEDGER_HOURS 25
 #define LEDGER_BWLIMIT_MAX 24    /* an rclone --bwlimit value: "10M", "1M:2M", "off" */
 #define LEDGER_OPEN_MAX 64       /* files a stage has started (or copied, unlisted) and not
                                   * yet counted */
@@ -53,6 +56,7 @@ enum ledger_err {
 	LEDGER_ERR_BROKEN = -8,     /* the mutex became unrecoverable */
 	LEDGER_ERR_EXISTS = -9,     /* create found an object already there */
 	LEDGER_ERR_INVALID = -10,   /* an argument out of range (negative bytes, bad index) */
+	LEDGER_ERR_FOREIGN = -11,   /* object of another user, or open to other users */
 };
 
 const char *ledger_strerror(int err);
@@ -117,7 +121,7 @@ struct ledger_open_file {
 /* One running stage: what the planner chose and what rclone reports about it. */
 struct ledger_stage {
 	int32_t state;            /* enum ledger_stage_state */
-	int32_t pid;              /* the worker */
+	int32_t pid;              /* the worker; with pid_start, whether it still runs */
 	int32_t row;              /* the (uploader, account) row it charges */
 	int32_t stage_number;
 	int32_t result;           /* the worker's stage result once DONE */
@@ -128,6 +132,7 @@ struct ledger_stage {
 	int32_t transfers;
 	int32_t max_backlog;
 	char order_by[LEDGER_STRATEGY_MAX];
+	uint64_t pid_start;       /* the worker's start time (proc.h); set by ledger_stage_claim */
 	int64_t started_at_ms;
 	int64_t updated_at_ms;
 	int64_t files_total;
@@ -157,6 +162,7 @@ enum ledger_op {
 	LEDGER_OP_CREATE = 8,       /* index[index_pos] := row + 1, row_count := row + 1 */
 	LEDGER_OP_OPEN_COUNTED = 16,/* slot's open_files[open_index] := counted */
 	LEDGER_OP_SESSION = 32,     /* header's session := the intent's */
+	LEDGER_OP_WINDOW = 64,      /* header's window and daily_bytes := the intent's */
 };
 
 /*
@@ -184,7 +190,8 @@ struct ledger_intent {
 	int32_t slot;
 	uint32_t index_pos;
 	int32_t open_index;
-	int32_t reserved;
+	uint32_t window;            /* LEDGER_OP_WINDOW */
+	int64_t daily_bytes;        /* LEDGER_OP_WINDOW */
 	int64_t stage_files_done;
 	int64_t stage_bytes_done;
 	struct ledger_usage usage;
@@ -205,6 +212,10 @@ struct ledger_header {
 	int64_t created_at_ms;
 
 	pthread_mutex_t lock;
+	/* Serialises the writers of the ledger file (ledger_flush_lock): two flushers (an orphaned
+	 * one and the next cplow's), a worker whose supervisor and flusher are gone, the supervisor
+	 * while its flusher is down. Robust too: a writer killed mid-write leaves only a temp file. */
+	pthread_mutex_t flush_lock;
 	_Atomic uint64_t seq;       /* odd while a writer is changing rows or slots */
 	_Atomic uint64_t generation;/* bumped after every completed write */
 	/* Bumped after a write that changed rows (what the ledger file holds): stage-slot
@@ -215,7 +226,10 @@ struct ledger_header {
 	_Atomic uint32_t wake;      /* futex word the flusher sleeps on */
 	_Atomic uint64_t recoveries;/* writers found dead inside the lock */
 	_Atomic int32_t supervisor_pid;
+	_Atomic uint64_t supervisor_start;  /* with supervisor_pid: which process (proc.h) */
 	_Atomic int64_t supervisor_seen_ms; /* heartbeat: stale when the supervisor is gone */
+	_Atomic int32_t flusher_pid;        /* the flusher that runs, 0 = none */
+	_Atomic uint64_t flusher_start;
 	_Atomic uint64_t flushed_generation;
 	_Atomic int64_t flushed_at_ms;
 	_Atomic uint64_t flush_count;
@@ -343,6 +357,33 @@ int ledger_copy_init(const struct ledger *l, struct ledger_copy *c);
 int ledger_read(const struct ledger *l, struct ledger_copy *c, int timeout_ms);
 void ledger_copy_free(struct ledger_copy *c);
 
+/*
+ * A window's times that lie more than slack_ms after now_ms (a clock set back, an edited file):
+ * a window that starts after now starts now, one that ends more than a day after now ends a
+ * day after now, and the bytes of hour buckets ahead of now's hour go to now's hour. The bytes
+ * always stay (dropping them could exceed a quota); taken as they were, they would hold the
+ * account for as long as the clock is off, or be lost when their bucket is reused. Bans are
+ * left alone: their length is configurable. Returns whether anything moved.
+ */
+bool ledger_usage_clamp_future(struct ledger_usage *u, int64_t now_ms, int64_t slack_ms);
+
+/*
+ * A row of a ledger counted under window `from`, for a ledger of window `to`, at now_ms. The
+ * result is right under either window, so a conversion cut short (its writer killed) leaves
+ * every row readable whichever window the header still names:
+ *   fixed → rolling: bytes the hour buckets lack go to the hour that keeps them until the
+ *     fixed window's reset (never sooner);
+ *   rolling → fixed: the buckets' sum, in one window that starts with the hour of the earliest
+ *     bucket (at the latest moment of it, so nothing frees before 24 h) and resets a day later.
+ */
+void ledger_usage_convert(struct ledger_usage *u, enum ledger_window from, enum ledger_window to,
+			  int64_t now_ms);
+/* Converts every row to `window` and sets the header's window and daily_bytes, all under one
+ * hold of the lock (writers of any cplow see either window, never a mix). Returns the rows
+ * converted, or < 0. */
+int ledger_set_window(struct ledger *l, enum ledger_window window, int64_t daily_bytes,
+		      int64_t now_ms);
+
 /* Remaining bytes of a row at now_ms, as the planner sees it (window expiry applied). */
 int64_t ledger_usage_remaining(const struct ledger_usage *u, int64_t daily_bytes,
 			       enum ledger_window window, int64_t now_ms);
@@ -362,6 +403,27 @@ void ledger_note_flush(struct ledger *l, uint64_t generation, int64_t at_ms, int
 void ledger_note_flush_current(struct ledger *l, uint64_t generation, int64_t at_ms);
 
 int64_t ledger_now_ms(void);
+
+/* The one writer of the ledger file at a time (the header's flush_lock); waits for the other. */
+int ledger_flush_lock(struct ledger *l);
+void ledger_flush_unlock(struct ledger *l);
+/* Which process flushes: set by the flusher at its start, cleared at its end (only if still its
+ * own), so a worker outliving its supervisor knows whether anyone is left to write the file. */
+void ledger_flusher_set(struct ledger *l, pid_t pid);
+void ledger_flusher_clear(struct ledger *l, pid_t pid);
+bool ledger_flusher_alive(const struct ledger *l);
+/* Whether the process that holds a stage slot still runs (its pid, started at its start time). */
+bool ledger_stage_holder_alive(const struct ledger_stage *st);
+/* Gives a slot to another process (pid, and its start time): the supervisor's check of a dead
+ * worker's files holds it while it runs. */
+int ledger_stage_hand_over(struct ledger *l, int32_t slot, pid_t pid);
+/* Finishes the write of a writer that died holding the lock, which no other writer may come to
+ * do (a flusher whose supervisor and workers are gone, about to make its last flush). Gives up
+ * after timeout_ms if a live writer holds the lock (one that is stopped, say). */
+int ledger_recover(struct ledger *l, int timeout_ms);
+/* "/dev/shm/NAME is owned by bob (uid 1001), mode 0644": why ledger_attach said
+ * LEDGER_ERR_FOREIGN, for the message that names it. */
+void ledger_describe_owner(const char *name, char *out, size_t len);
 
 /*
  * Test-only fault injection: when set, called at each named point inside a write's critical

@@ -151,9 +151,96 @@ static int fsync_dir_of(const char *path)
 		return -1;
 	int rc = fsync(fd);
 	int saved = errno;
+	/* Some file systems (FUSE, SMB) cannot sync a directory: the rename is as durable as
+	 * they make it, and refusing every write there would keep no file at all. */
+	if (rc < 0 && (saved == EINVAL || saved == EOPNOTSUPP))
+		rc = 0;
 	close(fd);
 	errno = saved;
 	return rc;
+}
+
+/* A copy of from at to (a new file), synced: the .prev where links are refused. */
+static int copy_file(const char *from, const char *to)
+{
+	char buf[65536];
+	int in = open(from, O_RDONLY | O_CLOEXEC), out = -1, rc = -1;
+	if (in < 0)
+		return -1;
+	out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (out < 0)
+		goto done;
+	for (;;) {
+		ssize_t n = read(in, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			goto done;
+		if (n == 0)
+			break;
+		if (write_all(out, buf, (size_t)n) < 0)
+			goto done;
+	}
+	if (fsync(out) < 0)
+		goto done;
+	rc = 0;
+done:;
+	int saved = errno;
+	close(in);
+	if (out >= 0 && close(out) < 0 && rc == 0) {
+		saved = errno;
+		rc = -1;
+	}
+	if (rc < 0 && out >= 0)
+		unlink(to);
+	errno = saved;
+	return rc;
+}
+
+/*
+ * The current file becomes .prev while a complete file stays at `path` at every instant: a crash
+ * between the steps leaves two good generations, never none. A hard link does it for free;
+ * where links are refused (vfat, exFAT, many SMB and FUSE mounts: EPERM, EOPNOTSUPP, ENOSYS) a
+ * synced copy does the same, renamed into place as the link would have been.
+ */
+static int keep_previous(const char *path, const char *prev, const char *prev_tmp,
+			 const char **what)
+{
+	static bool links_refused; /* once seen, the copy goes first: one failed call less */
+	if (!links_refused) {
+		if (link(path, prev_tmp) == 0)
+			goto publish;
+		if (errno == ENOENT)
+			return 0; /* no current file yet: nothing to keep */
+		int link_errno = errno;
+		if (copy_file(path, prev_tmp) < 0) {
+			if (errno == ENOENT)
+				return 0;
+			errno = link_errno;
+			*what = "link to .prev (a copy failed too)";
+			return -1;
+		}
+		if (link_errno == EPERM || link_errno == EOPNOTSUPP || link_errno == ENOSYS ||
+		    link_errno == EMLINK || link_errno == EACCES) {
+			links_refused = true;
+			log_warn("the ledger file's directory refuses hard links (%s): the previous "
+				 "generation is kept as %s by copying", strerror(link_errno), prev);
+		}
+		goto publish;
+	}
+	if (copy_file(path, prev_tmp) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		*what = "copy to .prev";
+		return -1;
+	}
+publish:
+	if (rename(prev_tmp, prev) < 0) {
+		*what = "rename to .prev";
+		unlink(prev_tmp);
+		return -1;
+	}
+	return 0;
 }
 
 int ledger_file_write(const struct ledger_copy *c, const char *path, long long now_ms,
@@ -199,19 +286,9 @@ int ledger_file_write(const struct ledger_copy *c, const char *path, long long n
 		goto out;
 	}
 	fd = -1;
-	/* The current file becomes .prev through a hard link, so a complete file is at `path`
-	 * at every instant: a crash between the steps leaves two good generations, never none. */
 	unlink(prev_tmp); /* left by a flusher killed between link and rename */
-	if (link(path, prev_tmp) == 0) {
-		if (rename(prev_tmp, prev) < 0) {
-			what = "rename to .prev";
-			unlink(prev_tmp);
-			goto out;
-		}
-	} else if (errno != ENOENT) {
-		what = "link to .prev";
+	if (keep_previous(path, prev, prev_tmp, &what) < 0)
 		goto out;
-	}
 	if (rename(tmp, path) < 0) {
 		what = "rename";
 		goto out;
@@ -326,9 +403,9 @@ static int parse_row(const cJSON *o, const char *up, const char *acct,
 			long long idx = strtoll(h->string, &end, 10);
 			if (errno || *end || idx < 0 || !cJSON_IsNumber(h) || h->valuedouble < 0 ||
 			    h->valuedouble > MAX_EXACT || i >= LEDGER_HOURS)
-				return fail(err, err_len, "must map hour numbers to bytes (24 at most)",
+				return fail(err, err_len, "must map hour numbers to bytes (25 at most)",
 					    up, acct, "hours");
-			/* Hours a day apart share a bucket: the later one is the one still in a
+			/* Hours 25 apart share a bucket: the later one is the one still in a
 			 * window, whatever order the file lists them in. */
 			int b = (int)(idx % LEDGER_HOURS);
 			if (idx >= u->hour_index[b]) {
@@ -514,38 +591,6 @@ void ledger_file_free(struct ledger_file *f)
 	memset(f, 0, sizeof(*f));
 }
 
-/* A window cannot have started after now, nor end more than a day from now: such times come
- * from a clock that was set back, or an edited file. Taken as they are, they would hold the
- * account's bytes for as long as the clock is off. The bytes stay (dropping them could exceed
- * a quota); their window restarts now. Bans are left alone: their length is configurable. */
-static bool clamp_future(struct ledger_usage *u, int64_t now)
-{
-	bool moved = false;
-	if (u->first_upload_ms > now) {
-		u->first_upload_ms = now;
-		moved = true;
-	}
-	if (u->reset_at_ms > now + LEDGER_DAY_MS) {
-		u->reset_at_ms = now + LEDGER_DAY_MS;
-		moved = true;
-	}
-	int64_t hour = now / LEDGER_HOUR_MS, late = 0;
-	for (int i = 0; i < LEDGER_HOURS; i++)
-		if (u->hour_index[i] > hour) {
-			late += u->hour_bytes[i];
-			u->hour_index[i] = u->hour_bytes[i] = 0;
-		}
-	if (late) {
-		int b = (int)(hour % LEDGER_HOURS);
-		if (u->hour_index[b] != hour)
-			u->hour_bytes[b] = 0;
-		u->hour_index[b] = hour;
-		u->hour_bytes[b] += late;
-		moved = true;
-	}
-	return moved;
-}
-
 /* The quota fork's rows (and a fixed-window cplow's) have no hours: under the rolling window
  * their bytes go to the one hour that keeps them until the row's reset time (never after now;
  * a row without one keeps them 24 h from now). Left out, they would count nothing. */
@@ -568,7 +613,8 @@ static void bucket_unhoured(struct ledger_usage *u, int64_t now)
 
 bool ledger_file_settle(struct ledger_usage *u, enum ledger_window window, int64_t now_ms)
 {
-	bool moved = clamp_future(u, now_ms);
+	/* No slack: at a restore the clock is all there is to go by. */
+	bool moved = ledger_usage_clamp_future(u, now_ms, 0);
 	if (window == LEDGER_WINDOW_ROLLING)
 		bucket_unhoured(u, now_ms);
 	return moved;
@@ -643,4 +689,33 @@ load:;
 		snprintf(err, err_len, "ledger file %s: %s", used_path, load_err);
 	ledger_file_free(&f);
 	return rc;
+}
+
+int ledger_file_flush(struct ledger *l, struct ledger_copy *c, const char *path, int64_t now_ms,
+		      char *err, size_t err_len)
+{
+	int rc = ledger_flush_lock(l);
+	if (rc != LEDGER_OK) {
+		snprintf(err, err_len, "cannot take the ledger file's lock: %s", ledger_strerror(rc));
+		return -1;
+	}
+	rc = ledger_read(l, c, LEDGER_FILE_READ_TIMEOUT_MS);
+	/* An odd sequence that stays odd: a writer died inside its write, and no writer may be
+	 * left to finish it (a supervisor killed mid-write, its workers gone). */
+	if (rc == LEDGER_ERR_STUCK && ledger_recover(l, LEDGER_FILE_READ_TIMEOUT_MS) == LEDGER_OK)
+		rc = ledger_read(l, c, LEDGER_FILE_READ_TIMEOUT_MS);
+	if (rc != LEDGER_OK) {
+		snprintf(err, err_len, "cannot snapshot the ledger: %s", ledger_strerror(rc));
+		ledger_note_flush(l, 0, 0, 0);
+		ledger_flush_unlock(l);
+		return -1;
+	}
+	if (ledger_file_write(c, path, now_ms, err, err_len) < 0) {
+		ledger_note_flush(l, 0, 0, 0);
+		ledger_flush_unlock(l);
+		return -1;
+	}
+	ledger_note_flush(l, c->generation, now_ms, 1);
+	ledger_flush_unlock(l);
+	return 0;
 }

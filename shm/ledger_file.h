@@ -54,6 +54,18 @@ char *ledger_file_render(const struct ledger_copy *c, long long written_at_ms);
 int ledger_file_write(const struct ledger_copy *c, const char *path, long long now_ms,
 		      char *err, size_t err_len);
 
+/* A reader that cannot get a consistent copy within this reports the ledger as stuck. */
+#define LEDGER_FILE_READ_TIMEOUT_MS 1000
+
+/*
+ * Snapshots the ledger into c and writes it to path, holding the ledger's flush lock from the
+ * read to the rename, so that of several writers (flusher, supervisor, a worker whose
+ * supervisor is gone) the file's content never goes back to an older snapshot. Records the
+ * flush (or its failure) in the header. -1 with a message in err on failure.
+ */
+int ledger_file_flush(struct ledger *l, struct ledger_copy *c, const char *path, int64_t now_ms,
+		      char *err, size_t err_len);
+
 /* Parses text into rows; strict: one bad value rejects the whole file (-1, message in err). */
 int ledger_file_parse(const char *text, size_t len, struct ledger_file *out, char *err,
 		      size_t err_len);

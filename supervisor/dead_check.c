@@ -174,9 +174,7 @@ pid_t dead_check_start(const struct dead_check *d, int close_fd)
 	if (pid != 0) {
 		if (pid > 0) {
 			/* Its pid in the slot: the account stays busy while it runs. */
-			struct ledger_stage st = d->ledger->stages[d->slot];
-			st.pid = (int32_t)pid;
-			ledger_stage_update(d->ledger, d->slot, &st);
+			ledger_stage_hand_over(d->ledger, d->slot, pid);
 		}
 		return pid;
 	}

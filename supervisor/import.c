@@ -10,7 +10,6 @@
 #include "ledger_file.h"
 #include "lock.h"
 #include "planner.h"
-#include "procs.h"
 #include "supervisor.h"
 
 #define IMPORT_READ_TIMEOUT_MS 2000
@@ -470,14 +469,14 @@ static int apply(struct run *r)
 	}
 	char err[LEDGER_FILE_ERR_MAX];
 	int64_t now = ledger_now_ms();
-	if (ledger_read(&r->ledger, &r->copy, IMPORT_READ_TIMEOUT_MS) != LEDGER_OK ||
-	    ledger_file_write(&r->copy, r->cfg.quota.cache_path, now, err, sizeof(err)) < 0) {
+	/* Under the flush lock: a flusher orphaned by a killed cplow may still write. */
+	if (ledger_file_flush(&r->ledger, &r->copy, r->cfg.quota.cache_path, now, err,
+			      sizeof(err)) < 0) {
 		fprintf(r->err, "cplow: import-cloudplow: the ledger holds the import, but its file "
 				"could not be written: %s; the next cplow start writes it\n",
 			err);
 		return -1;
 	}
-	ledger_note_flush(&r->ledger, r->copy.generation, now, 1);
 	return 0;
 }
 
@@ -505,7 +504,7 @@ static int check_no_writer(struct run *r)
 {
 	for (uint32_t i = 0; i < r->copy.slot_capacity; i++) {
 		const struct ledger_stage *st = &r->copy.stages[i];
-		if (st->state == LEDGER_STAGE_RUNNING && st->pid > 0 && procs_alive(st->pid)) {
+		if (st->state == LEDGER_STAGE_RUNNING && ledger_stage_holder_alive(st)) {
 			fprintf(r->err, "cplow: import-cloudplow: a worker of an earlier cplow (pid %d) "
 					"is still uploading into this ledger: wait for it to end, then "
 					"import\n",

@@ -240,8 +240,8 @@ static int reset_quota(const struct cli *cli)
 		printf("no account matched\n");
 	if (ls == LOCK_TAKEN) {
 		/* No cplow runs: write the file now, nobody else will. */
-		if (ledger_read(&l, &copy, 2000) != LEDGER_OK ||
-		    ledger_file_write(&copy, c.quota.cache_path, now, err, sizeof(err)) < 0) {
+		/* Under the flush lock: a flusher orphaned by a killed cplow may still write. */
+		if (ledger_file_flush(&l, &copy, c.quota.cache_path, now, err, sizeof(err)) < 0) {
 			fprintf(stderr, "cplow: cannot write the ledger file: %s\n", err);
 			goto out;
 		}

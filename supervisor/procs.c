@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "proc.h"
 
 #define BACKOFF_MIN_MS 1000
 #define BACKOFF_MAX_MS 60000
@@ -144,19 +145,7 @@ void procs_become_reaper(void)
 
 bool procs_alive(pid_t pid)
 {
-	if (pid <= 0 || (kill(pid, 0) < 0 && errno != EPERM))
-		return false;
-	char path[48], buf[256];
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return false;
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	/* "pid (comm) S ...": the state follows the last ')' (comm may hold parentheses). */
-	const char *close = strrchr(buf, ')');
-	return !(close && close[1] == ' ' && (close[2] == 'Z' || close[2] == 'X'));
+	return proc_alive(pid, 0);
 }
 
 int procs_reap(pid_t *pid, int *status)

@@ -28,6 +28,7 @@
 #include "planner.h"
 #include "plex.h"
 #include "probe.h"
+#include "proc.h"
 #include "procs.h"
 #include "progress.h"
 #include "rclone_cmd.h"
@@ -93,6 +94,8 @@ struct sup {
 	char work_dir[PATH_MAX - 64]; /* room for the file names put in it */
 	pid_t flusher;
 	struct procs_backoff flusher_backoff;
+	uint64_t flushed_rows;        /* row_generation of our own last write (flush_here) */
+	uint64_t start_time;          /* ours (proc.h), for the ledger's header */
 	pid_t dashboard;
 	struct procs_backoff dashboard_backoff;
 	struct plex_role plex;        /* the Plex throttle (plex.h) */
@@ -118,27 +121,94 @@ static void move_aside(const char *path)
 		log_warn("moved the unusable ledger file %s to %s", path, aside);
 }
 
-int supervisor_open_ledger(const struct config *c, const char *name, bool reset,
-			   struct ledger *out, char *err, size_t err_len)
+/* The object's name is predictable (ledger_name_for: every cplow command must find it from the
+ * config path alone), so another local user can create it first. cplow neither reads nor
+ * writes such an object: it says whose it is, and stops. */
+static void foreign_ledger(const char *name, char *err, size_t err_len)
+{
+	char owner[256];
+	ledger_describe_owner(name, owner, sizeof(owner));
+	snprintf(err, err_len,
+		 "cannot use the shared ledger: %s, but cplow (uid %u) uses only one of its own user "
+		 "that no other user can open; another local user may have made it to block cplow "
+		 "or to feed it usage: have it removed (as root: rm /dev/shm%s), then start again",
+		 owner, (unsigned)geteuid(), name);
+}
+
+/* The live ledger as the config wants it: its window and daily quota (a window switched while
+ * the object lived on would read every row as empty; the rows are converted, see
+ * ledger_usage_convert). Its capacity is fixed while it lives: resize_ledger. */
+static int match_config(const struct config *c, struct ledger *l, const char *name, char *err,
+			size_t err_len)
+{
+	enum ledger_window was = (enum ledger_window)l->hdr->window;
+	if (was == c->quota.window && l->hdr->daily_bytes == c->quota.daily_bytes)
+		return 0;
+	int n = ledger_set_window(l, c->quota.window, c->quota.daily_bytes, ledger_now_ms());
+	if (n < 0) {
+		snprintf(err, err_len, "cannot bring the shared ledger %s to quota.window and "
+			 "quota.daily_bytes: %s", name, ledger_strerror(n));
+		return -1;
+	}
+	static const char *const window_name[] = { "fixed", "rolling" };
+	if (was != c->quota.window)
+		log_warn("quota.window is %s now, and the shared ledger counted a %s window: %d "
+			 "accounts converted, each keeping its bytes %s", window_name[c->quota.window],
+			 window_name[was], n,
+			 c->quota.window == LEDGER_WINDOW_ROLLING
+				 ? "until its fixed window's reset at least"
+				 : "in one window from its earliest hour");
+	return 0;
+}
+
+/* 0 attached (the live ledger is at least as new as any file), -1 an error in err, or 1 with
+ * ledger_attach's error in *why (none there, or one of another layout). */
+static int attach_live(const struct config *c, const char *name, struct ledger *out, int *why,
+		       char *err, size_t err_len)
 {
 	int rc = ledger_attach(name, 1, out);
-	if (rc == LEDGER_OK)
-		return 0; /* the live ledger is at least as new as any file */
-	if (rc == LEDGER_ERR_LAYOUT) {
-		log_warn("the shared ledger %s was made by another cplow version; rebuilding it "
-			 "from %s", name, c->quota.cache_path);
-		ledger_unlink(name);
-	} else if (!(rc == LEDGER_ERR_SYS && errno == ENOENT)) {
+	if (rc == LEDGER_OK) {
+		if (match_config(c, out, name, err, err_len) == 0)
+			return 0;
+		ledger_detach(out);
+		return -1;
+	}
+	if (rc == LEDGER_ERR_FOREIGN) {
+		foreign_ledger(name, err, err_len);
+		return -1;
+	}
+	if (rc != LEDGER_ERR_LAYOUT && !(rc == LEDGER_ERR_SYS && errno == ENOENT)) {
 		snprintf(err, err_len, "cannot open the shared ledger %s: %s", name,
 			 ledger_strerror(rc));
 		return -1;
+	}
+	*why = rc;
+	return 1;
+}
+
+int supervisor_open_ledger(const struct config *c, const char *name, bool reset,
+			   struct ledger *out, char *err, size_t err_len)
+{
+	int why = 0;
+	int rc = attach_live(c, name, out, &why, err, err_len);
+	if (rc <= 0)
+		return rc;
+	if (why == LEDGER_ERR_LAYOUT) {
+		log_warn("the shared ledger %s was made by another cplow version; rebuilding it "
+			 "from %s", name, c->quota.cache_path);
+		ledger_unlink(name);
 	}
 	struct ledger_options o = { .row_capacity = c->quota.capacity,
 				    .daily_bytes = c->quota.daily_bytes,
 				    .window = c->quota.window };
 	rc = ledger_create(name, &o, out);
-	if (rc == LEDGER_ERR_EXISTS)
-		return ledger_attach(name, 1, out) == LEDGER_OK ? 0 : -1; /* lost a race */
+	if (rc == LEDGER_ERR_EXISTS) { /* lost a race (or another user made it just now) */
+		rc = attach_live(c, name, out, &why, err, err_len);
+		if (rc == 1)
+			snprintf(err, err_len, "cannot open the shared ledger %s: %s", name,
+				 ledger_strerror(why));
+		return rc == 0 ? 0 : -1;
+	}
 	if (rc == LEDGER_ERR_SYS && errno == ENOSPC) {
 		snprintf(err, err_len,
 			 "cannot create the shared ledger %s: /dev/shm has no room for its %zu "
@@ -181,17 +251,70 @@ static int read_copy(struct sup *s)
 
 static void heartbeat(struct sup *s)
 {
+	/* With its start time: a flusher that outlived an earlier cplow steps aside for this one
+	 * (flusher_run), and must not take a process that got our pid later for a cplow. */
+	if (s->start_time == 0)
+		proc_start_time(getpid(), &s->start_time); /* left 0 (pid alone) if /proc fails */
+	atomic_store(&s->ledger.hdr->supervisor_start, s->start_time);
 	atomic_store(&s->ledger.hdr->supervisor_pid, (int32_t)getpid());
 	atomic_store(&s->ledger.hdr->supervisor_seen_ms, ledger_now_ms());
+}
+
+/*
+ * quota.capacity changed while the shared ledger lived on: the object is made again at the new
+ * size, from a last write of its file, but only when nothing else has it mapped to write (no
+ * worker of an earlier cplow left, no flusher of one): a process writing to the old object
+ * after the switch would count into nothing. Otherwise it waits for the next start. Returns 1
+ * resized, 0 not (now), -1 an error in err.
+ */
+static int resize_ledger(struct sup *s, char *err, size_t err_len)
+{
+	uint32_t was = s->ledger.hdr->row_capacity, rows = atomic_load(&s->ledger.hdr->row_count);
+	if (rows > s->cfg.quota.capacity) {
+		snprintf(err, err_len, "quota.capacity is %u, but the shared ledger %s holds %u "
+			 "accounts already: raise it to %u at least", s->cfg.quota.capacity,
+			 s->ledger_name, rows, rows);
+		return -1;
+	}
+	bool busy = ledger_flusher_alive(&s->ledger);
+	for (uint32_t i = 0; !busy && i < s->ledger.hdr->slot_capacity; i++)
+		busy = s->ledger.stages[i].state != LEDGER_STAGE_FREE;
+	if (busy) {
+		log_warn("quota.capacity is %u, the shared ledger holds %u accounts at most: a worker "
+			 "or flusher of an earlier cplow still uses it, so it is resized at a start "
+			 "after they end", s->cfg.quota.capacity, was);
+		return 0;
+	}
+	if (ledger_file_flush(&s->ledger, &s->copy, s->cfg.quota.cache_path, ledger_now_ms(), err,
+			      err_len) < 0) {
+		log_warn("quota.capacity is %u, but the shared ledger (%u accounts at most) cannot be "
+			 "resized: its last write failed: %s", s->cfg.quota.capacity, was, err);
+		return 0;
+	}
+	ledger_copy_free(&s->copy);
+	ledger_detach(&s->ledger);
+	ledger_unlink(s->ledger_name);
+	if (supervisor_open_ledger(&s->cfg, s->ledger_name, false, &s->ledger, err, err_len) < 0)
+		return -1;
+	if (ledger_copy_init(&s->ledger, &s->copy) != LEDGER_OK) {
+		snprintf(err, err_len, "out of memory");
+		return -1;
+	}
+	log_info("the shared ledger %s holds %u accounts at most now (quota.capacity; it held %u)",
+		 s->ledger_name, s->cfg.quota.capacity, was);
+	return 1;
 }
 
 /* ---- the flusher ---- */
 
 static void start_flusher(struct sup *s)
 {
-	/* SIGTERM on the supervisor's death: a final flush, and no orphan flusher racing the
-	 * next cplow's. */
-	pid_t pid = procs_fork(s->lock_fd, SIGTERM);
+	/* No signal on the supervisor's death: its workers go on counting for seconds after it
+	 * (their own stop), and the flusher outlives it until they are gone (flusher_run). Two
+	 * flushers never write the file at once (the ledger's flush lock), and one outliving us
+	 * ends when the next cplow runs. */
+	pid_t parent = getpid();
+	pid_t pid = procs_fork(s->lock_fd, 0);
 	if (pid < 0) {
 		log_error("cannot fork the flusher: %s", strerror(errno));
 		procs_backoff_died(&s->flusher_backoff, ledger_now_ms());
@@ -200,30 +323,53 @@ static void start_flusher(struct sup *s)
 	if (pid == 0) {
 		log_set_tag("flusher");
 		struct flusher_options o = { s->ledger_name, s->cfg.quota.cache_path,
-					     s->cfg.quota.flush_interval_ms };
+					     s->cfg.quota.flush_interval_ms, parent };
 		_exit(flusher_run(&o));
 	}
 	s->flusher = pid;
 	procs_backoff_started(&s->flusher_backoff, ledger_now_ms());
 }
 
-/* The last write when no flusher is there to make it (it died and was not restarted). */
-static void flush_here(struct sup *s)
+/* A write when no flusher is there to make it: the last one, or while a dead flusher waits for
+ * its restart (if we die in that wait, what we counted meanwhile is on disk). */
+static void flush_here(struct sup *s, const char *what)
 {
 	char err[LEDGER_FILE_ERR_MAX];
-	if (read_copy(s) < 0)
-		return;
-	int64_t now = ledger_now_ms();
-	if (ledger_file_write(&s->copy, s->cfg.quota.cache_path, now, err, sizeof(err)) < 0)
-		log_error("final flush failed: %s", err);
+	if (ledger_file_flush(&s->ledger, &s->copy, s->cfg.quota.cache_path, ledger_now_ms(), err,
+			      sizeof(err)) < 0)
+		log_error("%s failed: %s", what, err);
 	else
-		ledger_note_flush(&s->ledger, s->copy.generation, now, 1);
+		s->flushed_rows = s->copy.row_generation;
+}
+
+/* In a worker's process, after its stage: if the supervisor was killed and no flusher is left
+ * (it died too, or was waiting for its restart), nobody else would write what this worker
+ * counted after its supervisor's death. */
+static void flush_if_last(const struct sup *s, pid_t supervisor)
+{
+	if (getppid() == supervisor)
+		return;
+	struct ledger l;
+	struct ledger_copy c;
+	char err[LEDGER_FILE_ERR_MAX];
+	if (ledger_attach(s->ledger_name, 1, &l) != LEDGER_OK)
+		return;
+	if (!ledger_flusher_alive(&l) && ledger_copy_init(&l, &c) == LEDGER_OK) {
+		if (ledger_file_flush(&l, &c, s->cfg.quota.cache_path, ledger_now_ms(), err,
+				      sizeof(err)) < 0)
+			log_error("cplow and its flusher are gone, and this worker could not "
+				  "write the ledger file: %s", err);
+		else
+			log_info("cplow and its flusher are gone: this worker wrote the ledger file");
+		ledger_copy_free(&c);
+	}
+	ledger_detach(&l);
 }
 
 static void stop_flusher(struct sup *s)
 {
 	if (s->flusher <= 0) {
-		flush_here(s);
+		flush_here(s, "final flush");
 		return;
 	}
 	kill(s->flusher, SIGTERM);
@@ -328,7 +474,7 @@ static bool account_busy(const struct sup *s, const struct up *up, size_t i)
 		bool same = strcmp(r->uploader, up->u->name) == 0 ? strcmp(r->account, a->name) == 0
 								   : a->identity &&
 									     row_is_account(s, r, a->identity);
-		if (same && procs_alive(st->pid))
+		if (same && ledger_stage_holder_alive(st))
 			return true;
 	}
 	return false;
@@ -511,6 +657,7 @@ static void start_stage(struct sup *s, struct up *up)
 			 up->u->name, up->stage_number,
 			 s->cfg.core.dry_run ? "core.dry_run" : "--dry-run in rclone_extras");
 	downloaders_pause(&s->downloaders, &s->cfg);
+	pid_t supervisor = getpid();
 	pid_t pid = procs_fork(s->lock_fd, SIGTERM);
 	if (pid < 0) {
 		log_error("cannot fork a worker: %s", strerror(errno));
@@ -522,7 +669,9 @@ static void start_stage(struct sup *s, struct up *up)
 		snprintf(tag, sizeof(tag), "worker[%s/%.60s]", up->u->name, short_account(acct));
 		log_set_tag(tag);
 		struct stage_outcome out;
-		_exit((int)worker_run(&up->stage.spec, &out));
+		enum stage_result result = worker_run(&up->stage.spec, &out);
+		flush_if_last(s, supervisor);
+		_exit((int)result);
 	}
 	up->worker = pid;
 	up->account = p.account;
@@ -654,7 +803,8 @@ static void release_dead_slots(struct sup *s)
 {
 	for (uint32_t i = 0; i < s->ledger.hdr->slot_capacity; i++) {
 		const struct ledger_stage *st = &s->ledger.stages[i];
-		if (st->state == LEDGER_STAGE_FREE || s->slot_checker[i] || procs_alive(st->pid) ||
+		if (st->state == LEDGER_STAGE_FREE || s->slot_checker[i] ||
+		    ledger_stage_holder_alive(st) ||
 		    is_our_worker(s, st->pid))
 			continue;
 		if (check_stale_slot(s, (int32_t)i))
@@ -1022,6 +1172,19 @@ static void log_config_notes(const struct config *c)
 			 c->ignored_sections[i]);
 }
 
+/* A reload cannot change quota.capacity: the shared ledger's size is fixed while processes map
+ * it. Refused as an invalid config is (logged, the new one freed, the old one stays). */
+static bool reload_changes_capacity(const struct sup *s, struct config *next)
+{
+	if (next->quota.capacity == s->cfg.quota.capacity)
+		return false;
+	log_error("SIGHUP: the new config is refused, the old one stays: quota.capacity %u differs "
+		  "from the running %u, and the shared ledger's size can change only at a start: "
+		  "restart cplow to apply it", next->quota.capacity, s->cfg.quota.capacity);
+	config_free(next);
+	return true;
+}
+
 static void handle_signals(struct sup *s)
 {
 	struct procs_signals sig;
@@ -1048,7 +1211,8 @@ static void handle_signals(struct sup *s)
 	if (sig.hangup && !s->stopping) {
 		struct config next;
 		if (load_config(s->opt->config_path, &next,
-				"SIGHUP: the new config is refused, the old one stays: ") == 0) {
+				"SIGHUP: the new config is refused, the old one stays: ") == 0 &&
+		    !reload_changes_capacity(s, &next)) {
 			log_info("SIGHUP: config reloaded; stopping the stages to plan them again");
 			if (s->reload_pending)
 				config_free(&s->next_cfg);
@@ -1078,7 +1242,9 @@ static int apply_reload(struct sup *s, char *err, size_t err_len)
 	notify_reload(&s->cfg);
 	if (s->cfg.dashboard.off_reason)
 		notify_problem("config: %s", s->cfg.dashboard.off_reason);
-	int rc = setup_uploaders(s, err, err_len);
+	int rc = match_config(&s->cfg, &s->ledger, s->ledger_name, err, err_len);
+	if (rc == 0)
+		rc = setup_uploaders(s, err, err_len);
 	for (size_t i = 0; rc == 0 && i < s->up_count; i++)
 		for (size_t k = 0; k < n_done; k++)
 			if (done[k] && strcmp(done[k], s->ups[i].u->name) == 0)
@@ -1191,6 +1357,9 @@ static void loop(struct sup *s)
 		}
 		handle_signals(s);
 		reap(s);
+		if (s->flusher == 0 &&
+		    atomic_load(&s->ledger.hdr->row_generation) != s->flushed_rows)
+			flush_here(s, "writing the ledger file while the flusher is down");
 	}
 }
 
@@ -1440,7 +1609,18 @@ int supervisor_main(const struct supervisor_options *opt)
 		code = SUPERVISOR_EXIT_FAILED;
 		goto out;
 	}
+	/* Before a resize: a check of an earlier run's slot keeps the ledger as it is until
+	 * the next start (resize_ledger waits while a slot is held). */
 	release_dead_slots(s);
+	if (s->ledger.hdr->row_capacity != s->cfg.quota.capacity) {
+		int resized = resize_ledger(s, err, sizeof(err));
+		if (resized < 0) {
+			log_error("%s", err);
+			goto out;
+		}
+		if (resized > 0 && ledger_session_start(&s->ledger, ledger_now_ms()) != LEDGER_OK)
+			log_warn("cannot start the session's totals in the ledger");
+	}
 	if (opt->progress == 1 || (opt->progress < 0 && isatty(STDERR_FILENO))) {
 		int child_fd = progress_start(STDERR_FILENO);
 		if (child_fd >= 0) {

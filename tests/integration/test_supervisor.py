@@ -171,7 +171,7 @@ class SupervisorTest(CplowProcesses, unittest.TestCase):
 
     def test_the_quota_forks_loader_reads_cplows_ledger_file_and_gets_each_accounts_bytes(self):
         # Going back must be safe: the fork's own loader on the file cplow wrote.
-        self.setup_upload(2, 2 << 20, 16, seed=19, min_size=64 << 10, max_size=200 << 10)
+        self.setup_upload(2, 3 << 19, 16, seed=19, min_size=64 << 10, max_size=200 << 10)
         r = self.cplow("upload")
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
         truth = self.assert_ledger_is_truth()

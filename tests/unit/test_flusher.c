@@ -1,12 +1,16 @@
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -14,6 +18,7 @@
 
 #include "flusher.h"
 #include "ledger.h"
+#include "proc.h"
 #include "test_util.h"
 #include "ledger_file.h"
 
@@ -45,7 +50,7 @@ static pid_t start_flusher(int interval_ms)
 	pid_t pid = test_fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
-		struct flusher_options o = { shm_name, path, interval_ms };
+		struct flusher_options o = { shm_name, path, interval_ms, 0 };
 		_exit(flusher_run(&o));
 	}
 	return pid;
@@ -367,4 +372,263 @@ Test(flusher, an_idle_flusher_keeps_the_last_flush_time_fresh_without_writing, .
 	cr_assert_eq(atomic_load(&L.hdr->flush_count), writes, "an idle flusher wrote the file");
 	int st = stop(pid, SIGTERM);
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d", st);
+}
+
+/* ---- a flusher whose supervisor is gone (issue 13, item 1) ---- */
+
+/* A flusher forked by a stand-in supervisor that then dies without a word, as a SIGKILLed
+ * cplow does. This process becomes the orphaned flusher's parent (a subreaper), to see how it
+ * ends. Returns the flusher's pid. */
+static pid_t start_orphaned_flusher(int interval_ms, int holder_fd)
+{
+	cr_assert_eq(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+	int pipefd[2];
+	cr_assert_eq(pipe(pipefd), 0);
+	pid_t sup = test_fork();
+	cr_assert_geq(sup, 0);
+	if (sup == 0) {
+		if (holder_fd >= 0)
+			close(holder_fd); /* the holder ends at EOF on it */
+		pid_t me = getpid(), f = fork();
+		if (f == 0) {
+			struct flusher_options o = { shm_name, path, interval_ms, me };
+			_exit(flusher_run(&o));
+		}
+		ssize_t w = write(pipefd[1], &f, sizeof(f));
+		(void)w;
+		/* Gone once the flusher runs, as cplow is after it forked one. */
+		for (int i = 0; i < 5000 && !ledger_flusher_alive(&L); i++)
+			usleep(1000);
+		_exit(0);
+	}
+	pid_t flusher;
+	cr_assert_eq(read(pipefd[0], &flusher, sizeof(flusher)), (ssize_t)sizeof(flusher));
+	close(pipefd[0]);
+	close(pipefd[1]);
+	int st;
+	cr_assert_eq(waitpid(sup, &st, 0), sup);
+	return flusher;
+}
+
+/* A stage holder that adds `bytes` each time it reads a byte from its pipe and ends at EOF. */
+static pid_t start_holder(int32_t row, int *go)
+{
+	int pipefd[2];
+	cr_assert_eq(pipe(pipefd), 0);
+	pid_t pid = test_fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		close(pipefd[1]);
+		struct ledger_stage init = { .row = row, .pid = getpid() };
+		int32_t slot;
+		if (ledger_stage_claim(&L, &init, &slot) != LEDGER_OK)
+			_exit(3);
+		char c;
+		while (read(pipefd[0], &c, 1) == 1)
+			if (ledger_add_for_stage(&L, slot, 1000, ledger_now_ms()) != LEDGER_OK)
+				_exit(4);
+		/* It ends as a worker does: its slot stays (DONE) until a supervisor frees it. */
+		_exit(0);
+	}
+	close(pipefd[0]);
+	*go = pipefd[1];
+	for (int i = 0; i < 5000; i++) {
+		for (uint32_t s = 0; s < L.hdr->slot_capacity; s++)
+			if (L.stages[s].state != LEDGER_STAGE_FREE && L.stages[s].pid == pid)
+				return pid;
+		usleep(1000);
+	}
+	cr_assert_fail("the holder never claimed a slot");
+	return -1;
+}
+
+static bool gone_within(pid_t pid, int ms, int *status)
+{
+	for (int i = 0; i < ms; i++) {
+		if (waitpid(pid, status, WNOHANG) == pid)
+			return true;
+		usleep(1000);
+	}
+	return false;
+}
+
+Test(flusher, orphaned_it_writes_until_the_last_slot_holder_ends_then_exits_by_itself,
+     .init = setup, .fini = teardown, .timeout = 60)
+{
+	int32_t row;
+	cr_assert_eq(ledger_row_get(&L, "media", "sa1", &row), LEDGER_OK);
+	int go;
+	pid_t holder = start_holder(row, &go);
+	pid_t flusher = start_orphaned_flusher(20, go);
+	/* The supervisor is gone; what its worker counts now must still reach the file. */
+	cr_assert_eq(write(go, "x", 1), 1);
+	cr_assert(wait_file_bytes("media", "sa1", 1000, 5000), "a count after cplow's death lost");
+	int st;
+	cr_assert_not(gone_within(flusher, 1500, &st), "the flusher left while a worker counts");
+	cr_assert_eq(write(go, "xx", 2), 2);
+	close(go);
+	cr_assert_eq(waitpid(holder, &st, 0), holder);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "holder status %d", st);
+	/* No signal: it ends because nobody who could count is left. */
+	cr_assert(gone_within(flusher, 5000, &st), "the orphaned flusher never ended");
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "flusher status %d", st);
+	int ok;
+	cr_assert_eq(file_bytes("media", "sa1", &ok), 3000);
+	cr_assert_not(ledger_flusher_alive(&L));
+	cr_assert_eq(atomic_load(&L.hdr->flusher_pid), 0, "it did not clear its identity");
+}
+
+Test(flusher, orphaned_it_steps_aside_when_a_new_cplow_runs_on_the_ledger, .init = setup,
+     .fini = teardown, .timeout = 60)
+{
+	int32_t row;
+	cr_assert_eq(ledger_row_get(&L, "media", "sa1", &row), LEDGER_OK);
+	int go;
+	pid_t holder = start_holder(row, &go);
+	pid_t flusher = start_orphaned_flusher(20, go);
+	int st;
+	cr_assert_not(gone_within(flusher, 1500, &st));
+	/* A new supervisor (this process stands in): its own flusher takes over. */
+	uint64_t start;
+	cr_assert_eq(proc_start_time(getpid(), &start), 0);
+	atomic_store(&L.hdr->supervisor_start, start);
+	atomic_store(&L.hdr->supervisor_pid, (int32_t)getpid());
+	cr_assert(gone_within(flusher, 5000, &st), "the old flusher stayed beside the new cplow");
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	close(go);
+	waitpid(holder, &st, 0);
+}
+
+/* Two flushers on one file (an orphaned one and the next cplow's) take turns: every file either
+ * sees is whole, and its generation never goes back. */
+Test(flusher, two_flushers_on_one_file_never_leave_a_bad_or_older_one, .init = setup,
+     .fini = teardown, .timeout = 60)
+{
+	int32_t row;
+	cr_assert_eq(ledger_row_get(&L, "media", "sa1", &row), LEDGER_OK);
+	pid_t a = start_flusher(1), b = start_flusher(1);
+	unsigned long long last = 0;
+	int64_t end = ledger_now_ms() + 3000;
+	int64_t adds = 0;
+	while (ledger_now_ms() < end) {
+		cr_assert_eq(ledger_add(&L, row, 1, ledger_now_ms()), LEDGER_OK);
+		adds++;
+		struct ledger_file f;
+		char err[LEDGER_FILE_ERR_MAX];
+		int rc = ledger_file_load(path, &f, err, sizeof(err));
+		if (rc == -2)
+			continue; /* not written yet */
+		cr_assert_eq(rc, 0, "a bad file: %s", err);
+		cr_assert_geq(f.generation, last, "the file went back from %llu to %llu", last,
+			      f.generation);
+		last = f.generation;
+		ledger_file_free(&f);
+	}
+	stop(a, SIGTERM);
+	stop(b, SIGTERM);
+	int ok;
+	cr_assert_eq(file_bytes("media", "sa1", &ok), adds);
+}
+
+/* ---- a disk that fails (issue 13, item 7) ---- */
+
+/*
+ * ENOSPC on a tiny tmpfs of this test's own (a private mount namespace): the flusher backs off
+ * instead of re-rendering every interval, says so once, and once more when it writes again.
+ */
+Test(flusher, a_full_disk_is_retried_with_backoff_and_logged_once_per_episode, .init = setup,
+     .fini = teardown, .timeout = 90)
+{
+	if (geteuid() != 0)
+		cr_skip_test("needs root for a private tmpfs");
+	if (unshare(CLONE_NEWNS) < 0)
+		cr_skip_test("no mount namespace: %s", strerror(errno));
+	cr_assert_eq(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), 0, "%s", strerror(errno));
+	cr_assert_eq(mount("tmpfs", dir, "tmpfs", 0, "size=16k,mode=0700"), 0, "%s",
+		     strerror(errno));
+	char filler[PATH_MAX], log_path[] = "/tmp/cplow-flusher-log-XXXXXX";
+	snprintf(filler, sizeof(filler), "%s/filler", dir);
+	int fd = open(filler, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	cr_assert_geq(fd, 0);
+	char block[4096];
+	memset(block, 'x', sizeof(block));
+	while (write(fd, block, sizeof(block)) > 0)
+		;
+	cr_assert_eq(errno, ENOSPC);
+	close(fd);
+	int log_fd = mkstemp(log_path);
+	cr_assert_geq(log_fd, 0);
+
+	int32_t row;
+	cr_assert_eq(ledger_row_get(&L, "media", "sa1", &row), LEDGER_OK);
+	pid_t pid = test_fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		dup2(log_fd, STDERR_FILENO);
+		struct flusher_options o = { shm_name, path, 20, 0 };
+		_exit(flusher_run(&o));
+	}
+	/* A change every 20 ms for 3 s: without a backoff, 150 attempts and as many lines. */
+	int64_t start = ledger_now_ms(), adds = 0;
+	while (ledger_now_ms() - start < 3000) {
+		cr_assert_eq(ledger_add(&L, row, 1, ledger_now_ms()), LEDGER_OK);
+		adds++;
+		usleep(20000);
+	}
+	uint64_t attempts = atomic_load(&L.hdr->flush_errors);
+	cr_assert_geq(attempts, 3, "only %llu attempts", (unsigned long long)attempts);
+	cr_assert_leq(attempts, 12, "%llu attempts in 3 s: no backoff", (unsigned long long)attempts);
+	cr_log_info("%llu attempts in 3 s of a full disk", (unsigned long long)attempts);
+	/* Room again: the next attempt (5 s apart at most) writes. */
+	cr_assert_eq(unlink(filler), 0);
+	cr_assert(wait_file_bytes("media", "sa1", adds, 8000), "never written after the disk freed");
+	stop(pid, SIGTERM);
+	FILE *f = fdopen(log_fd, "r");
+	cr_assert_not_null(f);
+	rewind(f);
+	char line[2048];
+	int failures = 0, recovered = 0;
+	while (fgets(line, sizeof(line), f)) {
+		failures += strstr(line, "cannot write the ledger file") != NULL;
+		recovered += strstr(line, "written again") != NULL;
+		if (strstr(line, "cannot write the ledger file"))
+			cr_assert(strstr(line, "No space left on device"), "%s", line);
+	}
+	fclose(f);
+	unlink(log_path);
+	cr_assert_eq(failures, 1, "%d lines for one episode of a full disk", failures);
+	cr_assert_eq(recovered, 1);
+	umount2(dir, MNT_DETACH);
+}
+
+static void die_inside_the_write(enum ledger_fault_point p)
+{
+	if (p == LEDGER_FAULT_SEQ_ODD)
+		raise(SIGKILL);
+}
+
+/* A supervisor killed inside a write, and no worker left to inherit the lock: the orphaned
+ * flusher finishes that write (the intent was logged) before its last flush. */
+Test(flusher, a_writer_dead_inside_its_write_with_no_successor_is_finished_and_written,
+     .init = setup, .fini = teardown, .timeout = 60)
+{
+	int32_t row;
+	cr_assert_eq(ledger_row_get(&L, "media", "sa1", &row), LEDGER_OK);
+	pid_t kid = test_fork();
+	cr_assert_geq(kid, 0);
+	if (kid == 0) {
+		ledger_fault_hook = die_inside_the_write;
+		ledger_add(&L, row, 500, ledger_now_ms());
+		_exit(0);
+	}
+	int st;
+	cr_assert_eq(waitpid(kid, &st, 0), kid);
+	cr_assert(WIFSIGNALED(st));
+	cr_assert_eq(atomic_load(&L.hdr->seq) & 1, 1, "the write was not left half done");
+	pid_t flusher = start_orphaned_flusher(20, -1);
+	cr_assert(gone_within(flusher, 10000, &st), "the orphaned flusher never ended");
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d", st);
+	int ok;
+	cr_assert_eq(file_bytes("media", "sa1", &ok), 500);
+	cr_assert_eq(atomic_load(&L.hdr->seq) & 1, 0);
 }

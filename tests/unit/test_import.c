@@ -95,20 +95,20 @@ Test(import_merge, rolling_takes_the_larger_bucket_hour_by_hour)
 {
 	int64_t now = 1000 * DAY + 10 * H + 5, hour = now / H;
 	struct ledger_usage live = { 0 }, file = { 0 }, out;
-	live.hour_index[(hour - 3) % 24] = hour - 3;
-	live.hour_bytes[(hour - 3) % 24] = 100;
-	live.hour_index[hour % 24] = hour;
-	live.hour_bytes[hour % 24] = 50;
-	file.hour_index[(hour - 3) % 24] = hour - 3;
-	file.hour_bytes[(hour - 3) % 24] = 40;
-	file.hour_index[hour % 24] = hour;
-	file.hour_bytes[hour % 24] = 70;
-	file.hour_index[(hour - 30) % 24] = hour - 30; /* out of the window: ignored */
-	file.hour_bytes[(hour - 30) % 24] = 1000000;
+	live.hour_index[(hour - 3) % LEDGER_HOURS] = hour - 3;
+	live.hour_bytes[(hour - 3) % LEDGER_HOURS] = 100;
+	live.hour_index[hour % LEDGER_HOURS] = hour;
+	live.hour_bytes[hour % LEDGER_HOURS] = 50;
+	file.hour_index[(hour - 3) % LEDGER_HOURS] = hour - 3;
+	file.hour_bytes[(hour - 3) % LEDGER_HOURS] = 40;
+	file.hour_index[hour % LEDGER_HOURS] = hour;
+	file.hour_bytes[hour % LEDGER_HOURS] = 70;
+	file.hour_index[(hour - 30) % LEDGER_HOURS] = hour - 30; /* out of the window: ignored */
+	file.hour_bytes[(hour - 30) % LEDGER_HOURS] = 1000000;
 	cr_assert_eq(import_merge(&live, &file, LEDGER_WINDOW_ROLLING, now, &out), IMPORT_RAISED);
 	cr_assert_eq(ledger_usage_used(&out, LEDGER_WINDOW_ROLLING, now), 170);
 	cr_assert_eq(out.used_bytes, 170);
-	cr_assert_eq(out.reset_at_ms, (hour - 3 + 24) * H);
+	cr_assert_eq(out.reset_at_ms, (hour - 3 + LEDGER_HOURS) * H);
 	/* Each hour as it leaves the window: never below either side. */
 	for (int64_t t = now; t < now + DAY + H; t += H)
 		cr_assert_geq(ledger_usage_used(&out, LEDGER_WINDOW_ROLLING, t),

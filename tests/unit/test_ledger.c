@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "ledger.h"
+#include "proc.h"
 #include "test_util.h"
 
 #define T0 1700000000000LL /* a fixed clock: the tests drive time themselves */
@@ -204,8 +205,10 @@ Test(ledger, attach_refuses_an_object_owned_by_another_user, .init = setup, .fin
 	snprintf(path, sizeof(path), "/dev/shm%s", shm_name);
 	cr_assert_eq(chown(path, 65534, 65534), 0);
 	struct ledger l;
-	cr_assert_eq(ledger_attach(shm_name, 0, &l), LEDGER_ERR_SYS);
-	cr_assert_eq(errno, EPERM);
+	cr_assert_eq(ledger_attach(shm_name, 0, &l), LEDGER_ERR_FOREIGN);
+	char owner[256];
+	ledger_describe_owner(shm_name, owner, sizeof(owner));
+	cr_assert(strstr(owner, "uid 65534") && strstr(owner, shm_name), "%s", owner);
 }
 
 Test(ledger, full_table_is_an_error_the_caller_sees)
@@ -632,7 +635,8 @@ Test(ledger, expire_ends_passed_windows_and_bans, .init = setup, .fini = teardow
 	cr_assert_eq(ledger_row_get(&L, "media", "sa2", &b), LEDGER_OK);
 	cr_assert_eq(ledger_add(&L, a, 100, T0), LEDGER_OK);
 	cr_assert_eq(ledger_add(&L, b, 100, T0 + 2 * LEDGER_HOUR_MS), LEDGER_OK);
-	cr_assert_eq(ledger_ban(&L, b, T0 + 3 * LEDGER_HOUR_MS, "403 seen 5 times", T0), LEDGER_OK);
+	cr_assert_eq(ledger_ban(&L, b, T0 + 3 * LEDGER_HOUR_MS, "403 seen 5 times",
+			       T0 + 2 * LEDGER_HOUR_MS), LEDGER_OK);
 	cr_assert_eq(ledger_expire(&L, T0 + LEDGER_DAY_MS + 1), 2);
 	cr_assert_eq(usage_of(a).used_bytes, 0);
 	cr_assert_eq(usage_of(b).used_bytes, 100);
@@ -652,16 +656,337 @@ Test(ledger, rolling_window_counts_the_last_24_hours)
 	cr_assert_eq(ledger_add(&L, row, 300, h0 + 20 * LEDGER_HOUR_MS), LEDGER_OK);
 	struct ledger_usage u = usage_of(row);
 	cr_assert_eq(u.used_bytes, 600);
-	cr_assert_eq(u.reset_at_ms, h0 + LEDGER_DAY_MS, "first hour frees at +24 h");
-	/* Hour 0 drops out at +24 h, hour 5 at +29 h. */
-	cr_assert_eq(ledger_usage_used(&u, LEDGER_WINDOW_ROLLING, h0 + LEDGER_DAY_MS), 500);
-	cr_assert_eq(ledger_usage_used(&u, LEDGER_WINDOW_ROLLING, h0 + 29 * LEDGER_HOUR_MS), 300);
-	cr_assert_eq(ledger_add(&L, row, 1, h0 + 30 * LEDGER_HOUR_MS), LEDGER_OK);
+	cr_assert_eq(u.reset_at_ms, h0 + 25 * LEDGER_HOUR_MS, "first hour frees when hour 24 ends");
+	/* Hour 0 drops out at +25 h, hour 5 at +30 h. */
+	cr_assert_eq(ledger_usage_used(&u, LEDGER_WINDOW_ROLLING, h0 + 25 * LEDGER_HOUR_MS - 1), 600);
+	cr_assert_eq(ledger_usage_used(&u, LEDGER_WINDOW_ROLLING, h0 + 25 * LEDGER_HOUR_MS), 500);
+	cr_assert_eq(ledger_usage_used(&u, LEDGER_WINDOW_ROLLING, h0 + 30 * LEDGER_HOUR_MS), 300);
+	cr_assert_eq(ledger_add(&L, row, 1, h0 + 31 * LEDGER_HOUR_MS), LEDGER_OK);
 	u = usage_of(row);
 	cr_assert_eq(u.used_bytes, 301);
 	cr_assert_eq(u.first_upload_ms, h0 + 20 * LEDGER_HOUR_MS);
-	cr_assert_eq(u.reset_at_ms, h0 + 44 * LEDGER_HOUR_MS);
+	cr_assert_eq(u.reset_at_ms, h0 + 45 * LEDGER_HOUR_MS);
 	teardown();
+}
+
+/* The promise at every minute of an hour: bytes counted at t still count at t + 24 h - 1 ms
+ * (the old 24 buckets dropped an hh:59 count 23 h 01 m later), and not past the end of the
+ * hour 24 h later. */
+Test(ledger, rolling_window_never_frees_bytes_before_24_hours)
+{
+	setup_named(64, LEDGER_WINDOW_ROLLING);
+	int64_t h0 = (T0 / LEDGER_HOUR_MS) * LEDGER_HOUR_MS;
+	for (int minute = 0; minute < 60; minute++) {
+		char acct[16];
+		snprintf(acct, sizeof(acct), "sa%d", minute);
+		int32_t row;
+		cr_assert_eq(ledger_row_get(&L, "media", acct, &row), LEDGER_OK);
+		int64_t t = h0 + minute * 60000LL + 59999;
+		cr_assert_eq(ledger_add(&L, row, 1000, t), LEDGER_OK);
+		struct ledger_usage u = usage_of(row);
+		cr_assert_eq(ledger_usage_used(&u, LEDGER_WINDOW_ROLLING, t + LEDGER_DAY_MS - 1), 1000,
+			     "bytes counted at minute %d freed before 24 h", minute);
+		cr_assert_eq(ledger_usage_remaining(&u, 1000000, LEDGER_WINDOW_ROLLING,
+						    t + LEDGER_DAY_MS - 1), 1000000 - 1000);
+		cr_assert_geq(u.reset_at_ms, t + LEDGER_DAY_MS, "minute %d: reset_at too early",
+			      minute);
+		cr_assert_eq(ledger_usage_used(&u, LEDGER_WINDOW_ROLLING, h0 + 25 * LEDGER_HOUR_MS),
+			     0, "minute %d: held past the end of hour 24", minute);
+		/* And in the live row: an expiry run a moment before 24 h keeps the bytes. */
+		cr_assert_eq(ledger_expire(&L, t + LEDGER_DAY_MS - 1) >= 0, 1);
+		cr_assert_eq(usage_of(row).used_bytes, 1000, "minute %d: expired early", minute);
+	}
+	teardown();
+}
+
+/* A clock set back leaves hour buckets in the future. They count (the bytes were uploaded),
+ * and the live ledger moves them to the current hour, where no later hour's bucket can reuse
+ * their slot and drop them. */
+Test(ledger, rolling_buckets_in_the_future_count_and_are_clamped_in_the_live_ledger)
+{
+	setup_named(16, LEDGER_WINDOW_ROLLING);
+	int32_t row;
+	cr_assert_eq(ledger_row_get(&L, "media", "sa1", &row), LEDGER_OK);
+	int64_t h0 = (T0 / LEDGER_HOUR_MS) * LEDGER_HOUR_MS;
+	cr_assert_eq(ledger_add(&L, row, 700, h0 + 30 * LEDGER_HOUR_MS), LEDGER_OK);
+	/* The clock goes back 30 hours: the 700 bytes still count before any write... */
+	int64_t back = h0 + 10;
+	struct ledger_usage u = usage_of(row);
+	cr_assert_eq(ledger_usage_used(&u, LEDGER_WINDOW_ROLLING, back), 700);
+	cr_assert_eq(ledger_usage_remaining(&u, 1000000, LEDGER_WINDOW_ROLLING, back), 1000000 - 700);
+	/* ...and after an expiry they sit in the current hour, for 24 h from now at least. */
+	cr_assert_geq(ledger_expire(&L, back), 1);
+	u = usage_of(row);
+	cr_assert_eq(u.used_bytes, 700);
+	for (int i = 0; i < LEDGER_HOURS; i++)
+		cr_assert_leq(u.hour_index[i], back / LEDGER_HOUR_MS, "bucket %d still in the future",
+			      i);
+	cr_assert_eq(ledger_usage_used(&u, LEDGER_WINDOW_ROLLING, back + LEDGER_DAY_MS), 700);
+	cr_assert_leq(u.reset_at_ms, back + LEDGER_DAY_MS + LEDGER_HOUR_MS);
+	/* An upload in the hour 25 before the future one (whose bucket it shared before the
+	 * clamp) adds to them instead of replacing them. */
+	cr_assert_eq(ledger_add(&L, row, 5, h0 + 5 * LEDGER_HOUR_MS), LEDGER_OK);
+	cr_assert_eq(usage_of(row).used_bytes, 705);
+	teardown();
+}
+
+/* The same for a fixed window: a window that starts in the future starts now and ends no more
+ * than a day later, with its bytes. */
+Test(ledger, fixed_window_in_the_future_is_clamped_in_the_live_ledger)
+{
+	setup_named(16, LEDGER_WINDOW_FIXED);
+	int32_t row;
+	cr_assert_eq(ledger_row_get(&L, "media", "sa1", &row), LEDGER_OK);
+	cr_assert_eq(ledger_add(&L, row, 900, T0 + 10 * LEDGER_DAY_MS), LEDGER_OK);
+	cr_assert_geq(ledger_expire(&L, T0), 1);
+	struct ledger_usage u = usage_of(row);
+	cr_assert_eq(u.used_bytes, 900);
+	cr_assert_eq(u.first_upload_ms, T0);
+	cr_assert_eq(u.reset_at_ms, T0 + LEDGER_DAY_MS);
+	cr_assert_eq(ledger_usage_used(&u, LEDGER_WINDOW_FIXED, T0 + LEDGER_DAY_MS - 1), 900);
+	teardown();
+}
+
+/* n accounts sa0.. of uploader media, account i with bytes(i) added at T0 + i * step_ms. */
+static void add_accounts(int32_t *rows, int n, int64_t base_bytes, int64_t per_row, int64_t step_ms)
+{
+	for (int i = 0; i < n; i++) {
+		char acct[16];
+		snprintf(acct, sizeof(acct), "sa%d", i);
+		cr_assert_eq(ledger_row_get(&L, "media", acct, &rows[i]), LEDGER_OK);
+		cr_assert_eq(ledger_add(&L, rows[i], base_bytes + per_row * i, T0 + i * step_ms),
+			     LEDGER_OK);
+	}
+}
+
+/* ---- a window switched under a live ledger (ledger_set_window) ---- */
+
+/* A fixed row seen through the rolling window keeps its bytes until its reset, and no more
+ * than an hour longer; a rolling row seen through the fixed window keeps the buckets' sum for
+ * 24 h after the last moment of its earliest hour. */
+Test(ledger, a_row_converted_between_windows_keeps_its_bytes_as_long_as_it_must)
+{
+	int64_t now = T0, reset = T0 + 7 * LEDGER_HOUR_MS + 123;
+	struct ledger_usage u = { .used_bytes = 5000, .files = 3, .first_upload_ms = reset - LEDGER_DAY_MS,
+				  .reset_at_ms = reset };
+	struct ledger_usage fixed = u;
+	ledger_usage_convert(&u, LEDGER_WINDOW_FIXED, LEDGER_WINDOW_ROLLING, now);
+	/* Right under both windows at once: the fixed fields are untouched. */
+	cr_assert_eq(ledger_usage_used(&u, LEDGER_WINDOW_FIXED, now), 5000);
+	cr_assert_eq(u.reset_at_ms, fixed.reset_at_ms);
+	cr_assert_eq(ledger_usage_used(&u, LEDGER_WINDOW_ROLLING, now), 5000);
+	cr_assert_eq(ledger_usage_used(&u, LEDGER_WINDOW_ROLLING, reset - 1), 5000);
+	cr_assert_eq(ledger_usage_used(&u, LEDGER_WINDOW_ROLLING, reset + LEDGER_HOUR_MS), 0);
+	/* Converting again adds nothing. */
+	struct ledger_usage again = u;
+	ledger_usage_convert(&again, LEDGER_WINDOW_FIXED, LEDGER_WINDOW_ROLLING, now);
+	cr_assert_eq(memcmp(&again, &u, sizeof(u)), 0);
+
+	/* Rolling to fixed: 100 bytes 20 h ago, 200 now. */
+	int64_t h = now / LEDGER_HOUR_MS;
+	struct ledger_usage r = { .files = 2 };
+	r.hour_index[(h - 20) % LEDGER_HOURS] = h - 20;
+	r.hour_bytes[(h - 20) % LEDGER_HOURS] = 100;
+	r.hour_index[h % LEDGER_HOURS] = h;
+	r.hour_bytes[h % LEDGER_HOURS] = 200;
+	ledger_usage_convert(&r, LEDGER_WINDOW_ROLLING, LEDGER_WINDOW_FIXED, now);
+	cr_assert_eq(r.used_bytes, 300);
+	cr_assert_eq(r.files, 2);
+	cr_assert_eq(r.first_upload_ms, (h - 19) * LEDGER_HOUR_MS - 1, "the earliest hour's end");
+	cr_assert_eq(r.reset_at_ms, r.first_upload_ms + LEDGER_DAY_MS);
+	cr_assert_eq(ledger_usage_used(&r, LEDGER_WINDOW_FIXED, (h - 20) * LEDGER_HOUR_MS +
+				       LEDGER_DAY_MS + LEDGER_HOUR_MS - 2), 300);
+	cr_assert_eq(ledger_usage_used(&r, LEDGER_WINDOW_ROLLING, now), 300, "still right as rolling");
+	/* A rolling row with nothing left in its window is an empty fixed row. */
+	struct ledger_usage old = { .used_bytes = 9, .files = 1 };
+	old.hour_index[(h - 30) % LEDGER_HOURS] = h - 30;
+	old.hour_bytes[(h - 30) % LEDGER_HOURS] = 9;
+	ledger_usage_convert(&old, LEDGER_WINDOW_ROLLING, LEDGER_WINDOW_FIXED, now);
+	cr_assert_eq(ledger_usage_used(&old, LEDGER_WINDOW_FIXED, now), 0);
+}
+
+/* The reported defect: 5.2 MB under fixed, then quota.window "rolling" with the object alive,
+ * and every account read empty. */
+Test(ledger, switching_the_window_of_a_live_ledger_keeps_every_account_s_bytes)
+{
+	setup_named(64, LEDGER_WINDOW_FIXED);
+	int32_t rows[3];
+	add_accounts(rows, 3, 1000, 1000, LEDGER_HOUR_MS);
+	int64_t now = T0 + 3 * LEDGER_HOUR_MS;
+	cr_assert_eq(ledger_set_window(&L, LEDGER_WINDOW_ROLLING, 777777, now), 3);
+	cr_assert_eq(L.hdr->window, LEDGER_WINDOW_ROLLING);
+	cr_assert_eq(L.hdr->daily_bytes, 777777);
+	for (int i = 0; i < 3; i++) {
+		struct ledger_usage u = usage_of(rows[i]);
+		cr_assert_eq(ledger_usage_used(&u, LEDGER_WINDOW_ROLLING, now), 1000 * (i + 1));
+		/* Kept until the fixed window's reset (T0 + i h + 24 h). */
+		cr_assert_eq(ledger_usage_used(&u, LEDGER_WINDOW_ROLLING,
+					       T0 + i * LEDGER_HOUR_MS + LEDGER_DAY_MS - 1), 1000 * (i + 1));
+	}
+	/* Writes go on under the new window; and back to fixed keeps the sum. */
+	cr_assert_eq(ledger_add(&L, rows[0], 5, now), LEDGER_OK);
+	cr_assert_eq(usage_of(rows[0]).used_bytes, 1005);
+	cr_assert_eq(ledger_set_window(&L, LEDGER_WINDOW_FIXED, 777777, now), 3);
+	cr_assert_eq(L.hdr->window, LEDGER_WINDOW_FIXED);
+	struct ledger_usage u = usage_of(rows[0]);
+	cr_assert_eq(ledger_usage_used(&u, LEDGER_WINDOW_FIXED, now), 1005);
+	cr_assert_geq(u.reset_at_ms, T0 + LEDGER_DAY_MS);
+	/* The same window again changes nothing. */
+	uint64_t gen = atomic_load(&L.hdr->row_generation);
+	cr_assert_eq(ledger_set_window(&L, LEDGER_WINDOW_FIXED, 777777, now), 0);
+	cr_assert_eq(atomic_load(&L.hdr->row_generation), gen);
+	/* A reader's copy names the window its rows are in. */
+	struct ledger_copy c;
+	cr_assert_eq(ledger_copy_init(&L, &c), LEDGER_OK);
+	cr_assert_eq(ledger_read(&L, &c, 1000), LEDGER_OK);
+	cr_assert_eq(c.window, LEDGER_WINDOW_FIXED);
+	cr_assert_eq(c.daily_bytes, 777777);
+	ledger_copy_free(&c);
+	teardown();
+}
+
+static int writes_seen;
+static int kill_after_writes;
+static void kill_after_n(enum ledger_fault_point p)
+{
+	if (p == LEDGER_FAULT_APPLIED && ++writes_seen == kill_after_writes)
+		raise(SIGKILL);
+}
+
+/* A converter killed after some rows: every row reads right whichever window the header still
+ * names, and the next conversion finishes the job without counting anything twice. */
+Test(ledger, a_conversion_killed_half_way_leaves_every_row_right_and_finishes_next_time,
+     .timeout = 30)
+{
+	setup_named(64, LEDGER_WINDOW_FIXED);
+	int32_t rows[6];
+	add_accounts(rows, 6, 100, 1, 0);
+	int64_t now = T0 + LEDGER_HOUR_MS;
+	pid_t kid = test_fork();
+	cr_assert_geq(kid, 0);
+	if (kid == 0) {
+		kill_after_writes = 3;
+		ledger_fault_hook = kill_after_n;
+		ledger_set_window(&L, LEDGER_WINDOW_ROLLING, 1000000, now);
+		_exit(0);
+	}
+	int st = wait_child(kid);
+	cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+	cr_assert_eq(ledger_recover(&L, 1000), LEDGER_OK);
+	cr_assert_eq(L.hdr->window, LEDGER_WINDOW_FIXED, "the header is flipped last");
+	for (int i = 0; i < 6; i++) {
+		struct ledger_usage u = usage_of(rows[i]);
+		cr_assert_eq(ledger_usage_used(&u, LEDGER_WINDOW_FIXED, now), 100 + i, "row %d", i);
+	}
+	/* A writer under the old window in between, then the conversion again. */
+	cr_assert_eq(ledger_add(&L, rows[0], 7, now), LEDGER_OK);
+	cr_assert_geq(ledger_set_window(&L, LEDGER_WINDOW_ROLLING, 1000000, now), 1);
+	cr_assert_eq(L.hdr->window, LEDGER_WINDOW_ROLLING);
+	for (int i = 0; i < 6; i++) {
+		struct ledger_usage u = usage_of(rows[i]);
+		cr_assert_eq(ledger_usage_used(&u, LEDGER_WINDOW_ROLLING, now), 100 + i + (i ? 0 : 7),
+			     "row %d", i);
+	}
+	teardown();
+}
+
+/* ---- who holds a slot, who writes the file ---- */
+
+Test(ledger, a_process_is_known_by_its_pid_and_start_time)
+{
+	uint64_t start;
+	cr_assert_eq(proc_start_time(getpid(), &start), 0);
+	cr_assert(proc_alive(getpid(), start));
+	cr_assert(proc_alive(getpid(), 0));
+	cr_assert_not(proc_alive(getpid(), start + 1), "another process that got our pid");
+	pid_t kid = fork();
+	cr_assert_geq(kid, 0);
+	if (kid == 0)
+		_exit(0);
+	/* Dead but not reaped: a zombie does not run. */
+	for (int i = 0; i < 2000; i++) {
+		char state_path[64], buf[256];
+		snprintf(state_path, sizeof(state_path), "/proc/%d/stat", (int)kid);
+		FILE *f = fopen(state_path, "r");
+		size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+		if (f)
+			fclose(f);
+		buf[n] = '\0';
+		if (strstr(buf, ") Z "))
+			break;
+		usleep(1000);
+	}
+	cr_assert_not(proc_alive(kid, 0));
+	wait_child(kid);
+	cr_assert_not(proc_alive(kid, 0));
+	cr_assert_not(proc_alive(-1, 0));
+}
+
+Test(ledger, a_stage_slot_records_its_worker_s_start_time, .init = setup, .fini = teardown)
+{
+	int32_t row, slot;
+	cr_assert_eq(ledger_row_get(&L, "media", "sa1", &row), LEDGER_OK);
+	struct ledger_stage init = { .row = row, .pid = getpid() };
+	cr_assert_eq(ledger_stage_claim(&L, &init, &slot), LEDGER_OK);
+	uint64_t start;
+	cr_assert_eq(proc_start_time(getpid(), &start), 0);
+	cr_assert_eq(L.stages[slot].pid_start, start);
+	cr_assert(ledger_stage_holder_alive(&L.stages[slot]));
+	/* The worker's own updates carry no start time: the claim's stays. */
+	struct ledger_stage upd = L.stages[slot];
+	upd.pid_start = 0;
+	upd.files_total = 9;
+	cr_assert_eq(ledger_stage_update(&L, slot, &upd), LEDGER_OK);
+	cr_assert_eq(L.stages[slot].pid_start, start);
+	/* The same pid with another start time is another process: the holder is gone. */
+	struct ledger_stage reused = L.stages[slot];
+	reused.pid_start = start - 1;
+	cr_assert_not(ledger_stage_holder_alive(&reused));
+}
+
+Test(ledger, the_flusher_s_identity_is_recorded_and_cleared_by_itself_only, .init = setup,
+     .fini = teardown)
+{
+	cr_assert_not(ledger_flusher_alive(&L));
+	ledger_flusher_set(&L, getpid());
+	cr_assert(ledger_flusher_alive(&L));
+	ledger_flusher_clear(&L, getpid() + 1);
+	cr_assert(ledger_flusher_alive(&L), "cleared by another flusher");
+	ledger_flusher_clear(&L, getpid());
+	cr_assert_not(ledger_flusher_alive(&L));
+	/* Recorded, then another process with its pid: not alive. */
+	ledger_flusher_set(&L, getpid());
+	atomic_fetch_add(&L.hdr->flusher_start, 1);
+	cr_assert_not(ledger_flusher_alive(&L));
+}
+
+Test(ledger, a_file_writer_killed_holding_the_flush_lock_does_not_block_the_next,
+     .init = setup, .fini = teardown, .timeout = 30)
+{
+	pid_t kid = test_fork();
+	cr_assert_geq(kid, 0);
+	if (kid == 0) {
+		ledger_flush_lock(&L);
+		raise(SIGKILL);
+	}
+	wait_child(kid);
+	cr_assert_eq(ledger_flush_lock(&L), LEDGER_OK);
+	ledger_flush_unlock(&L);
+	cr_assert_eq(ledger_flush_lock(&L), LEDGER_OK);
+	ledger_flush_unlock(&L);
+}
+
+Test(ledger, attach_refuses_an_own_object_other_users_may_open, .init = setup,
+     .fini = teardown)
+{
+	char path[128];
+	snprintf(path, sizeof(path), "/dev/shm%s", shm_name);
+	cr_assert_eq(chmod(path, 0644), 0);
+	struct ledger l;
+	cr_assert_eq(ledger_attach(shm_name, 1, &l), LEDGER_ERR_FOREIGN);
+	char owner[256];
+	ledger_describe_owner(shm_name, owner, sizeof(owner));
+	cr_assert(strstr(owner, "mode 0644"), "%s", owner);
 }
 
 Test(ledger, ban_and_unban_keep_usage, .init = setup, .fini = teardown)

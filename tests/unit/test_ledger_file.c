@@ -1,9 +1,12 @@
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <seccomp.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -121,6 +124,68 @@ Test(ledger_file, each_write_keeps_the_previous_generation_as_prev, .init = setu
 	char tmp[PATH_MAX + 8];
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 	cr_assert_eq(access(tmp, F_OK), -1, "temp file left behind");
+}
+
+/* vfat, exFAT and many SMB and FUSE mounts refuse link() (EPERM): the kernel's own refusal,
+ * through a seccomp filter on this test's process. The .prev promise holds all the same (by a
+ * copy), and one line says so, not one per write. */
+Test(ledger_file, where_links_are_refused_each_write_still_keeps_the_previous_generation,
+     .init = setup, .fini = teardown)
+{
+	char log_path[PATH_MAX];
+	snprintf(log_path, sizeof(log_path), "%s/log", dir);
+	int log_fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	cr_assert_geq(log_fd, 0);
+	cr_assert_geq(dup2(log_fd, STDERR_FILENO), 0);
+	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+	cr_assert_not_null(ctx);
+	cr_assert_eq(seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(link), 0), 0);
+	cr_assert_eq(seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(linkat), 0), 0);
+	cr_assert_eq(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+	cr_assert_eq(seccomp_load(ctx), 0);
+	seccomp_release(ctx);
+	cr_assert_eq(link(dir, log_path), -1);
+	cr_assert_eq(errno, EPERM, "the filter does not refuse link()");
+
+	int32_t a;
+	cr_assert_eq(ledger_row_get(&L, "media", "sa1", &a), LEDGER_OK);
+	struct ledger_copy c;
+	cr_assert_eq(ledger_copy_init(&L, &c), LEDGER_OK);
+	char err[LEDGER_FILE_ERR_MAX];
+	for (int i = 1; i <= 4; i++) {
+		cr_assert_eq(ledger_add(&L, a, 10, T0), LEDGER_OK);
+		cr_assert_eq(ledger_read(&L, &c, 100), LEDGER_OK);
+		cr_assert_eq(ledger_file_write(&c, path, T0, err, sizeof(err)), 0, "write %d: %s", i,
+			     err);
+		if (i == 1)
+			cr_assert_eq(access(prev, F_OK), -1, "a .prev before a previous generation");
+	}
+	struct ledger_file cur, old;
+	cr_assert_eq(ledger_file_load(path, &cur, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(ledger_file_load(prev, &old, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(cur.rows[0].usage.used_bytes, 40);
+	cr_assert_eq(old.rows[0].usage.used_bytes, 30);
+	cr_assert_eq(old.generation + 1, cur.generation);
+	ledger_file_free(&cur);
+	ledger_file_free(&old);
+	ledger_copy_free(&c);
+	struct stat st;
+	cr_assert_eq(stat(prev, &st), 0);
+	cr_assert_eq(st.st_mode & 0777, 0600);
+	char leftover[PATH_MAX + 16];
+	snprintf(leftover, sizeof(leftover), "%s.prev.tmp", path);
+	cr_assert_eq(access(leftover, F_OK), -1, "the copy's temp file left behind");
+	FILE *f = fopen(log_path, "r");
+	cr_assert_not_null(f);
+	char line[1024];
+	int said = 0, errors = 0;
+	while (fgets(line, sizeof(line), f)) {
+		said += strstr(line, "refuses hard links") != NULL;
+		errors += strstr(line, "ERROR") != NULL;
+	}
+	fclose(f);
+	cr_assert_eq(said, 1, "the refusal is said once, not per write");
+	cr_assert_eq(errors, 0);
 }
 
 /* The quota fork's loader (cloudplow.py, init_sa_quota_tracking and cleanup_expired_quotas):
