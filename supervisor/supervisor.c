@@ -107,8 +107,11 @@ struct sup {
 	bool reload_pending;
 	struct config next_cfg;
 	bool progress;                /* the terminal view is on */
-	/* Per slot: the child checking the files a worker of an earlier cplow left there. */
-	pid_t *slot_checker;
+	/* Per slot: the child checking the files a worker of an earlier cplow left there, and
+	 * that worker. */
+	struct slot_check {
+		pid_t checker, worker;
+	} *slot_checks;
 };
 
 /* ---- the ledger ---- */
@@ -709,14 +712,6 @@ static void remove_empty_dirs(const struct up *up)
 	folder_removed_free(&removed);
 }
 
-/* Counts what a check could not settle, frees its slot and says so; for checks that cannot
- * run, or were killed. */
-static void charge_slot(struct sup *s, int32_t slot, const char *source, const char *who,
-			const char *why)
-{
-	dead_check_charge(&s->ledger, slot, source, who, why);
-}
-
 /* Forks the check of a slot's pending files for uploader up, on account a (the stage that
  * ran there); 0 when none was started (the files were charged instead). */
 static pid_t start_check(struct sup *s, struct up *up, int account, int32_t slot)
@@ -744,7 +739,7 @@ static pid_t start_check(struct sup *s, struct up *up, int account, int32_t slot
 		return pid;
 	char why[CONFIG_ERR_MAX + 64];
 	snprintf(why, sizeof(why), "the unfinished files cannot be checked (%s)", err);
-	charge_slot(s, slot, up->u->remote->upload_folder, up->u->name, why);
+	dead_check_charge(&s->ledger, slot, up->u->remote->upload_folder, up->u->name, why);
 	return 0;
 }
 
@@ -787,13 +782,15 @@ static bool check_stale_slot(struct sup *s, int32_t slot)
 		for (size_t a = 0; a < up->accounts.count; a++) {
 			if (strcmp(up->accounts.v[a].name, r->account) != 0)
 				continue;
+			pid_t worker = st->pid; /* the slot is the check's once it starts */
 			pid_t pid = start_check(s, up, (int)a, slot);
-			s->slot_checker[slot] = pid;
+			if (pid > 0)
+				s->slot_checks[slot] = (struct slot_check){ pid, worker };
 			return pid > 0;
 		}
 	}
-	charge_slot(s, slot, NULL, r->uploader,
-		    "the account of a dead worker's stage is not in this config");
+	dead_check_charge(&s->ledger, slot, NULL, r->uploader,
+			  "the account of a dead worker's stage is not in this config");
 	return false;
 }
 
@@ -803,7 +800,7 @@ static void release_dead_slots(struct sup *s)
 {
 	for (uint32_t i = 0; i < s->ledger.hdr->slot_capacity; i++) {
 		const struct ledger_stage *st = &s->ledger.stages[i];
-		if (st->state == LEDGER_STAGE_FREE || s->slot_checker[i] ||
+		if (st->state == LEDGER_STAGE_FREE || s->slot_checks[i].checker ||
 		    ledger_stage_holder_alive(st) ||
 		    is_our_worker(s, st->pid))
 			continue;
@@ -820,9 +817,9 @@ static void release_dead_slots(struct sup *s)
  * account. */
 static bool stale_check_of(const struct sup *s, const struct up *up)
 {
-	for (uint32_t i = 0; s->slot_checker && i < s->ledger.hdr->slot_capacity; i++) {
+	for (uint32_t i = 0; s->slot_checks && i < s->ledger.hdr->slot_capacity; i++) {
 		int32_t row = s->ledger.stages[i].row;
-		if (s->slot_checker[i] && row >= 0 &&
+		if (s->slot_checks[i].checker && row >= 0 &&
 		    (uint32_t)row < atomic_load(&s->ledger.hdr->row_count) &&
 		    strcmp(s->ledger.rows[row].uploader, up->u->name) == 0)
 			return true;
@@ -834,11 +831,13 @@ static bool stale_check_of(const struct sup *s, const struct up *up)
 static bool stale_check_reaped(struct sup *s, pid_t pid, int status)
 {
 	for (uint32_t i = 0; i < s->ledger.hdr->slot_capacity; i++) {
-		if (s->slot_checker[i] != pid)
+		if (s->slot_checks[i].checker != pid)
 			continue;
-		s->slot_checker[i] = 0;
 		if (!WIFEXITED(status))
-			charge_slot(s, (int32_t)i, NULL, "(earlier run)", "the check was killed");
+			dead_check_charge(&s->ledger, (int32_t)i, NULL, "(earlier run)",
+					  "the check was killed");
+		log_warn("stage slot %u of dead worker %d released", i, s->slot_checks[i].worker);
+		s->slot_checks[i] = (struct slot_check){ 0, 0 };
 		ledger_stage_release(&s->ledger, (int32_t)i);
 		return true;
 	}
@@ -862,8 +861,9 @@ static void stage_finished(struct sup *s, struct up *up, int status)
 	if (slot >= 0 && !dry && dead_check_pending(&s->ledger, slot) > 0) {
 		pid_t pid = 0;
 		if (s->stopping == 2)
-			charge_slot(s, slot, up->u->remote->upload_folder, up->u->name,
-				    "stopping at once, with no time to check the unfinished files");
+			dead_check_charge(&s->ledger, slot, up->u->remote->upload_folder,
+					  up->u->name, "stopping at once, with no time to check "
+					  "the unfinished files");
 		else
 			pid = start_check(s, up, up->account, slot);
 		if (pid > 0) {
@@ -880,8 +880,8 @@ static void stage_finished(struct sup *s, struct up *up, int status)
 static void check_finished(struct sup *s, struct up *up, int status)
 {
 	if (!WIFEXITED(status))
-		charge_slot(s, up->checked_slot, up->u->remote->upload_folder, up->u->name,
-			    "the check of the unfinished files was killed");
+		dead_check_charge(&s->ledger, up->checked_slot, up->u->remote->upload_folder,
+				  up->u->name, "the check of the unfinished files was killed");
 	up->checker = 0;
 	stage_done(s, up, up->worker_status, up->checked_slot);
 }
@@ -1077,8 +1077,8 @@ static size_t running_workers(const struct sup *s)
 	size_t n = 0;
 	for (size_t i = 0; i < s->up_count; i++)
 		n += s->ups[i].state == UP_RUNNING;
-	for (uint32_t i = 0; s->slot_checker && i < s->ledger.hdr->slot_capacity; i++)
-		n += s->slot_checker[i] > 0;
+	for (uint32_t i = 0; s->slot_checks && i < s->ledger.hdr->slot_capacity; i++)
+		n += s->slot_checks[i].checker > 0;
 	return n;
 }
 
@@ -1097,8 +1097,8 @@ static void signal_workers(struct sup *s, int sig)
 	for (size_t i = 0; i < s->up_count; i++)
 		if (s->ups[i].state == UP_RUNNING)
 			signal_one(s->ups[i].checker ? s->ups[i].checker : s->ups[i].worker, sig);
-	for (uint32_t i = 0; s->slot_checker && i < s->ledger.hdr->slot_capacity; i++)
-		signal_one(s->slot_checker[i], sig);
+	for (uint32_t i = 0; s->slot_checks && i < s->ledger.hdr->slot_capacity; i++)
+		signal_one(s->slot_checks[i].checker, sig);
 }
 
 static void reap(struct sup *s)
@@ -1603,8 +1603,8 @@ int supervisor_main(const struct supervisor_options *opt)
 		goto out;
 	}
 	procs_become_reaper();
-	s->slot_checker = calloc(s->ledger.hdr->slot_capacity, sizeof(*s->slot_checker));
-	if (!s->slot_checker) {
+	s->slot_checks = calloc(s->ledger.hdr->slot_capacity, sizeof(*s->slot_checks));
+	if (!s->slot_checks) {
 		log_error("out of memory");
 		code = SUPERVISOR_EXIT_FAILED;
 		goto out;
@@ -1652,7 +1652,7 @@ out:
 		ledger_detach(&s->ledger);
 	}
 	ledger_copy_free(&s->copy);
-	free(s->slot_checker);
+	free(s->slot_checks);
 	downloaders_free(&s->downloaders);
 	free_uploaders(s);
 	config_free(&s->cfg);
