@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -21,6 +22,7 @@ static char log_file_path[PATH_MAX];
 static int log_file_fd = -1;
 static _Atomic unsigned *log_file_generation; /* MAP_SHARED: bumped by log_reopen_file() */
 static unsigned log_file_seen;
+static bool log_file_pinned;
 
 void log_set_sink(void (*sink)(const char *line, size_t len))
 {
@@ -111,10 +113,15 @@ int log_reopen_file(void)
 	return rc;
 }
 
+void log_file_pin(void)
+{
+	log_file_pinned = true;
+}
+
 static void write_log_file(const char *line, size_t len)
 {
 	unsigned generation = atomic_load_explicit(log_file_generation, memory_order_relaxed);
-	if (generation != log_file_seen) {
+	if (generation != log_file_seen && !log_file_pinned) {
 		log_file_seen = generation; /* tried once per rotation, not once per line */
 		int saved = errno;
 		reopen_here();

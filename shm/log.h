@@ -8,8 +8,10 @@
  * logrotate's copytruncate works). log_reopen_file() (the supervisor, on SIGHUP) opens the path
  * again, for logrotate's rename-and-signal; every process forked after log_open_file() follows
  * at its next line (a generation counter on a page they share), so a worker in the middle of a
- * stage does not go on writing into the renamed file. A process that cannot open it again (the
- * notifier's filter refuses opening files for writing) keeps the old one.
+ * stage does not go on writing into the renamed file. A process whose sandbox refuses opening
+ * files for writing (the dashboard, notifier, Plex roles) pins its descriptor when the filter
+ * goes on (log_file_pin): an open there would kill it or fail; the supervisor starts those roles
+ * again after a rotation instead.
  */
 #ifndef CPLOW_LOG_H
 #define CPLOW_LOG_H
@@ -39,6 +41,9 @@ int log_open_file(const char *path, char *err, size_t err_len);
  * in every process forked since log_open_file(). Returns 0, -1 (the old file stays; errno
  * set), or 1 when there is no log file. */
 int log_reopen_file(void);
+/* This process keeps the log file it has: later rotations are not followed here (a sandbox that
+ * may not open files for writing). */
+void log_file_pin(void);
 
 void log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

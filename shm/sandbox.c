@@ -12,6 +12,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "log.h"
+
 /*
  * Every role runs on an allow list: a deny list misses the calls nobody thought of, and every
  * kernel brings new ones (openat2, io_uring, pidfd_getfd were missing from the notifier's). A
@@ -297,6 +299,9 @@ int sandbox_enter(enum sandbox_role role, const pid_t *signal_pids, size_t n_pid
 		errno = -lrc;
 		goto out;
 	}
+	/* Opening the log file again after a rotation would be refused here (or kill). */
+	if (!(p->groups & G_WRITE))
+		log_file_pin();
 	rc = 0;
 out:;
 	int saved = errno;

@@ -1018,6 +1018,14 @@ void notify_reload(const struct config *c)
 		log_info("notifications are off: the new config has none");
 }
 
+void notify_restart(void)
+{
+	if (!N.on || N.pid <= 0)
+		return;
+	retire();
+	fork_notifier();
+}
+
 bool notify_reaped(pid_t pid, int status)
 {
 	for (int i = 0; i < NOTIFY_RETIRED_MAX; i++) {

@@ -163,6 +163,9 @@ void notify_start(const struct config *c, int close_fd);
 /* After SIGHUP: the notifier is replaced when the targets changed (the old one sends what it
  * holds, as at exit). */
 void notify_reload(const struct config *c);
+/* After a log rotation: a running notifier is replaced (it may not open the new log file; the
+ * old one sends what it holds first). */
+void notify_restart(void);
 /* True when pid was a notifier (restarted with backoff if it was the current one). */
 bool notify_reaped(pid_t pid, int status);
 /* Every loop: restarts a dead notifier when due, sends upload_started once the first stage's

@@ -86,6 +86,8 @@ struct up {
 struct sup {
 	const struct supervisor_options *opt;
 	struct config cfg;
+	char *cfg_text;               /* the config file as cfg was read from it (SIGHUP compares) */
+	size_t cfg_len;
 	char ledger_name[128];
 	struct ledger ledger;
 	struct ledger_copy copy;
@@ -1142,6 +1144,23 @@ static void reap(struct sup *s)
 /* Every error of the config, one log line each, after `refused`. Loaded, what rclone says
  * (probe.h) is logged too: a remote it does not know is a warning (its stages fail on
  * it), and each uploader's quota "auto" is resolved. */
+/* The config file's bytes, or NULL (unreadable, or larger than the loader takes). */
+static char *read_config_text(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return NULL;
+	size_t cap = CONFIG_FILE_MAX + 1;
+	char *text = malloc(cap);
+	*len = text ? fread(text, 1, cap, f) : 0;
+	if (text && (ferror(f) || *len == cap)) {
+		free(text);
+		text = NULL;
+	}
+	fclose(f);
+	return text;
+}
+
 static int load_config(const char *path, struct config *out, const char *refused)
 {
 	struct config_errors errors;
@@ -1208,18 +1227,35 @@ static void handle_signals(struct sup *s)
 	if (sig.hangup && log_reopen_file() < 0)
 		log_error("SIGHUP: cannot open the log file again (%s); it stays where it was",
 			  strerror(errno));
-	if (sig.hangup && !s->stopping) {
+	size_t len = 0;
+	char *text = sig.hangup && !s->stopping ? read_config_text(s->opt->config_path, &len) : NULL;
+	if (text && s->cfg_text && !s->reload_pending && len == s->cfg_len &&
+	    memcmp(text, s->cfg_text, len) == 0) {
+		/* logrotate's signal: the stages go on; the roles that may not open the log file
+		 * again (log_file_pin) start again to write to the new one. */
+		log_info("SIGHUP: the config is as it was: the log file is opened again, the stages "
+			 "go on");
+		stop_dashboard(s);
+		plex_role_stop(&s->plex);
+		notify_restart();
+		free(text);
+	} else if (sig.hangup && !s->stopping) {
 		struct config next;
 		if (load_config(s->opt->config_path, &next,
 				"SIGHUP: the new config is refused, the old one stays: ") == 0 &&
 		    !reload_changes_capacity(s, &next)) {
 			log_info("SIGHUP: config reloaded; stopping the stages to plan them again");
+			free(s->cfg_text);
+			s->cfg_text = text;
+			s->cfg_len = len;
+			text = NULL;
 			if (s->reload_pending)
 				config_free(&s->next_cfg);
 			s->next_cfg = next;
 			s->reload_pending = true;
 			signal_workers(s, SIGTERM);
 		}
+		free(text);
 	}
 	if (sig.flush && s->flusher > 0)
 		kill(s->flusher, SIGUSR1);
@@ -1535,7 +1571,9 @@ int supervisor_main(const struct supervisor_options *opt)
 	s->opt = opt;
 	s->lock_fd = -1;
 	log_set_tag("cplow");
+	s->cfg_text = read_config_text(opt->config_path, &s->cfg_len);
 	if (load_config(opt->config_path, &s->cfg, "") < 0) {
+		free(s->cfg_text);
 		free(s);
 		return SUPERVISOR_EXIT_CONFIG;
 	}
@@ -1660,6 +1698,7 @@ out:
 		config_free(&s->next_cfg);
 	if (s->lock_fd >= 0)
 		close(s->lock_fd);
+	free(s->cfg_text);
 	free(s);
 	return code;
 }

@@ -10,8 +10,10 @@ import signal
 import subprocess
 import tempfile
 import unittest
+import urllib.request
 
-from harness import BUILD, CplowProcesses, FakeRemote, drop_ledger, make_tree, wait_for
+from harness import (BUILD, CplowProcesses, FakeRemote, drop_ledger, free_port, make_tree,
+                     wait_for)
 
 CPLOW = os.path.join(BUILD, "supervisor/cplow")
 INSPECT = os.path.join(BUILD, "shm/cplow-inspect")
@@ -161,41 +163,55 @@ class CliTest(CplowProcesses, unittest.TestCase):
     # ---- --logfile ----
 
     def test_the_logfile_gets_every_processs_lines_and_follows_a_rename_on_sighup(self):
+        # logrotate renames the file and sends SIGHUP with the config as it was: every process
+        # writes to the new file from then on, and the stage under way is not interrupted.
         quota = 64 << 20
         self.fake = FakeRemote({"a1": ("pw1", quota)}, self.work)
         src = os.path.join(self.work, "src")
         os.makedirs(src)
-        make_tree(src, 20, seed=71, min_size=100 << 10, max_size=200 << 10)
+        files = make_tree(src, 20, seed=71, min_size=100 << 10, max_size=200 << 10)
         config = os.path.join(self.work, "config.json")
+        port = free_port()
         with open(config, "w") as f:
             json.dump({"remotes": {"media": {"upload_folder": src, "upload_remote": "fake1:/M",
                                              "rclone_extras": {"--retries": 1}}},
                        "uploader": {"media": {"max_size_gb": 0, "check_interval": 1}},
-                       "quota": {"daily_bytes": quota, "min_free_bytes": 1}}, f)
+                       "quota": {"daily_bytes": quota, "min_free_bytes": 1},
+                       "dashboard": {"enabled": True, "host": "127.0.0.1", "port": port}}, f)
         self.configs.append(config)
         env = clean_env(**self.fake.remote_env("fake1", "a1"))
         log = os.path.join(self.work, "cplow.log")
         self.fake.set_delay(200)  # the stage is still running when the file is rotated
         p = self.start("run", "--logfile", log, "--config=" + config, env=env)
-        wait_for("the worker's first line in the log file",
-                 lambda: "worker[media/fake1]: stage 1 started" in read(log), timeout=60)
+        wait_for("the worker's first line and the dashboard's in the log file",
+                 lambda: "worker[media/fake1]: stage 1 started" in read(log)
+                 and "dashboard: serving" in read(log), timeout=60)
         self.assertIn("cplow: uploader media: stage 1 on fake1", read(log))
         os.rename(log, log + ".1")
         p.send_signal(signal.SIGHUP)
-        wait_for("the reload's line in the new file",
-                 lambda: "SIGHUP: config reloaded" in read(log), timeout=60)
-        # The worker, forked before the rotation, writes to the new file too.
-        wait_for("the worker's stop in the new file",
-                 lambda: "worker[media/fake1]: stop requested" in read(log), timeout=60)
+        wait_for("the rotation's line in the new file",
+                 lambda: "SIGHUP: the config is as it was" in read(log), timeout=60)
+        # The dashboard may not open files (its sandbox): it starts again and says so there.
+        wait_for("the restarted dashboard's line in the new file",
+                 lambda: "dashboard: serving" in read(log), timeout=60)
         self.fake.set_delay(0)
+        # The worker, forked before the rotation, ends its stage and says so in the new file.
+        wait_for("the worker's end of stage 1 in the new file",
+                 lambda: "worker[media/fake1]: stage 1 done" in read(log), timeout=120)
+        with urllib.request.urlopen("http://127.0.0.1:%d/api/health" % port, timeout=10) as r:
+            self.assertEqual(json.load(r)["status"], "healthy")
         code, err = self.stop(p)
         self.assertEqual(code, 143, err)
         old, new = read(log + ".1"), read(log)
         self.assertNotIn("SIGHUP", old)
-        self.assertNotIn("stop requested", old)
+        self.assertNotIn("stop requested", old + new)
+        self.assertNotIn("interrupted", old + new)
+        self.assertNotIn("killed by signal", old + new)
+        self.assertEqual(self.fake.truth()["users"]["a1"]["accepted_bytes"],
+                         sum(files.values()))
         self.assertIn("SIGTERM: stopping every stage gracefully", new)
         # Logs go to the file too, as cloudplow's did: stderr has the same lines.
-        self.assertIn("SIGHUP: config reloaded", err)
+        self.assertIn("SIGHUP: the config is as it was", err)
         for line in new.splitlines():
             self.assertIn(line, err)
 
