@@ -1093,14 +1093,20 @@ static void signal_one(pid_t pid, int sig)
 	kill(pid, sig); /* also before it made its own group */
 }
 
-/* Workers, and the checks of files they left (which a stop ends at once, charging them). */
-static void signal_workers(struct sup *s, int sig)
+/* Workers, and with checks, the checks of files they left (which a stop ends at once,
+ * charging them; a reload lets them finish). */
+static void signal_stages(struct sup *s, int sig, bool checks)
 {
 	for (size_t i = 0; i < s->up_count; i++)
-		if (s->ups[i].state == UP_RUNNING)
+		if (s->ups[i].state == UP_RUNNING && (!s->ups[i].checker || checks))
 			signal_one(s->ups[i].checker ? s->ups[i].checker : s->ups[i].worker, sig);
-	for (uint32_t i = 0; s->slot_checks && i < s->ledger.hdr->slot_capacity; i++)
+	for (uint32_t i = 0; checks && s->slot_checks && i < s->ledger.hdr->slot_capacity; i++)
 		signal_one(s->slot_checks[i].checker, sig);
+}
+
+static void signal_workers(struct sup *s, int sig)
+{
+	signal_stages(s, sig, true);
 }
 
 static void reap(struct sup *s)
@@ -1253,7 +1259,7 @@ static void handle_signals(struct sup *s)
 				config_free(&s->next_cfg);
 			s->next_cfg = next;
 			s->reload_pending = true;
-			signal_workers(s, SIGTERM);
+			signal_stages(s, SIGTERM, false);
 		}
 		free(text);
 	}
