@@ -1042,21 +1042,35 @@ int ledger_stage_update(struct ledger *l, int32_t slot, const struct ledger_stag
 	return LEDGER_OK;
 }
 
-int ledger_stage_hand_over(struct ledger *l, int32_t slot, pid_t pid)
+/* Locks for a write of a whole slot: the intent starts as the slot's image, which the caller
+ * changes, then commits (LEDGER_OP_STAGE) and unlocks. NULL, with *rc, when it cannot. */
+static struct ledger_stage *stage_write(struct ledger *l, int32_t slot, int *rc)
 {
-	if (!valid_slot(l, slot) || pid <= 0)
-		return LEDGER_ERR_INVALID;
-	uint64_t start;
-	if (proc_start_time(pid, &start) < 0)
-		start = 0; /* pid alone then */
-	int rc = lock(l);
-	if (rc < 0)
-		return rc;
+	if (!valid_slot(l, slot)) {
+		*rc = LEDGER_ERR_INVALID;
+		return NULL;
+	}
+	if ((*rc = lock(l)) < 0)
+		return NULL;
 	struct ledger_intent *in = &l->hdr->intent;
 	in->slot = slot;
 	in->stage = l->stages[slot];
-	in->stage.pid = (int32_t)pid;
-	in->stage.pid_start = start;
+	return &in->stage;
+}
+
+int ledger_stage_hand_over(struct ledger *l, int32_t slot, pid_t pid)
+{
+	uint64_t start;
+	if (pid <= 0)
+		return LEDGER_ERR_INVALID;
+	if (proc_start_time(pid, &start) < 0)
+		start = 0; /* pid alone then */
+	int rc;
+	struct ledger_stage *st = stage_write(l, slot, &rc);
+	if (!st)
+		return rc;
+	st->pid = (int32_t)pid;
+	st->pid_start = start;
 	commit(l, LEDGER_OP_STAGE);
 	unlock(l);
 	return LEDGER_OK;
@@ -1103,15 +1117,10 @@ int ledger_session_start(struct ledger *l, int64_t now_ms)
 int ledger_stage_note_opens(struct ledger *l, int32_t slot, const char *const *paths,
 			    const int64_t *sizes, const int64_t *mtimes, size_t n)
 {
-	if (!valid_slot(l, slot))
-		return LEDGER_ERR_INVALID;
-	int rc = lock(l);
-	if (rc < 0)
+	int rc;
+	struct ledger_stage *st = stage_write(l, slot, &rc);
+	if (!st)
 		return rc;
-	struct ledger_intent *in = &l->hdr->intent;
-	in->slot = slot;
-	in->stage = l->stages[slot];
-	struct ledger_stage *st = &in->stage;
 	int32_t next = 0;
 	for (size_t k = 0; k < n; k++) {
 		if (strlen(paths[k]) >= LEDGER_OPEN_PATH_MAX || find_open(st, paths[k]) >= 0) {
@@ -1172,17 +1181,13 @@ static int kept(const char *path, const char *const *keep, size_t n_keep)
 int ledger_stage_settle_opens(struct ledger *l, int32_t slot, const char *const *keep,
 			      size_t n_keep)
 {
-	if (!valid_slot(l, slot))
-		return LEDGER_ERR_INVALID;
-	int rc = lock(l);
-	if (rc < 0)
+	int rc;
+	struct ledger_stage *st = stage_write(l, slot, &rc);
+	if (!st)
 		return rc;
-	struct ledger_intent *in = &l->hdr->intent;
-	in->slot = slot;
-	in->stage = l->stages[slot];
 	int changed = 0;
 	for (int32_t i = 0; i < LEDGER_OPEN_MAX; i++) {
-		struct ledger_open_file *f = &in->stage.open_files[i];
+		struct ledger_open_file *f = &st->open_files[i];
 		if (f->state == LEDGER_OPEN_PENDING && !kept(f->path, keep, n_keep)) {
 			f->state = LEDGER_OPEN_FREE;
 			changed = 1;

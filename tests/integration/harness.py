@@ -241,6 +241,14 @@ def stage_args(shm, uploader, account, source, dest, workdir, *extra):
             "--extra", "--retries=1", "--extra", "--low-level-retries=1"] + list(extra)
 
 
+def popen(args, env):
+    """args with env added to ours; stdout and stderr piped, as text."""
+    full = dict(os.environ)
+    full.update(env)
+    return subprocess.Popen(list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=full)
+
+
 def run_stage(env, *args, timeout=300):
     full_env = dict(os.environ)
     full_env.update(env)

@@ -17,7 +17,7 @@ import time
 import unittest
 
 from harness import (BUILD, RCLONE, FakeRemote, child_named, children, ledger_bytes,
-                     make_tree, run_stage, stage_args, unlink_shm, wait_for)
+                     make_tree, popen, run_stage, stage_args, unlink_shm, wait_for)
 
 CPLOW = os.path.join(BUILD, "supervisor/cplow")
 INSPECT = os.path.join(BUILD, "shm/cplow-inspect")
@@ -78,10 +78,7 @@ class InFlightTest(unittest.TestCase):
         return self.fake
 
     def start(self, args, env):
-        full = dict(os.environ)
-        full.update(env)
-        p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env=full)
+        p = popen(args, env)
         self.procs.append(p)
         return p
 
@@ -251,6 +248,15 @@ class InFlightTest(unittest.TestCase):
 
     # --- late files (in the source after the listing) -------------------------------------
 
+    def late_source(self, name, seed):
+        """A source of 4 files, and 3 more in a spool that late_wrapper brings in late."""
+        src = os.path.join(self.work, name)
+        early = make_tree(src, 4, seed=seed, max_size=100 << 10, dirs=2)
+        spool = os.path.join(self.work, "spool")
+        late = make_tree(os.path.join(spool, "late"), 3, seed=seed + 1, min_size=10 << 10,
+                         max_size=50 << 10, dirs=0)
+        return src, spool, sum(early.values()) + sum(late.values()), len(late)
+
     def late_wrapper(self, src, spool, body):
         """An rclone that, for the move, first brings files into the source (after the
         worker's listing, before rclone's), then runs the real rclone as body says."""
@@ -269,11 +275,7 @@ exec %s "$@"
 
     def test_late_files_survive_a_failed_lsjson_round(self):
         fake = self.start_fake("late1")
-        src = os.path.join(self.work, "src")
-        early = make_tree(src, 4, seed=50, max_size=100 << 10, dirs=0)
-        spool = os.path.join(self.work, "spool")
-        late = make_tree(os.path.join(spool, "late"), 3, seed=51, min_size=10 << 10,
-                         max_size=50 << 10, dirs=0)
+        src, spool, all_bytes, late_count = self.late_source("src", seed=50)
         wrapper = self.late_wrapper(src, spool, """case " $* " in
   *" lsjson "*) if [ ! -e $W/failed-once ]; then : > $W/failed-once; exit 1; fi;;
 esac""")
@@ -283,20 +285,15 @@ esac""")
         self.assertTrue(os.path.exists(os.path.join(self.work, "failed-once")),
                         "no lsjson round failed:\n" + run.stderr[-3000:])
         self.assertEqual(outcome["result"], "done", run.stderr[-3000:])
-        self.assertEqual(outcome["unknown_files"], len(late))
-        self.assertEqual(self.assert_ledger_is_truth("late1"),
-                         sum(early.values()) + sum(late.values()))
+        self.assertEqual(outcome["unknown_files"], late_count)
+        self.assertEqual(self.assert_ledger_is_truth("late1"), all_bytes)
 
     def test_late_files_of_a_killed_worker_are_counted_by_the_supervisor(self):
         # rclone copies the late files and ends; its worker is killed before it can look them
         # up on the remote (the wrapper holds rclone's log open, so the worker is still
         # reading it). The stage slot has them; the supervisor's check counts them.
         fake = self.start_fake("a1")
-        src = os.path.join(self.work, "media")
-        early = make_tree(src, 4, seed=60, max_size=100 << 10, dirs=2)
-        spool = os.path.join(self.work, "spool")
-        late = make_tree(os.path.join(spool, "late"), 3, seed=61, min_size=10 << 10,
-                         max_size=50 << 10, dirs=0)
+        src, spool, all_bytes, _ = self.late_source("media", seed=60)
         ready = os.path.join(self.work, "worker-pid")
         wrapper = self.late_wrapper(src, spool, """case " $* " in
   *" move "*) if [ ! -e $W/held ]; then : > $W/held
@@ -321,7 +318,7 @@ esac""" % (RCLONE, ready, ready, ready))
         self.assertEqual(p.returncode, 0, err[-3000:])
         self.assertIn("was killed by signal 9", err)
         truth = fake.accepted("a1")
-        self.assertEqual(truth, sum(early.values()) + sum(late.values()))
+        self.assertEqual(truth, all_bytes)
         self.assertEqual(self.cplow_used(), truth, err[-3000:])
 
     # --- a hung remote and the supervisor -------------------------------------------------

@@ -14,7 +14,7 @@ import time
 import unittest
 
 from harness import (BUILD, RCLONE, FakeRemote, child_named, ledger_bytes, ledger_row, ledger_state,
-                     make_tree, run_stage, stage_args, unlink_shm, wait_for)
+                     make_tree, popen, run_stage, stage_args, unlink_shm, wait_for)
 
 AMPLE = 0  # unlimited
 
@@ -46,10 +46,7 @@ class StageTest(unittest.TestCase):
         return src, make_tree(src, count, seed, **kw)
 
     def start_stage(self, env, args):
-        full = dict(os.environ)
-        full.update(env)
-        p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env=full)
+        p = popen(args, env)
         self.procs.append(p)
         return p
 
