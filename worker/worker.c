@@ -40,6 +40,11 @@
 #define WORKER_DRAIN_MS 20
 /* rclone's descriptors read per look: --transfers files, its checkers', and its sockets. */
 #define WORKER_RCLONE_FDS_MAX 1024
+/* How often, at most, the worker looks among rclone's open files (~50 us for its ~30
+ * descriptors): an open after a quiet spell is looked at at once, a burst of small files
+ * shares one look. A file rclone opened and closed between two looks is no candidate of its
+ * own (see reconcile.h). */
+#define WORKER_LOOK_MS 100
 /* Files recorded in the stage slot per ledger write. */
 #define WORKER_NOTE_BATCH 64
 
@@ -79,6 +84,10 @@ struct worker {
 	int64_t note_sizes[WORKER_NOTE_BATCH], note_mtimes[WORKER_NOTE_BATCH];
 	size_t note_count;
 	struct rclone_proc_file rclone_fds[WORKER_RCLONE_FDS_MAX];
+	/* Opened files to look for among rclone's, at the next look. */
+	struct source_entry **waiting;
+	size_t waiting_count, waiting_cap;
+	int64_t last_look_ms;
 	int stop_requested;            /* signals seen */
 	int stop_sent;                 /* we told rclone to stop (signal or trigger) */
 	int64_t stop_sent_ms;
@@ -214,11 +223,17 @@ static void worker_on_copied(struct worker *w, const struct rclone_log_event *ev
 	w->out->bytes += e->size;
 }
 
+static void drain_watch(struct worker *w);
+static void look_at_rclone(struct worker *w, bool force);
+
 static void stop_rclone(struct worker *w, int sig)
 {
 	if (w->proc.pid <= 0)
 		return;
 	if (!w->stop_sent) {
+		/* The last look at rclone's open files, while it has them. */
+		drain_watch(w);
+		look_at_rclone(w, true);
 		w->stop_sent = 1;
 		w->stop_sent_ms = ledger_now_ms();
 		/* A cut stage's check asks this first: the answer comes while rclone stops. */
@@ -365,10 +380,39 @@ static int read_rclone(struct worker *w, char *buf)
 	return 1;
 }
 
-/* The open-watch says some process opened these files; the ones rclone itself has open (the
- * same file among its descriptors) go into the stage slot, where the supervisor finds them
- * should this worker die before it can check them itself. Plex or a checksum pass opening a
- * file already uploaded makes it no candidate. */
+/* The files waiting for a look that rclone itself has open (the same file among its
+ * descriptors) go into the stage slot, where the supervisor finds them should this worker die
+ * before it can check them itself. Plex or a checksum pass opening a file already uploaded
+ * makes it no candidate. Unless forced, at most every WORKER_LOOK_MS. */
+static void look_at_rclone(struct worker *w, bool force)
+{
+	int64_t now = ledger_now_ms();
+	if (!w->waiting_count || (!force && now - w->last_look_ms < WORKER_LOOK_MS))
+		return;
+	/* Files rclone reported meanwhile need no look. */
+	size_t k = 0;
+	for (size_t i = 0; i < w->waiting_count; i++)
+		if (!(w->waiting[i]->flags & (SOURCE_COUNTED | SOURCE_CONFIRMED)))
+			w->waiting[k++] = w->waiting[i];
+	w->waiting_count = k;
+	if (!k)
+		return;
+	w->last_look_ms = now;
+	int fds = w->proc.pid > 0 && !w->rclone_reaped
+			  ? rclone_proc_open_files(w->proc.pid, w->rclone_fds, WORKER_RCLONE_FDS_MAX)
+			  : -1;
+	for (size_t i = 0; fds > 0 && i < w->waiting_count; i++) {
+		struct source_entry *e = w->waiting[i];
+		struct stat sb;
+		if (source_stat(w->spec->source, e->path, &sb) == 0 &&
+		    rclone_proc_has_open(w->rclone_fds, (size_t)fds, sb.st_dev, sb.st_ino))
+			confirm(w, e, mtime_ns_of(&sb));
+	}
+	w->waiting_count = 0;
+	flush_notes(w);
+}
+
+/* The open-watch says some process opened these files: they wait for a look among rclone's. */
 static void drain_watch(struct worker *w)
 {
 	if (w->watch_fd < 0)
@@ -380,20 +424,20 @@ static void drain_watch(struct worker *w)
 			 "unfinished file");
 	size_t n;
 	struct source_entry *const *fresh = source_take_opened(&w->source, &n);
-	int fds = -1; /* rclone's files, read once per drain and only when needed */
 	for (size_t i = 0; i < n; i++) {
-		struct source_entry *e = fresh[i];
-		if (e->flags & (SOURCE_COUNTED | SOURCE_CONFIRMED))
+		if (fresh[i]->flags & (SOURCE_COUNTED | SOURCE_CONFIRMED))
 			continue;
-		if (fds < 0 && w->proc.pid > 0 && !w->rclone_reaped)
-			fds = rclone_proc_open_files(w->proc.pid, w->rclone_fds,
-						     WORKER_RCLONE_FDS_MAX);
-		struct stat sb;
-		if (fds > 0 && source_stat(w->spec->source, e->path, &sb) == 0 &&
-		    rclone_proc_has_open(w->rclone_fds, (size_t)fds, sb.st_dev, sb.st_ino))
-			confirm(w, e, mtime_ns_of(&sb));
+		if (w->waiting_count == w->waiting_cap) {
+			size_t cap = w->waiting_cap ? w->waiting_cap * 2 : 64;
+			void *p = realloc(w->waiting, cap * sizeof(*w->waiting));
+			if (!p)
+				break; /* those stay files something opened */
+			w->waiting = p;
+			w->waiting_cap = cap;
+		}
+		w->waiting[w->waiting_count++] = fresh[i];
 	}
-	flush_notes(w);
+	look_at_rclone(w, false);
 }
 
 /* Reads rclone's log until it closes, acting on signals, stats and the watch meanwhile. */
@@ -425,6 +469,8 @@ static void run_loop(struct worker *w)
 			timeout = (batch_us + 999) / 1000;
 		if (w->watch_pending && timeout > w->last_drain_ms + WORKER_DRAIN_MS - now)
 			timeout = w->last_drain_ms + WORKER_DRAIN_MS - now;
+		if (w->waiting_count && timeout > w->last_look_ms + WORKER_LOOK_MS - now)
+			timeout = w->last_look_ms + WORKER_LOOK_MS - now;
 		if (w->stop_sent && timeout > 100)
 			timeout = 100;
 		int n = poll(fds, watching ? 3 : 2, timeout > 0 ? (int)timeout : 0);
@@ -434,6 +480,7 @@ static void run_loop(struct worker *w)
 			w->watch_pending = true;
 		if (w->watch_pending && ledger_now_ms() - w->last_drain_ms >= WORKER_DRAIN_MS)
 			drain_watch(w);
+		look_at_rclone(w, false);
 		if (fds[1].revents & POLLIN) {
 			char drain[16];
 			while (read(worker_sigpipe[0], drain, sizeof(drain)) > 0)
@@ -824,6 +871,7 @@ out:
 	rclone_cmd_free(&w->ls_cmd);
 	rclone_cmd_free(&w->features_cmd);
 	free(w->confirmed);
+	free(w->waiting);
 	unlink(w->files_from);
 	triggers_free(&w->triggers);
 	for (size_t i = 0; i < w->late_count; i++)
