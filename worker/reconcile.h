@@ -21,7 +21,7 @@
  * tell a new copy from an old one, and nowhere else.
  *
  * Limits: a file rclone opened and closed between two looks at its descriptors (its whole
- * upload inside one open-watch drain, ~20 ms) whose Copied line was lost to a crash in the
+ * upload inside WORKER_LOOK_MS, 100 ms) whose Copied line was lost to a crash in the
  * moment after the remote took it is counted only on a remote without modification times;
  * a file rclone only hashed (a touched file the remote already holds) in flight at a cut is
  * counted though nothing was uploaded (over, never under, and its removal is what rclone's
