@@ -615,6 +615,38 @@ out:
     return rc;
 }
 
+int source_add(struct source_index *idx, const char *path, size_t len, int64_t size)
+{
+    if (idx->slots || size < 0 || len >= UINT32_MAX)
+        return -EINVAL;
+    if (idx->file_count == idx->entry_cap) {
+        if (idx->entry_cap >= FILES_MAX)
+            return -EOVERFLOW;
+        size_t cap = idx->entry_cap ? idx->entry_cap * 2 : ENTRIES_INITIAL;
+        if (cap > FILES_MAX)
+            cap = FILES_MAX;
+        struct source_entry *grown = realloc(idx->entries, cap * sizeof *grown);
+        if (!grown)
+            return -ENOMEM;
+        idx->entries = grown;
+        idx->entry_cap = cap;
+    }
+    struct source_entry *e = &idx->entries[idx->file_count];
+    int rc = join_path(idx, "", 0, path, len, &e->path, &e->path_len);
+    if (rc < 0)
+        return rc;
+    e->size = size;
+    e->flags = 0;
+    idx->file_count++;
+    idx->total_bytes += size;
+    return 0;
+}
+
+int source_index_done(struct source_index *idx)
+{
+    return idx->slots ? -EINVAL : build_slots(idx);
+}
+
 /* --- lookups and flags ------------------------------------------------------------------ */
 
 struct source_entry *source_find(struct source_index *idx, const char *path, size_t len)

@@ -51,6 +51,8 @@ enum source_flag {
     SOURCE_NOTED = 1u << 3,      /* the worker's: recorded in its stage slot's open files */
     SOURCE_CONFIRMED = 1u << 4,  /* the worker's: rclone itself had it open (its descriptors,
                                   * or its transferring list), not only some process */
+    SOURCE_HELD = 1u << 5,       /* the worker's: a remote source's file left out of the
+                                  * stage (it did not fit the stage's byte budget) */
 };
 
 struct source_entry {
@@ -114,6 +116,15 @@ struct source_index {
  * untouched and nothing needs freeing.
  */
 int source_list(const char *root, struct source_index *out, char *err, size_t err_len);
+
+/*
+ * A listing made elsewhere (a remote source: rclone lsjson's paths, already in rclone's form),
+ * into a zeroed index: source_add() once per file, then source_index_done(), after which
+ * source_find() and the rest work as on a listed folder (the open-watch excepted). 0, or
+ * -EINVAL (done already, a negative size), -ENOMEM, -EOVERFLOW.
+ */
+int source_add(struct source_index *idx, const char *path, size_t len, int64_t size);
+int source_index_done(struct source_index *idx);
 
 /* The entry whose path is exactly these len bytes (no NUL needed), or NULL. O(1). When files
  * share the path, an uncounted one while there is one. */
