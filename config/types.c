@@ -77,7 +77,18 @@ static void extras_parse(struct ctx *x, struct walk *w, const struct ck_row *r, 
 		}
 		if (key[0] != '-')
 			ck_warn(x, pk, "no leading dashes: passed as %s", name);
-		/* Which flags cplow owns is rclone_cmd's to say; config reports it. */
+		/* Which flags cplow owns or refuses is rclone_cmd's to say; config reports it. */
+		const char *shown = cJSON_IsString(i) ? i->valuestring : cJSON_IsTrue(i) ? "true"
+				  : cJSON_IsFalse(i) ? "false" : NULL;
+		if (cJSON_IsNumber(i) && isfinite(i->valuedouble)) {
+			ck_number(value, sizeof(value), i->valuedouble);
+			shown = value;
+		}
+		char why[300];
+		if (rclone_cmd_check_extra(name, shown, why, sizeof(why)) < 0) {
+			ck_fail(x, pk, "%s; remove the key", why);
+			continue;
+		}
 		if ((reserved = rclone_cmd_reserved_flag(name))) {
 			ck_warn(x, pk, "%s is set by cplow itself, ignored", reserved);
 			continue;

@@ -77,7 +77,8 @@ static uint32_t layout_hash(void)
 		offsetof(struct ledger_header, intent), offsetof(struct ledger_row, usage),
 		offsetof(struct ledger_usage, ban_cause), offsetof(struct ledger_stage, inflight),
 		LEDGER_UPLOADER_MAX, LEDGER_ACCOUNT_MAX, LEDGER_CAUSE_MAX, LEDGER_HOURS,
-		LEDGER_INFLIGHT_MAX,
+		LEDGER_INFLIGHT_MAX, offsetof(struct ledger_stage, open_files),
+		sizeof(struct ledger_open_file), LEDGER_OPEN_MAX,
 	};
 	uint64_t h = fnv1a(FNV_BASIS, facts, sizeof(facts));
 	return (uint32_t)(h ^ (h >> 32));
@@ -759,11 +760,22 @@ static int32_t find_open(const struct ledger_stage *st, const char *path)
 	return -1;
 }
 
-/* Computes a row's after-image with `change` under the lock and commits it. */
+/* An entry named by index (ledger_count_open_file) must still be pending under that path. */
+static int open_entry_is(const struct ledger_stage *st, int32_t index, const char *path)
+{
+	const struct ledger_open_file *f = &st->open_files[index];
+	return f->state == LEDGER_OPEN_PENDING && strncmp(f->path, path, sizeof(f->path)) == 0;
+}
+
+/* Computes a row's after-image with `change` under the lock and commits it. With a slot, the
+ * stage's counters move too, and the open-file entry for path (the pending one of that path,
+ * or, when open_index >= 0, exactly that one, which must still be pending) is marked counted in
+ * the same write. */
 static int row_write(struct ledger *l, int32_t row, int64_t now_ms,
 		     int (*change)(struct ledger_usage *u, enum ledger_window w, int64_t now_ms,
 				   const void *arg),
-		     const void *arg, int32_t slot, int64_t stage_bytes, const char *path)
+		     const void *arg, int32_t slot, int64_t stage_bytes, const char *path,
+		     int32_t open_index)
 {
 	int rc = lock(l);
 	if (rc < 0)
@@ -771,6 +783,10 @@ static int row_write(struct ledger *l, int32_t row, int64_t now_ms,
 	if (!valid_row(l, row) || (slot >= 0 && !valid_slot(l, slot))) {
 		pthread_mutex_unlock(&l->hdr->lock);
 		return row >= 0 ? LEDGER_ERR_NOTFOUND : LEDGER_ERR_INVALID;
+	}
+	if (open_index >= 0 && !open_entry_is(&l->stages[slot], open_index, path)) {
+		pthread_mutex_unlock(&l->hdr->lock);
+		return LEDGER_ERR_NOTFOUND;
 	}
 	struct ledger_intent *in = &l->hdr->intent;
 	in->row = row;
@@ -787,7 +803,8 @@ static int row_write(struct ledger *l, int32_t row, int64_t now_ms,
 		in->stage_files_done = l->stages[slot].files_done + 1;
 		in->stage_bytes_done = l->stages[slot].bytes_done + stage_bytes;
 		op |= LEDGER_OP_STAGE_COUNT;
-		in->open_index = path ? find_open(&l->stages[slot], path) : -1;
+		in->open_index = open_index >= 0 ? open_index
+						 : path ? find_open(&l->stages[slot], path) : -1;
 		if (in->open_index >= 0)
 			op |= LEDGER_OP_OPEN_COUNTED;
 	}
@@ -808,7 +825,7 @@ int ledger_add(struct ledger *l, int32_t row, int64_t bytes, int64_t now_ms)
 {
 	if (bytes < 0)
 		return LEDGER_ERR_INVALID;
-	int rc = row_write(l, row, now_ms, change_add, &bytes, -1, 0, NULL);
+	int rc = row_write(l, row, now_ms, change_add, &bytes, -1, 0, NULL, -1);
 	return rc < 0 ? rc : LEDGER_OK;
 }
 
@@ -823,7 +840,18 @@ int ledger_add_for_stage_file(struct ledger *l, int32_t slot, const char *path, 
 	if (bytes < 0 || !valid_slot(l, slot))
 		return LEDGER_ERR_INVALID;
 	/* The slot's row is fixed while the stage runs: only its owner changes it. */
-	int rc = row_write(l, l->stages[slot].row, now_ms, change_add, &bytes, slot, bytes, path);
+	int rc = row_write(l, l->stages[slot].row, now_ms, change_add, &bytes, slot, bytes, path,
+			   -1);
+	return rc < 0 ? rc : LEDGER_OK;
+}
+
+int ledger_count_open_file(struct ledger *l, int32_t slot, int32_t index, const char *path,
+			   int64_t bytes, int64_t now_ms)
+{
+	if (bytes < 0 || !valid_slot(l, slot) || index < 0 || index >= LEDGER_OPEN_MAX || !path)
+		return LEDGER_ERR_INVALID;
+	int rc = row_write(l, l->stages[slot].row, now_ms, change_add, &bytes, slot, bytes, path,
+			   index);
 	return rc < 0 ? rc : LEDGER_OK;
 }
 
@@ -848,14 +876,14 @@ int ledger_ban(struct ledger *l, int32_t row, int64_t until_ms, const char *caus
 	if (until_ms <= 0)
 		return LEDGER_ERR_INVALID;
 	struct ban_arg b = { until_ms, cause ? cause : "" };
-	int rc = row_write(l, row, now_ms, change_ban, &b, -1, 0, NULL);
+	int rc = row_write(l, row, now_ms, change_ban, &b, -1, 0, NULL, -1);
 	return rc < 0 ? rc : LEDGER_OK;
 }
 
 int ledger_unban(struct ledger *l, int32_t row, int64_t now_ms)
 {
 	struct ban_arg b = { 0, "" };
-	int rc = row_write(l, row, now_ms, change_ban, &b, -1, 0, NULL);
+	int rc = row_write(l, row, now_ms, change_ban, &b, -1, 0, NULL, -1);
 	return rc < 0 ? rc : LEDGER_OK;
 }
 
@@ -876,7 +904,7 @@ static int change_reset(struct ledger_usage *u, enum ledger_window w, int64_t no
 
 int ledger_reset_row(struct ledger *l, int32_t row, int64_t now_ms)
 {
-	int rc = row_write(l, row, now_ms, change_reset, NULL, -1, 0, NULL);
+	int rc = row_write(l, row, now_ms, change_reset, NULL, -1, 0, NULL, -1);
 	return rc < 0 ? rc : LEDGER_OK;
 }
 
@@ -893,7 +921,7 @@ int ledger_set_usage(struct ledger *l, int32_t row, const struct ledger_usage *u
 {
 	if (u->used_bytes < 0 || u->files < 0)
 		return LEDGER_ERR_INVALID;
-	int rc = row_write(l, row, u->updated_at_ms, change_set, u, -1, 0, NULL);
+	int rc = row_write(l, row, u->updated_at_ms, change_set, u, -1, 0, NULL, -1);
 	return rc < 0 ? rc : LEDGER_OK;
 }
 
@@ -909,7 +937,7 @@ int ledger_expire(struct ledger *l, int64_t now_ms)
 	int changed = 0;
 	uint32_t n = atomic_load(&l->hdr->row_count);
 	for (uint32_t i = 0; i < n; i++) {
-		int rc = row_write(l, (int32_t)i, now_ms, change_expire, NULL, -1, 0, NULL);
+		int rc = row_write(l, (int32_t)i, now_ms, change_expire, NULL, -1, 0, NULL, -1);
 		if (rc < 0)
 			return rc;
 		changed += rc;
@@ -1014,6 +1042,40 @@ int ledger_stage_update(struct ledger *l, int32_t slot, const struct ledger_stag
 	return LEDGER_OK;
 }
 
+/* Locks for a write of a whole slot: the intent starts as the slot's image, which the caller
+ * changes, then commits (LEDGER_OP_STAGE) and unlocks. NULL, with *rc, when it cannot. */
+static struct ledger_stage *stage_write(struct ledger *l, int32_t slot, int *rc)
+{
+	if (!valid_slot(l, slot)) {
+		*rc = LEDGER_ERR_INVALID;
+		return NULL;
+	}
+	if ((*rc = lock(l)) < 0)
+		return NULL;
+	struct ledger_intent *in = &l->hdr->intent;
+	in->slot = slot;
+	in->stage = l->stages[slot];
+	return &in->stage;
+}
+
+int ledger_stage_hand_over(struct ledger *l, int32_t slot, pid_t pid)
+{
+	uint64_t start;
+	if (pid <= 0)
+		return LEDGER_ERR_INVALID;
+	if (proc_start_time(pid, &start) < 0)
+		start = 0; /* pid alone then */
+	int rc;
+	struct ledger_stage *st = stage_write(l, slot, &rc);
+	if (!st)
+		return rc;
+	st->pid = (int32_t)pid;
+	st->pid_start = start;
+	commit(l, LEDGER_OP_STAGE);
+	unlock(l);
+	return LEDGER_OK;
+}
+
 int ledger_stage_release(struct ledger *l, int32_t slot)
 {
 	if (!valid_slot(l, slot))
@@ -1053,17 +1115,12 @@ int ledger_session_start(struct ledger *l, int64_t now_ms)
 }
 
 int ledger_stage_note_opens(struct ledger *l, int32_t slot, const char *const *paths,
-			    const int64_t *sizes, size_t n)
+			    const int64_t *sizes, const int64_t *mtimes, size_t n)
 {
-	if (!valid_slot(l, slot))
-		return LEDGER_ERR_INVALID;
-	int rc = lock(l);
-	if (rc < 0)
+	int rc;
+	struct ledger_stage *st = stage_write(l, slot, &rc);
+	if (!st)
 		return rc;
-	struct ledger_intent *in = &l->hdr->intent;
-	in->slot = slot;
-	in->stage = l->stages[slot];
-	struct ledger_stage *st = &in->stage;
 	int32_t next = 0;
 	for (size_t k = 0; k < n; k++) {
 		if (strlen(paths[k]) >= LEDGER_OPEN_PATH_MAX || find_open(st, paths[k]) >= 0) {
@@ -1079,9 +1136,65 @@ int ledger_stage_note_opens(struct ledger *l, int32_t slot, const char *const *p
 		struct ledger_open_file *f = &st->open_files[next++];
 		snprintf(f->path, sizeof(f->path), "%s", paths[k]);
 		f->size = sizes[k];
+		f->mtime_ns = mtimes ? mtimes[k] : 0;
 		f->state = LEDGER_OPEN_PENDING;
 	}
 	commit(l, LEDGER_OP_STAGE);
+	unlock(l);
+	return LEDGER_OK;
+}
+
+int ledger_stage_open_files(struct ledger *l, int32_t slot, struct ledger_open_file *out,
+			    int32_t *index, size_t cap, size_t *n, int32_t *lost)
+{
+	if (!valid_slot(l, slot))
+		return LEDGER_ERR_INVALID;
+	/* The lock, not a seqlock read: taking it recovers a writer that died holding it, whose
+	 * logged write may count one of these entries. */
+	int rc = lock(l);
+	if (rc < 0)
+		return rc;
+	const struct ledger_stage *st = &l->stages[slot];
+	size_t k = 0;
+	for (int32_t i = 0; i < LEDGER_OPEN_MAX && k < cap; i++) {
+		if (st->open_files[i].state != LEDGER_OPEN_PENDING)
+			continue;
+		out[k] = st->open_files[i];
+		out[k].path[LEDGER_OPEN_PATH_MAX - 1] = '\0';
+		index[k++] = i;
+	}
+	*n = k;
+	if (lost)
+		*lost = st->open_lost;
+	unlock(l);
+	return LEDGER_OK;
+}
+
+static int kept(const char *path, const char *const *keep, size_t n_keep)
+{
+	for (size_t i = 0; i < n_keep; i++)
+		if (strcmp(keep[i], path) == 0)
+			return 1;
+	return 0;
+}
+
+int ledger_stage_settle_opens(struct ledger *l, int32_t slot, const char *const *keep,
+			      size_t n_keep)
+{
+	int rc;
+	struct ledger_stage *st = stage_write(l, slot, &rc);
+	if (!st)
+		return rc;
+	int changed = 0;
+	for (int32_t i = 0; i < LEDGER_OPEN_MAX; i++) {
+		struct ledger_open_file *f = &st->open_files[i];
+		if (f->state == LEDGER_OPEN_PENDING && !kept(f->path, keep, n_keep)) {
+			f->state = LEDGER_OPEN_FREE;
+			changed = 1;
+		}
+	}
+	if (changed)
+		commit(l, LEDGER_OP_STAGE);
 	unlock(l);
 	return LEDGER_OK;
 }

@@ -23,7 +23,7 @@
 #include <sys/types.h>
 
 #define LEDGER_MAGIC 0x574f4c50434c4443ULL /* "CDLCPLOW" read as little-endian bytes */
-#define LEDGER_VERSION 2
+#define LEDGER_VERSION 3
 
 #define LEDGER_UPLOADER_MAX 64   /* bytes including the NUL */
 #define LEDGER_ACCOUNT_MAX 256   /* an absolute key-file path or an rclone remote name */
@@ -35,7 +35,8 @@
  * less than 24 h after they were counted (up to an hour more), so 25 hours are in a window. */
 #define LEDGER_HOURS 25
 #define LEDGER_BWLIMIT_MAX 24    /* an rclone --bwlimit value: "10M", "1M:2M", "off" */
-#define LEDGER_OPEN_MAX 32       /* files a stage has started and not yet counted */
+#define LEDGER_OPEN_MAX 64       /* files a stage has started (or copied, unlisted) and not
+                                  * yet counted */
 #define LEDGER_OPEN_PATH_MAX 256
 
 #define LEDGER_DEFAULT_ROWS 1024
@@ -104,14 +105,18 @@ enum ledger_open_state {
 	LEDGER_OPEN_COUNTED = 2,   /* counted: the entry may be reused */
 };
 
-/* A file rclone started to upload. If its worker dies, the supervisor checks these on the
- * remote: the list lives here, not in the worker, so that it outlives the worker. */
+/* A file rclone started to upload, or one it said it copied that the worker's listing lacked
+ * (a late file, whose size only the remote knows). If its worker dies, the supervisor checks
+ * these on the remote: the list lives here, not in the worker, so that it outlives the worker. */
 struct ledger_open_file {
 	char path[LEDGER_OPEN_PATH_MAX];
-	int64_t size;
+	int64_t size;             /* as listed; LEDGER_OPEN_SIZE_LATE for a late file */
+	int64_t mtime_ns;         /* the local file's when rclone had it open; 0 = unknown */
 	int32_t state;            /* enum ledger_open_state */
 	int32_t reserved;
 };
+
+#define LEDGER_OPEN_SIZE_LATE (-1)
 
 /* One running stage: what the planner chose and what rclone reports about it. */
 struct ledger_stage {
@@ -324,9 +329,27 @@ int ledger_add_for_stage(struct ledger *l, int32_t slot, int64_t bytes, int64_t 
 int ledger_add_for_stage_file(struct ledger *l, int32_t slot, const char *path, int64_t bytes,
 			      int64_t now_ms);
 /* Records files rclone has started (one write for all n); those that do not fit (table full of
- * pending files, or a path too long) are counted in open_lost. */
+ * pending files, or a path too long) are counted in open_lost. mtimes may be NULL (unknown);
+ * a size of LEDGER_OPEN_SIZE_LATE records a late file. */
 int ledger_stage_note_opens(struct ledger *l, int32_t slot, const char *const *paths,
-			    const int64_t *sizes, size_t n);
+			    const int64_t *sizes, const int64_t *mtimes, size_t n);
+/*
+ * The slot's pending files, read under the lock: a writer that died inside its write is
+ * recovered first, so an entry its logged write counted is never handed out as pending. Copies
+ * at most cap entries into out, their indexes into index (for ledger_count_open_file), sets *n
+ * and *lost (the slot's open_lost).
+ */
+int ledger_stage_open_files(struct ledger *l, int32_t slot, struct ledger_open_file *out,
+			    int32_t *index, size_t cap, size_t *n, int32_t *lost);
+/* Counts one pending entry (row, stage counters, entry marked counted: one write) if entry
+ * `index` of the slot is still pending with this path; LEDGER_ERR_NOTFOUND when it is not (it
+ * was counted or settled meanwhile), and nothing is added. */
+int ledger_count_open_file(struct ledger *l, int32_t slot, int32_t index, const char *path,
+			   int64_t bytes, int64_t now_ms);
+/* Frees every pending entry except those whose path is one of keep's: their worker knows they
+ * did not arrive (or did not need a check). The kept ones stay for the supervisor. */
+int ledger_stage_settle_opens(struct ledger *l, int32_t slot, const char *const *keep,
+			      size_t n_keep);
 
 /* Sizes a copy for this ledger; reuse it across ledger_read calls. */
 int ledger_copy_init(const struct ledger *l, struct ledger_copy *c);
@@ -391,6 +414,9 @@ void ledger_flusher_clear(struct ledger *l, pid_t pid);
 bool ledger_flusher_alive(const struct ledger *l);
 /* Whether the process that holds a stage slot still runs (its pid, started at its start time). */
 bool ledger_stage_holder_alive(const struct ledger_stage *st);
+/* Gives a slot to another process (pid, and its start time): the supervisor's check of a dead
+ * worker's files holds it while it runs. */
+int ledger_stage_hand_over(struct ledger *l, int32_t slot, pid_t pid);
 /* Finishes the write of a writer that died holding the lock, which no other writer may come to
  * do (a flusher whose supervisor and workers are gone, about to make its last flush). Gives up
  * after timeout_ms if a live writer holds the lock (one that is stopped, say). */

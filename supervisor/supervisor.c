@@ -16,6 +16,7 @@
 #include "account.h"
 #include "config.h"
 #include "dashboard.h"
+#include "dead_check.h"
 #include "downloaders.h"
 #include "flusher.h"
 #include "folder.h"
@@ -75,6 +76,11 @@ struct up {
 	bool waiting;                 /* for an account another uploader's stage is using */
 	bool failed;                  /* the last stage failed and no account was left */
 	int64_t files, bytes;         /* this run, for the summary */
+	/* The stage's worker ended and left files pending in its slot: a child checks them on
+	 * the remote (dead_check.h) while the stage counts as running. */
+	pid_t checker;
+	int32_t checked_slot;
+	int worker_status;
 };
 
 struct sup {
@@ -103,6 +109,11 @@ struct sup {
 	bool reload_pending;
 	struct config next_cfg;
 	bool progress;                /* the terminal view is on */
+	/* Per slot: the child checking the files a worker of an earlier cplow left there, and
+	 * that worker. */
+	struct slot_check {
+		pid_t checker, worker;
+	} *slot_checks;
 };
 
 /* ---- the ledger ---- */
@@ -703,69 +714,35 @@ static void remove_empty_dirs(const struct up *up)
 	folder_removed_free(&removed);
 }
 
-struct dead_stage {
-	struct ledger *ledger;
-	int32_t slot;
-	const char *move_source;   /* the local folder under `move`, else NULL */
-};
-
-static int count_dead_worker_file(void *ctx, struct reconcile_candidate *c)
+/* Forks the check of a slot's pending files for uploader up, on account a (the stage that
+ * ran there); 0 when none was started (the files were charged instead). */
+static pid_t start_check(struct sup *s, struct up *up, int account, int32_t slot)
 {
-	struct dead_stage *d = ctx;
-	/* Marks the slot's entry counted in the same write: a second check cannot recount it. */
-	if (ledger_add_for_stage_file(d->ledger, d->slot, c->path, c->size, ledger_now_ms()) !=
-	    LEDGER_OK)
-		return 1;
-	if (d->move_source)
-		reconcile_remove_arrived(d->move_source, c);
+	char err[CONFIG_ERR_MAX] = "";
+	pid_t pid = -1;
+	/* The stage of an earlier run is gone; the check needs its destination, rclone and
+	 * environment, which a fresh build on that account gives. */
+	bool built = false;
+	if (!up->stage.spec.destination) {
+		struct plan p = { .account = account, .strategy = &s->cfg.stages[0] };
+		built = build_stage(s, up, &p, err, sizeof(err)) == 0;
+		if (!built)
+			free_stage(&up->stage);
+	}
+	if (up->stage.spec.destination) {
+		struct dead_check d = { &s->ledger, slot, &up->stage.spec, up->u->name };
+		pid = dead_check_start(&d, s->lock_fd);
+		if (pid < 0)
+			snprintf(err, sizeof(err), "cannot fork the check: %s", strerror(errno));
+	}
+	if (built)
+		free_stage(&up->stage);
+	if (pid > 0)
+		return pid;
+	char why[CONFIG_ERR_MAX + 64];
+	snprintf(why, sizeof(why), "the unfinished files cannot be checked (%s)", err);
+	dead_check_charge(&s->ledger, slot, up->u->remote->upload_folder, up->u->name, why);
 	return 0;
-}
-
-/* A worker died without checking its own in-flight files: check the ones it recorded. During
- * an immediate stop only once, without waiting for late arrivals. */
-static void check_dead_worker(struct sup *s, struct up *up, int32_t slot, bool quick)
-{
-	const struct ledger_stage *st = &s->ledger.stages[slot];
-	struct reconcile_candidate c[LEDGER_OPEN_MAX];
-	char paths[LEDGER_OPEN_MAX][LEDGER_OPEN_PATH_MAX];
-	size_t n = 0;
-	for (int i = 0; i < LEDGER_OPEN_MAX; i++) {
-		if (st->open_files[i].state != LEDGER_OPEN_PENDING)
-			continue;
-		memcpy(paths[n], st->open_files[i].path, LEDGER_OPEN_PATH_MAX);
-		paths[n][LEDGER_OPEN_PATH_MAX - 1] = '\0';
-		c[n] = (struct reconcile_candidate){ .path = paths[n], .size = st->open_files[i].size };
-		n++;
-	}
-	if (st->open_lost)
-		log_warn("uploader %s: %d started files of the dead worker were not recorded; if they "
-			 "arrived, they are not counted", up->u->name, st->open_lost);
-	if (n == 0)
-		return;
-	char files_from[PATH_MAX], err[512];
-	snprintf(files_from, sizeof(files_from), "%s/dead-%d.txt", s->work_dir, (int)up->worker);
-	struct rclone_cmd ls;
-	struct reconcile rc;
-	struct reconcile_result r;
-	const struct config_remote *remote = up->u->remote;
-	struct dead_stage d = { &s->ledger, slot,
-				remote->rclone_command == CONFIG_COMMAND_MOVE ? remote->upload_folder
-									      : NULL };
-	if (rclone_cmd_build_lsjson(&up->stage.spec, files_from, &ls, err, sizeof(err)) < 0) {
-		log_error("uploader %s: cannot check the dead worker's files: %s", up->u->name, err);
-		return;
-	}
-	int prepared = reconcile_prepare(&rc, &ls, files_from);
-	if (prepared == 0 && quick)
-		reconcile_limit(&rc, 1);
-	if (prepared < 0 || reconcile_run(&rc, c, n, ledger_now_ms(), count_dead_worker_file, &d,
-					  &r, err, sizeof(err)) < 0)
-		log_error("uploader %s: checking the dead worker's files failed: %s", up->u->name,
-			  err);
-	else
-		log_info("uploader %s: of the dead worker's %zu unfinished files, %lld arrived whole "
-			 "and are counted", up->u->name, n, (long long)r.files);
-	rclone_cmd_free(&ls);
 }
 
 static int64_t remaining_of(struct sup *s, const struct up *up, int account)
@@ -787,71 +764,138 @@ static bool is_our_worker(const struct sup *s, pid_t pid)
 	return false;
 }
 
-/* The files a worker of an earlier cplow had started, if it died with its supervisor (a whole
- * process tree killed): its slot says which, as for a worker of ours. */
-static void check_stale_slot(struct sup *s, int32_t slot)
+/* The files a worker of an earlier cplow left pending (it died with its supervisor, or was
+ * killed after it): checked as a worker of ours would be. Returns whether a check runs (the
+ * slot stays until it ends); false when the slot may go now. */
+static bool check_stale_slot(struct sup *s, int32_t slot)
 {
 	const struct ledger_stage *st = &s->ledger.stages[slot];
 	if ((uint32_t)st->row >= atomic_load(&s->ledger.hdr->row_count))
-		return;
+		return false;
 	const struct ledger_row *r = &s->ledger.rows[st->row];
+	if (dead_check_pending(&s->ledger, slot) == 0)
+		return false;
 	for (size_t u = 0; u < s->up_count; u++) {
 		struct up *up = &s->ups[u];
-		if (strcmp(up->u->name, r->uploader) != 0 || up->state == UP_RUNNING)
+		if (strcmp(up->u->name, r->uploader) != 0)
 			continue;
+		if (up->state == UP_RUNNING)
+			return true; /* its stage spec is taken: again at the next tick */
 		for (size_t a = 0; a < up->accounts.count; a++) {
 			if (strcmp(up->accounts.v[a].name, r->account) != 0)
 				continue;
-			struct plan p = { .account = (int)a, .strategy = &s->cfg.stages[0] };
-			char err[CONFIG_ERR_MAX];
-			if (build_stage(s, up, &p, err, sizeof(err)) == 0) {
-				up->worker = st->pid;
-				check_dead_worker(s, up, slot, false);
-				up->worker = 0;
-			} else {
-				log_warn("cannot check the files of dead worker %d: %s", st->pid, err);
-			}
-			free_stage(&up->stage);
-			return;
+			pid_t worker = st->pid; /* the slot is the check's once it starts */
+			pid_t pid = start_check(s, up, (int)a, slot);
+			if (pid > 0)
+				s->slot_checks[slot] = (struct slot_check){ pid, worker };
+			return pid > 0;
 		}
 	}
+	dead_check_charge(&s->ledger, slot, NULL, r->uploader,
+			  "the account of a dead worker's stage is not in this config");
+	return false;
 }
 
 /* Slots of workers that are gone and are not ours to reap: a cplow that died with them left
- * them (checked on the remote first, at start), or its workers finished after it died. */
-static void release_dead_slots(struct sup *s, bool at_start)
+ * them, or its workers ended after it died. Files they left pending are checked first. */
+static void release_dead_slots(struct sup *s)
 {
 	for (uint32_t i = 0; i < s->ledger.hdr->slot_capacity; i++) {
 		const struct ledger_stage *st = &s->ledger.stages[i];
-		if (st->state == LEDGER_STAGE_FREE || ledger_stage_holder_alive(st) ||
+		if (st->state == LEDGER_STAGE_FREE || s->slot_checks[i].checker ||
+		    ledger_stage_holder_alive(st) ||
 		    is_our_worker(s, st->pid))
 			continue;
-		if (st->state == LEDGER_STAGE_RUNNING) {
+		if (check_stale_slot(s, (int32_t)i))
+			continue;
+		if (st->state == LEDGER_STAGE_RUNNING)
 			log_warn("stage slot %u of dead worker %d released", i, st->pid);
-			if (at_start)
-				check_stale_slot(s, (int32_t)i);
-		}
 		ledger_stage_release(&s->ledger, (int32_t)i);
 	}
 }
 
-/* A worker ended: account for its stage and decide what the uploader does next. */
+/* Whether a check of an earlier run's slot of this uploader runs: under `move` it may yet
+ * remove files from the source that a stage planned now would upload again, maybe to another
+ * account. */
+static bool stale_check_of(const struct sup *s, const struct up *up)
+{
+	for (uint32_t i = 0; s->slot_checks && i < s->ledger.hdr->slot_capacity; i++) {
+		int32_t row = s->ledger.stages[i].row;
+		if (s->slot_checks[i].checker && row >= 0 &&
+		    (uint32_t)row < atomic_load(&s->ledger.hdr->row_count) &&
+		    strcmp(s->ledger.rows[row].uploader, up->u->name) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* A check of an earlier cplow's slot ended. */
+static bool stale_check_reaped(struct sup *s, pid_t pid, int status)
+{
+	for (uint32_t i = 0; i < s->ledger.hdr->slot_capacity; i++) {
+		if (s->slot_checks[i].checker != pid)
+			continue;
+		if (!WIFEXITED(status))
+			dead_check_charge(&s->ledger, (int32_t)i, NULL, "(earlier run)",
+					  "the check was killed");
+		log_warn("stage slot %u of dead worker %d released", i, s->slot_checks[i].worker);
+		s->slot_checks[i] = (struct slot_check){ 0, 0 };
+		ledger_stage_release(&s->ledger, (int32_t)i);
+		return true;
+	}
+	return false;
+}
+
+static void stage_done(struct sup *s, struct up *up, int status, int slot);
+
+/* A worker ended: files it left pending are checked first (off the loop), then its stage is
+ * accounted for. */
 static void stage_finished(struct sup *s, struct up *up, int status)
 {
 	/* rclone shares the worker's group: an rclone outliving its worker would go on
 	 * uploading files nobody counts. */
 	kill(-up->worker, SIGKILL);
+	int slot = find_slot(s, up->worker);
+	/* Not after rclone --dry-run, which moved nothing: a file found on the remote was there
+	 * before, and under `move` its local copy would be deleted. (A worker of an earlier cplow,
+	 * check_stale_slot, may have run another config: its slot's open files are checked.) */
+	bool dry = rclone_cmd_dry_run(&up->stage.spec);
+	if (slot >= 0 && !dry && dead_check_pending(&s->ledger, slot) > 0) {
+		pid_t pid = 0;
+		if (s->stopping == 2)
+			dead_check_charge(&s->ledger, slot, up->u->remote->upload_folder,
+					  up->u->name, "stopping at once, with no time to check "
+					  "the unfinished files");
+		else
+			pid = start_check(s, up, up->account, slot);
+		if (pid > 0) {
+			up->checker = pid;
+			up->checked_slot = slot;
+			up->worker_status = status;
+			return;
+		}
+	}
+	stage_done(s, up, status, slot);
+}
+
+/* The check of a stage's pending files ended. */
+static void check_finished(struct sup *s, struct up *up, int status)
+{
+	if (!WIFEXITED(status))
+		dead_check_charge(&s->ledger, up->checked_slot, up->u->remote->upload_folder,
+				  up->u->name, "the check of the unfinished files was killed");
+	up->checker = 0;
+	stage_done(s, up, up->worker_status, up->checked_slot);
+}
+
+/* Accounts for a stage whose worker (and check) ended, and decides what the uploader does next. */
+static void stage_done(struct sup *s, struct up *up, int status, int slot)
+{
 	bool dry = rclone_cmd_dry_run(&up->stage.spec);
 	enum stage_result result = STAGE_FAILED;
 	if (WIFEXITED(status) && WEXITSTATUS(status) <= STAGE_ERROR)
 		result = (enum stage_result)WEXITSTATUS(status);
 	int64_t files = 0, bytes = 0, files_total = 0;
-	int slot = find_slot(s, up->worker);
-	/* Not after rclone --dry-run, which moved nothing: a file found on the remote was there
-	 * before, and under `move` its local copy would be deleted. (A worker of an earlier cplow,
-	 * check_stale_slot, may have run another config: its slot's open files are checked.) */
-	if (slot >= 0 && WIFSIGNALED(status) && !dry)
-		check_dead_worker(s, up, slot, s->stopping == 2);
 	notify_stage_finished(&s->ledger, up->worker, up->u->name,
 			      up->accounts.v[up->account].name, (int)result);
 	if (slot >= 0) {
@@ -1029,24 +1073,40 @@ static void free_uploaders(struct sup *s)
 	s->up_count = 0;
 }
 
+/* Stages running, their checks included, and checks of an earlier run's slots. */
 static size_t running_workers(const struct sup *s)
 {
 	size_t n = 0;
 	for (size_t i = 0; i < s->up_count; i++)
 		n += s->ups[i].state == UP_RUNNING;
+	for (uint32_t i = 0; s->slot_checks && i < s->ledger.hdr->slot_capacity; i++)
+		n += s->slot_checks[i].checker > 0;
 	return n;
+}
+
+static void signal_one(pid_t pid, int sig)
+{
+	if (pid <= 0)
+		return;
+	if (sig == SIGKILL)
+		kill(-pid, SIGKILL);
+	kill(pid, sig); /* also before it made its own group */
+}
+
+/* Workers, and with checks, the checks of files they left (which a stop ends at once,
+ * charging them; a reload lets them finish). */
+static void signal_stages(struct sup *s, int sig, bool checks)
+{
+	for (size_t i = 0; i < s->up_count; i++)
+		if (s->ups[i].state == UP_RUNNING && (!s->ups[i].checker || checks))
+			signal_one(s->ups[i].checker ? s->ups[i].checker : s->ups[i].worker, sig);
+	for (uint32_t i = 0; checks && s->slot_checks && i < s->ledger.hdr->slot_capacity; i++)
+		signal_one(s->slot_checks[i].checker, sig);
 }
 
 static void signal_workers(struct sup *s, int sig)
 {
-	for (size_t i = 0; i < s->up_count; i++) {
-		if (s->ups[i].state != UP_RUNNING)
-			continue;
-		if (sig == SIGKILL)
-			kill(-s->ups[i].worker, SIGKILL);
-		else
-			kill(s->ups[i].worker, sig);
-	}
+	signal_stages(s, sig, true);
 }
 
 static void reap(struct sup *s)
@@ -1072,10 +1132,18 @@ static void reap(struct sup *s)
 			procs_backoff_died(&s->dashboard_backoff, ledger_now_ms());
 			continue;
 		}
+		if (stale_check_reaped(s, pid, status))
+			continue;
 		/* Anything not ours is an orphan we reaped for the system (PID 1, subreaper). */
-		for (size_t i = 0; i < s->up_count; i++)
-			if (s->ups[i].state == UP_RUNNING && s->ups[i].worker == pid)
-				stage_finished(s, &s->ups[i], status);
+		for (size_t i = 0; i < s->up_count; i++) {
+			struct up *up = &s->ups[i];
+			if (up->state != UP_RUNNING)
+				continue;
+			if (up->checker == pid)
+				check_finished(s, up, status);
+			else if (!up->checker && up->worker == pid)
+				stage_finished(s, up, status);
+		}
 	}
 }
 
@@ -1191,7 +1259,7 @@ static void handle_signals(struct sup *s)
 				config_free(&s->next_cfg);
 			s->next_cfg = next;
 			s->reload_pending = true;
-			signal_workers(s, SIGTERM);
+			signal_stages(s, SIGTERM, false);
 		}
 		free(text);
 	}
@@ -1245,7 +1313,8 @@ static void schedule_uploads(struct sup *s)
 	for (size_t pass = 0; pass < 2 * s->up_count; pass++) {
 		size_t i = pass % s->up_count;
 		struct up *up = &s->ups[i];
-		if (up->state != UP_IDLE || waited[i] != (pass < s->up_count))
+		if (up->state != UP_IDLE || waited[i] != (pass < s->up_count) ||
+		    stale_check_of(s, up))
 			continue;
 		if (!up->cycle) {
 			/* Run mode: an upload starts when the uploader is due. (`upload` starts every
@@ -1304,7 +1373,7 @@ static void loop(struct sup *s)
 		if (!s->stopping && !s->reload_pending) {
 			/* Workers of a cplow that died before us finish on their own; their slots
 			 * are freed once they are gone. */
-			release_dead_slots(s, false);
+			release_dead_slots(s);
 			schedule_uploads(s);
 		}
 		/* After the stages: loading libmicrohttpd and GnuTLS takes the dashboard ~10 ms of
@@ -1578,7 +1647,15 @@ int supervisor_main(const struct supervisor_options *opt)
 		goto out;
 	}
 	procs_become_reaper();
-	release_dead_slots(s, true);
+	s->slot_checks = calloc(s->ledger.hdr->slot_capacity, sizeof(*s->slot_checks));
+	if (!s->slot_checks) {
+		log_error("out of memory");
+		code = SUPERVISOR_EXIT_FAILED;
+		goto out;
+	}
+	/* Before a resize: a check of an earlier run's slot keeps the ledger as it is until
+	 * the next start (resize_ledger waits while a slot is held). */
+	release_dead_slots(s);
 	if (s->ledger.hdr->row_capacity != s->cfg.quota.capacity) {
 		int resized = resize_ledger(s, err, sizeof(err));
 		if (resized < 0) {
@@ -1619,6 +1696,7 @@ out:
 		ledger_detach(&s->ledger);
 	}
 	ledger_copy_free(&s->copy);
+	free(s->slot_checks);
 	downloaders_free(&s->downloaders);
 	free_uploaders(s);
 	config_free(&s->cfg);

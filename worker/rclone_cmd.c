@@ -87,6 +87,63 @@ const char *rclone_cmd_reserved_flag(const char *flag)
 	return NULL;
 }
 
+/*
+ * The flags that decide where rclone logs, and at which level and in which shape. Checked
+ * against rclone 1.60 (--use-json-log -v, as cplow runs it), one run per flag:
+ *   refused (below): --log-file (every line goes to the file), --use-json-log=false (plain
+ *     lines: cplow reads per-file events from JSON only), --verbose=0 (no INFO line: rclone
+ *     uploads all and logs no Copied), --log-level and -q/--quiet (rclone refuses them beside
+ *     -v, so every stage fails; and they would hide INFO).
+ *   kept, shown harmless: --log-format (any value: JSON lines carry their own fields),
+ *     --syslog and --syslog-facility (with --use-json-log, 1.60 keeps writing JSON to stderr,
+ *     with or without a syslog socket; without one it fails at start, exit 1, before any
+ *     transfer), --log-systemd (the same: JSON still on stderr), --stats, --stats-one-line,
+ *     --stats-one-line-date, --stats-one-line-date-format, --stats-unit,
+ *     --stats-file-name-length, --stats-log-level (only the stats line moves), -P/--progress
+ *     and --progress-terminal-title (JSON bypasses the progress printer), --dump (debug lines).
+ *   cplow's own: -v, --verbose[=1], --use-json-log[=true] (rclone_cmd_reserved_flag drops a
+ *     repeat: a second -v is debug level, which logs secrets).
+ * `value_ok` lists the values that do no harm ("" a bare flag); NULL: none.
+ */
+static const struct log_flag {
+	const char *name, *alias;
+	const char *const *value_ok;
+	const char *why;
+} log_flags[] = {
+	{ "--log-file", NULL, NULL,
+	  "rclone would write its log, and so every \"Copied\" line cplow counts uploads from, to "
+	  "that file instead of its stderr: it would upload while nothing was counted" },
+	{ "--use-json-log", NULL, (const char *const[]){ "", "true", NULL },
+	  "rclone would log plain text, and cplow reads which files were uploaded from its JSON "
+	  "lines only: nothing would be counted" },
+	{ "--verbose", "-v", (const char *const[]){ "", "1", "2", NULL },
+	  "at this level rclone logs no \"Copied\" line: it would upload while nothing was "
+	  "counted" },
+	{ "--log-level", NULL, NULL,
+	  "cplow runs rclone at -v (INFO), where its \"Copied\" lines are; rclone refuses "
+	  "--log-level beside it, and a higher level would hide them" },
+	{ "--quiet", "-q", NULL,
+	  "rclone would log no \"Copied\" line (and it refuses -q beside cplow's -v)" },
+};
+
+int rclone_cmd_check_extra(const char *name, const char *value, char *why, size_t why_len)
+{
+	size_t len = strcspn(name, "=");
+	const char *v = value ? value : name[len] == '=' ? name + len + 1 : "";
+	for (size_t i = 0; i < sizeof(log_flags) / sizeof(log_flags[0]); i++) {
+		const struct log_flag *f = &log_flags[i];
+		if (!((strlen(f->name) == len && strncmp(name, f->name, len) == 0) ||
+		      (f->alias && strlen(f->alias) == len && strncmp(name, f->alias, len) == 0)))
+			continue;
+		for (const char *const *ok = f->value_ok; ok && *ok; ok++)
+			if (strcasecmp(v, *ok) == 0)
+				return 0;
+		snprintf(why, why_len, "%s", f->why);
+		return -1;
+	}
+	return 0;
+}
+
 /* ---- flags a stage and rclone_extras may both set ---- */
 
 /* rclone's SizeSuffix (fs/sizesuffix.go): the binary multiplier of a suffix letter. */
@@ -258,9 +315,17 @@ static bool absorbed(const char *name)
 	       strcmp(name, "-n") == 0;
 }
 
-/* Inherited RCLONE_RC_* would fight the per-stage credentials and address. */
+/* Inherited RCLONE_RC_* would fight the per-stage credentials and address; the variables of
+ * the log flags above would do what rclone_cmd_check_extra refuses (RCLONE_LOG_FILE alone
+ * sends every line to a file). */
 static int inherited_ok(const char *var)
 {
+	static const char *const log_vars[] = { "RCLONE_LOG_FILE=", "RCLONE_USE_JSON_LOG=",
+						"RCLONE_VERBOSE=", "RCLONE_LOG_LEVEL=",
+						"RCLONE_QUIET=" };
+	for (size_t i = 0; i < sizeof(log_vars) / sizeof(log_vars[0]); i++)
+		if (strncmp(var, log_vars[i], strlen(log_vars[i])) == 0)
+			return 0;
 	return strncmp(var, "RCLONE_RC_", 10) != 0 && strncmp(var, "RCLONE_CONFIG=", 14) != 0;
 }
 
@@ -414,9 +479,25 @@ int rclone_cmd_build_lsjson(const struct stage_spec *spec, const char *files_fro
 	push(&argv, strdup("--log-level=ERROR"));
 	push(&argv, strdup("-R")); /* --files-from names files in subdirectories */
 	push(&argv, strdup("--files-only"));
-	push(&argv, strdup("--no-modtime"));
+	/* ModTime stays: it tells a copy rclone made of this file from another version. */
 	push(&argv, strdup("--no-mimetype"));
 	pushf(&argv, "--files-from-raw=%s", files_from);
+	common_env(&env, spec);
+	return finish(&argv, &env, out, err, err_len);
+}
+
+int rclone_cmd_build_features(const struct stage_spec *spec, struct rclone_cmd *out, char *err,
+			      size_t err_len)
+{
+	struct strvec argv = { 0 }, env = { 0 };
+	memset(out, 0, sizeof(*out));
+	push(&argv, strdup(spec->rclone_binary ? spec->rclone_binary : "/usr/bin/rclone"));
+	push(&argv, strdup("backend"));
+	push(&argv, strdup("features"));
+	push(&argv, strdup(spec->destination));
+	if (spec->rclone_config)
+		pushf(&argv, "--config=%s", spec->rclone_config);
+	push(&argv, strdup("--log-level=ERROR"));
 	common_env(&env, spec);
 	return finish(&argv, &env, out, err, err_len);
 }

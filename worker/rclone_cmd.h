@@ -4,6 +4,10 @@
  *
  * The RC password travels in the environment (RCLONE_RC_PASS), not in argv, where every user
  * of the machine could read it in /proc.
+ *
+ * rclone inherits cplow's environment, except its RCLONE_RC_* and RCLONE_CONFIG (the stage's
+ * own win) and the variables that would do what rclone_cmd_check_extra refuses in
+ * rclone_extras (RCLONE_LOG_FILE and the like: rclone reads every flag from RCLONE_<FLAG>).
  */
 #ifndef CPLOW_RCLONE_CMD_H
 #define CPLOW_RCLONE_CMD_H
@@ -34,6 +38,16 @@ struct rclone_cmd {
  * Returns the flag's canonical name when `flag` is one, else NULL.
  */
 const char *rclone_cmd_reserved_flag(const char *flag);
+
+/*
+ * Whether rclone_extras may carry `name` (with `value`, NULL for a bare flag) at all: 0 when
+ * it may, -1 when it would move rclone's log off its stderr or reshape it, so that the
+ * "Copied" lines cplow counts uploads from would not reach it (rclone would upload while the
+ * ledger counted nothing), with the reason in why. The config loader calls it for every key of
+ * rclone_extras and refuses the config, naming the key, on -1; flags it accepts may still be
+ * ones cplow sets itself (rclone_cmd_reserved_flag).
+ */
+int rclone_cmd_check_extra(const char *name, const char *value, char *why, size_t why_len);
 
 /*
  * The transfer: `rclone move|copy SRC DST` with the stage's flags, JSON log, RC on loopback,
@@ -74,9 +88,15 @@ int rclone_cmd_parse_size(const char *text, int64_t *bytes);
  * when rclone would refuse its value. */
 int rclone_cmd_extras_max_transfer(const struct stage_flag *extras, size_t n, int64_t *bytes);
 
-/* The in-flight check: `rclone lsjson` of the destination for the paths in files_from. */
+/* The in-flight check: `rclone lsjson` of the destination for the paths in files_from, with
+ * their sizes and modification times. */
 int rclone_cmd_build_lsjson(const struct stage_spec *spec, const char *files_from,
 			    struct rclone_cmd *out, char *err, size_t err_len);
+
+/* The in-flight check's first question: `rclone backend features` of the destination, whose
+ * Precision says whether (and how finely) the remote keeps modification times. */
+int rclone_cmd_build_features(const struct stage_spec *spec, struct rclone_cmd *out, char *err,
+			      size_t err_len);
 
 /* The command as a shell-quoted line, for --dry-run and logs. Holds no secret. */
 int rclone_cmd_render(const struct rclone_cmd *c, char *out, size_t len);

@@ -1,11 +1,14 @@
 #include "rclone_proc.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -136,4 +139,40 @@ void rclone_proc_cancel(struct rclone_proc *p)
 	}
 	int st;
 	rclone_proc_wait(p, &st);
+}
+
+int rclone_proc_open_files(pid_t pid, struct rclone_proc_file *out, size_t cap)
+{
+	char dir_path[64];
+	snprintf(dir_path, sizeof(dir_path), "/proc/%d/fd", (int)pid);
+	int dir_fd = open(dir_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dir_fd < 0)
+		return -errno;
+	DIR *dir = fdopendir(dir_fd);
+	if (!dir) {
+		int saved = errno;
+		close(dir_fd);
+		return -saved;
+	}
+	size_t n = 0;
+	struct dirent *de;
+	while (n < cap && (de = readdir(dir))) {
+		if (de->d_name[0] == '.')
+			continue;
+		struct stat st;
+		/* Followed: the target's identity. Pipes, sockets and the like are not files. */
+		if (fstatat(dirfd(dir), de->d_name, &st, 0) < 0 || !S_ISREG(st.st_mode))
+			continue;
+		out[n++] = (struct rclone_proc_file){ st.st_dev, st.st_ino };
+	}
+	closedir(dir);
+	return (int)n;
+}
+
+int rclone_proc_has_open(const struct rclone_proc_file *files, size_t n, dev_t dev, ino_t ino)
+{
+	for (size_t i = 0; i < n; i++)
+		if (files[i].dev == dev && files[i].ino == ino)
+			return 1;
+	return 0;
 }

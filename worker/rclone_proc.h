@@ -32,4 +32,20 @@ int rclone_proc_wait(struct rclone_proc *p, int *status);
 /* Ends a deferred child that will not be needed, and reaps it. */
 void rclone_proc_cancel(struct rclone_proc *p);
 
+/* A file a process has open, by identity: what the worker compares a source file against to
+ * tell rclone's opens from any other process's (the open-watch cannot say who opened). */
+struct rclone_proc_file {
+	dev_t dev;
+	ino_t ino;
+};
+
+/*
+ * The regular files pid has open now (its /proc/<pid>/fd, followed: no readlink needed, and a
+ * name rclone shows differently from the disk does not matter). Returns how many it put in out
+ * (at most cap), or a negative errno (the process is gone, or /proc is not ours to read).
+ */
+int rclone_proc_open_files(pid_t pid, struct rclone_proc_file *out, size_t cap);
+/* Whether (dev, ino) is among the n files. */
+int rclone_proc_has_open(const struct rclone_proc_file *files, size_t n, dev_t dev, ino_t ino);
+
 #endif

@@ -656,7 +656,8 @@ int source_foreach(struct source_index *idx, uint32_t any_of, uint32_t none_of,
     return 0;
 }
 
-int source_remove_arrived(const char *root, const char *path, int64_t size)
+/* root/path on disk, or SOURCE_REMOVE_ENCODED. */
+static int disk_path(const char *root, const char *path, char *full, size_t len)
 {
     /* U+2400..U+243F (control-byte symbols), U+201B (rclone's quote), U+FFFD (invalid
      * UTF-8): the file's real name cannot be told from these. */
@@ -664,14 +665,38 @@ int source_remove_arrived(const char *root, const char *path, int64_t size)
         if ((p[0] == 0xE2 && p[1] == 0x90) || (p[0] == 0xE2 && p[1] == 0x80 && p[2] == 0x9B) ||
             (p[0] == 0xEF && p[1] == 0xBF && p[2] == 0xBD))
             return SOURCE_REMOVE_ENCODED;
-    char full[PATH_MAX];
-    if ((size_t)snprintf(full, sizeof(full), "%s/%s", root, path) >= sizeof(full))
+    if ((size_t)snprintf(full, len, "%s/%s", root, path) >= len)
         return -ENAMETOOLONG;
+    return 0;
+}
+
+int source_stat(const char *root, const char *path, struct stat *st)
+{
+    char full[PATH_MAX];
+    int rc = disk_path(root, path, full, sizeof(full));
+    if (rc != 0)
+        return rc;
+    return lstat(full, st) < 0 ? -errno : 0;
+}
+
+int source_remove_arrived(const char *root, const char *path, int64_t size, int64_t mtime_ns,
+                          int64_t mtime_tolerance_ns)
+{
+    char full[PATH_MAX];
+    int rc = disk_path(root, path, full, sizeof(full));
+    if (rc != 0)
+        return rc;
     struct stat st;
     if (lstat(full, &st) < 0)
         return -errno;
     if (!S_ISREG(st.st_mode) || st.st_size != size)
         return SOURCE_REMOVE_CHANGED;
+    if (mtime_tolerance_ns > 0) {
+        int64_t local = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+        int64_t apart = local > mtime_ns ? local - mtime_ns : mtime_ns - local;
+        if (apart >= mtime_tolerance_ns)
+            return SOURCE_REMOVE_CHANGED;
+    }
     return unlink(full) < 0 ? -errno : 0;
 }
 
@@ -846,8 +871,10 @@ int source_watch_feed(struct source_index *idx, const void *events, size_t len)
             if (!(e->flags & SOURCE_OPENED)) {
                 e->flags |= SOURCE_OPENED;
                 idx->opened_files++;
-                remember_fresh(idx, e);
             }
+            /* Again while not known to be rclone's: another process may have been first. */
+            if (!(e->flags & (SOURCE_CONFIRMED | SOURCE_COUNTED)))
+                remember_fresh(idx, e);
         }
     }
     return result;
@@ -860,6 +887,8 @@ static void remember_fresh(struct source_index *idx, struct source_entry *e)
         idx->fresh_count = 0;
         idx->fresh_taken = 0;
     }
+    if (idx->fresh_count && idx->fresh[idx->fresh_count - 1] == e)
+        return; /* opened again in a row: once is enough */
     if (idx->fresh_count == idx->fresh_cap) {
         size_t cap = idx->fresh_cap ? idx->fresh_cap * 2 : 64;
         struct source_entry **p = realloc(idx->fresh, cap * sizeof(*p));

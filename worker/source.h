@@ -41,6 +41,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 /* Bits of struct source_entry.flags. */
 enum source_flag {
@@ -48,6 +49,8 @@ enum source_flag {
     SOURCE_OPENED = 1u << 1,     /* the watcher saw something open it */
     SOURCE_IN_FLIGHT = 1u << 2,  /* rclone's stats listed it as transferring */
     SOURCE_NOTED = 1u << 3,      /* the worker's: recorded in its stage slot's open files */
+    SOURCE_CONFIRMED = 1u << 4,  /* the worker's: rclone itself had it open (its descriptors,
+                                  * or its transferring list), not only some process */
 };
 
 struct source_entry {
@@ -142,19 +145,28 @@ int source_foreach(struct source_index *idx, uint32_t any_of, uint32_t none_of,
  */
 uint32_t source_reconcile_flags(const struct source_index *idx);
 
-/* source_remove_arrived()'s returns besides 0 (removed) and a negative errno. */
+/* source_remove_arrived()'s and source_stat()'s returns besides 0 and a negative errno. */
 enum source_remove {
-    SOURCE_REMOVE_CHANGED = 1,   /* not a regular file of the expected size any more: kept */
+    SOURCE_REMOVE_CHANGED = 1,   /* not a regular file of the expected size (and modification
+                                  * time) any more: kept */
     SOURCE_REMOVE_ENCODED = 2,   /* rclone's name differs from the bytes on disk: kept */
 };
+
+/* lstat of root/path, path in rclone's form: SOURCE_REMOVE_ENCODED when that form holds a
+ * symbol rclone substitutes for other bytes (the name on disk cannot be told from it). */
+int source_stat(const char *root, const char *path, struct stat *st);
 
 /*
  * Deletes root/path, a file the remote holds whole although rclone never said so (it was
  * stopped between the upload and its own delete), as `move` would have: left in place, the
- * next stage, maybe on another remote, would upload it again. path is in rclone's form; one
- * holding a symbol rclone substitutes for other bytes is not mapped back, and is kept.
+ * next stage, maybe on another remote, would upload it again. It must still be a regular file
+ * of `size` bytes and, when mtime_tolerance_ns > 0, modified less than that far from mtime_ns:
+ * the evidence rclone's own move needs to call the remote copy the same file. path is in
+ * rclone's form; one holding a symbol rclone substitutes for other bytes is not mapped back,
+ * and is kept.
  */
-int source_remove_arrived(const char *root, const char *path, int64_t size);
+int source_remove_arrived(const char *root, const char *path, int64_t size, int64_t mtime_ns,
+                          int64_t mtime_tolerance_ns);
 
 /* --- the open-watcher ------------------------------------------------------------------- */
 
@@ -195,9 +207,11 @@ int source_watch_drain(struct source_index *idx);
 int source_watch_feed(struct source_index *idx, const void *events, size_t len);
 
 /*
- * The entries newly marked SOURCE_OPENED since the last call, in the order the opens were
- * seen; *count of them. The array is the index's own and valid until the next drain or free.
- * The worker records them in its stage slot, where they outlive the worker.
+ * The entries opened since the last call (newly, or again while neither SOURCE_CONFIRMED nor
+ * SOURCE_COUNTED: a file some other process opened first may be rclone's later), in the order
+ * the opens were seen; *count of them. The array is the index's own and valid until the next
+ * drain or free. The worker looks for each among rclone's open files, and records the ones it
+ * finds in its stage slot, where they outlive the worker.
  */
 struct source_entry *const *source_take_opened(struct source_index *idx, size_t *count);
 

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -37,6 +38,15 @@
 /* How stale the slot's record of opened files may get: a worker killed in this window can
  * leave a file that arrived whole unknown to the supervisor. */
 #define WORKER_DRAIN_MS 20
+/* rclone's descriptors read per look: --transfers files, its checkers', and its sockets. */
+#define WORKER_RCLONE_FDS_MAX 1024
+/* How often, at most, the worker looks among rclone's open files (~50 us for its ~30
+ * descriptors): an open after a quiet spell is looked at at once, a burst of small files
+ * shares one look. A file rclone opened and closed between two looks is no candidate of its
+ * own (see reconcile.h). */
+#define WORKER_LOOK_MS 100
+/* Files recorded in the stage slot per ledger write. */
+#define WORKER_NOTE_BATCH 64
 
 struct worker {
 	const struct stage_spec *spec;
@@ -53,7 +63,7 @@ struct worker {
 	int rc_ready;
 	struct rc_stats stats;         /* 260 KiB: kept here, not on the stack */
 	char rc_user[RC_CLIENT_USER_LEN + 1], rc_pass[RC_CLIENT_PASS_LEN + 1];
-	struct rclone_cmd cmd, ls_cmd;
+	struct rclone_cmd cmd, ls_cmd, features_cmd;
 	struct rclone_proc proc;
 	struct reconcile reconcile;
 	char files_from[PATH_MAX];
@@ -61,6 +71,23 @@ struct worker {
 	 * sizes are read from the remote when rclone has ended. */
 	char **late;
 	size_t late_count, late_cap;
+	/* Files rclone itself had open (its descriptors, its transferring list), with their
+	 * modification times then: what it uploaded carries that time. The in-flight check's
+	 * first candidates. */
+	struct confirmed {
+		struct source_entry *entry;
+		int64_t mtime_ns;
+	} *confirmed;
+	size_t confirmed_count, confirmed_cap;
+	/* Notes for the stage slot, written in batches. */
+	const char *note_paths[WORKER_NOTE_BATCH];
+	int64_t note_sizes[WORKER_NOTE_BATCH], note_mtimes[WORKER_NOTE_BATCH];
+	size_t note_count;
+	struct rclone_proc_file rclone_fds[WORKER_RCLONE_FDS_MAX];
+	/* Opened files to look for among rclone's, at the next look. */
+	struct source_entry **waiting;
+	size_t waiting_count, waiting_cap;
+	int64_t last_look_ms;
 	int stop_requested;            /* signals seen */
 	int stop_sent;                 /* we told rclone to stop (signal or trigger) */
 	int64_t stop_sent_ms;
@@ -70,6 +97,7 @@ struct worker {
 	bool watch_pending;            /* the watch has events, not drained yet */
 	struct log_rate read_rate;     /* whether rclone's log is read in batches */
 	bool saw_max_transfer;         /* rclone said it reached --max-transfer */
+	bool rclone_reaped;            /* its pid may be another process's now */
 };
 
 static int worker_sigpipe[2] = { -1, -1 };
@@ -123,6 +151,24 @@ static int count_file(struct worker *w, const struct source_entry *e)
 					 ledger_now_ms());
 }
 
+static void flush_notes(struct worker *w)
+{
+	if (w->note_count)
+		ledger_stage_note_opens(&w->ledger, w->slot, w->note_paths, w->note_sizes,
+					w->note_mtimes, w->note_count);
+	w->note_count = 0;
+}
+
+/* Queues a file for the stage slot; the path must live until flush_notes. */
+static void note(struct worker *w, const char *path, int64_t size, int64_t mtime_ns)
+{
+	if (w->note_count == WORKER_NOTE_BATCH)
+		flush_notes(w);
+	w->note_paths[w->note_count] = path;
+	w->note_sizes[w->note_count] = size;
+	w->note_mtimes[w->note_count++] = mtime_ns;
+}
+
 static void note_late(struct worker *w, const char *path)
 {
 	if (w->late_count == w->late_cap) {
@@ -143,6 +189,9 @@ static void note_late(struct worker *w, const char *path)
 		return;
 	}
 	w->late[w->late_count++] = copy;
+	/* In the slot too: should this worker die, the supervisor counts it from the remote. */
+	note(w, copy, LEDGER_OPEN_SIZE_LATE, 0);
+	flush_notes(w);
 	log_info("rclone copied %s, which was not in the listing (it came into the source during "
 		 "the stage): counted from the remote when rclone ends", path);
 }
@@ -174,13 +223,21 @@ static void worker_on_copied(struct worker *w, const struct rclone_log_event *ev
 	w->out->bytes += e->size;
 }
 
+static void drain_watch(struct worker *w);
+static void look_at_rclone(struct worker *w, bool force);
+
 static void stop_rclone(struct worker *w, int sig)
 {
 	if (w->proc.pid <= 0)
 		return;
 	if (!w->stop_sent) {
+		/* The last look at rclone's open files, while it has them. */
+		drain_watch(w);
+		look_at_rclone(w, true);
 		w->stop_sent = 1;
 		w->stop_sent_ms = ledger_now_ms();
+		/* A cut stage's check asks this first: the answer comes while rclone stops. */
+		reconcile_ask_features(&w->reconcile);
 	}
 	kill(w->proc.pid, sig);
 }
@@ -243,6 +300,32 @@ static void worker_on_line(void *ctx, const char *line, size_t len)
 		worker_on_trigger(w, fired);
 }
 
+/* ---- which files rclone has open ---- */
+
+static int64_t mtime_ns_of(const struct stat *st)
+{
+	return (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+}
+
+/* rclone itself has the file open: a candidate of the in-flight check, recorded in the slot
+ * (queued: the caller flushes) with the modification time it uploads. */
+static void confirm(struct worker *w, struct source_entry *e, int64_t mtime_ns)
+{
+	if (e->flags & (SOURCE_CONFIRMED | SOURCE_COUNTED))
+		return;
+	if (w->confirmed_count == w->confirmed_cap) {
+		size_t cap = w->confirmed_cap ? w->confirmed_cap * 2 : 64;
+		void *p = realloc(w->confirmed, cap * sizeof(*w->confirmed));
+		if (!p)
+			return; /* it stays a file something opened: checked where that can tell */
+		w->confirmed = p;
+		w->confirmed_cap = cap;
+	}
+	e->flags |= SOURCE_CONFIRMED | SOURCE_NOTED;
+	w->confirmed[w->confirmed_count++] = (struct confirmed){ e, mtime_ns };
+	note(w, e->path, e->size, mtime_ns);
+}
+
 /* ---- live stats ---- */
 
 static void poll_stats(struct worker *w)
@@ -253,9 +336,16 @@ static void poll_stats(struct worker *w)
 	for (size_t i = 0; i < st->transferring_count; i++) {
 		const char *name = st->transferring[i].name;
 		struct source_entry *e = source_find(&w->source, name, strlen(name));
-		if (e)
-			source_mark_in_flight(e);
+		if (!e)
+			continue;
+		source_mark_in_flight(e);
+		if (!(e->flags & (SOURCE_CONFIRMED | SOURCE_COUNTED))) {
+			struct stat sb;
+			confirm(w, e, source_stat(w->spec->source, e->path, &sb) == 0 ?
+					      mtime_ns_of(&sb) : 0);
+		}
 	}
+	flush_notes(w);
 	char rate[LEDGER_BWLIMIT_MAX];
 	if (ledger_stage_take_bwlimit(&w->ledger, w->slot, &w->bwlimit_seen, rate, sizeof(rate))) {
 		int rc = rc_client_bwlimit(&w->rc, rate, NULL);
@@ -290,8 +380,39 @@ static int read_rclone(struct worker *w, char *buf)
 	return 1;
 }
 
-/* Files rclone has opened go into the stage slot, where the supervisor finds them should this
- * worker die before it can check them itself. */
+/* The files waiting for a look that rclone itself has open (the same file among its
+ * descriptors) go into the stage slot, where the supervisor finds them should this worker die
+ * before it can check them itself. Plex or a checksum pass opening a file already uploaded
+ * makes it no candidate. Unless forced, at most every WORKER_LOOK_MS. */
+static void look_at_rclone(struct worker *w, bool force)
+{
+	int64_t now = ledger_now_ms();
+	if (!w->waiting_count || (!force && now - w->last_look_ms < WORKER_LOOK_MS))
+		return;
+	/* Files rclone reported meanwhile need no look. */
+	size_t k = 0;
+	for (size_t i = 0; i < w->waiting_count; i++)
+		if (!(w->waiting[i]->flags & (SOURCE_COUNTED | SOURCE_CONFIRMED)))
+			w->waiting[k++] = w->waiting[i];
+	w->waiting_count = k;
+	if (!k)
+		return;
+	w->last_look_ms = now;
+	int fds = w->proc.pid > 0 && !w->rclone_reaped
+			  ? rclone_proc_open_files(w->proc.pid, w->rclone_fds, WORKER_RCLONE_FDS_MAX)
+			  : -1;
+	for (size_t i = 0; fds > 0 && i < w->waiting_count; i++) {
+		struct source_entry *e = w->waiting[i];
+		struct stat sb;
+		if (source_stat(w->spec->source, e->path, &sb) == 0 &&
+		    rclone_proc_has_open(w->rclone_fds, (size_t)fds, sb.st_dev, sb.st_ino))
+			confirm(w, e, mtime_ns_of(&sb));
+	}
+	w->waiting_count = 0;
+	flush_notes(w);
+}
+
+/* The open-watch says some process opened these files: they wait for a look among rclone's. */
 static void drain_watch(struct worker *w)
 {
 	if (w->watch_fd < 0)
@@ -299,25 +420,24 @@ static void drain_watch(struct worker *w)
 	w->last_drain_ms = ledger_now_ms();
 	w->watch_pending = false;
 	if (source_watch_drain(&w->source) == SOURCE_WATCH_OVERFLOW)
-		log_warn("too many file events at once; every unfinished file counts as in flight");
+		log_warn("too many file events at once; the in-flight check will look at every "
+			 "unfinished file");
 	size_t n;
 	struct source_entry *const *fresh = source_take_opened(&w->source, &n);
-	const char *paths[64];
-	int64_t sizes[64];
-	size_t k = 0;
 	for (size_t i = 0; i < n; i++) {
-		if (fresh[i]->flags & SOURCE_COUNTED)
+		if (fresh[i]->flags & (SOURCE_COUNTED | SOURCE_CONFIRMED))
 			continue;
-		fresh[i]->flags |= SOURCE_NOTED;
-		paths[k] = fresh[i]->path;
-		sizes[k++] = fresh[i]->size;
-		if (k == 64 || i + 1 == n) {
-			ledger_stage_note_opens(&w->ledger, w->slot, paths, sizes, k);
-			k = 0;
+		if (w->waiting_count == w->waiting_cap) {
+			size_t cap = w->waiting_cap ? w->waiting_cap * 2 : 64;
+			void *p = realloc(w->waiting, cap * sizeof(*w->waiting));
+			if (!p)
+				break; /* those stay files something opened */
+			w->waiting = p;
+			w->waiting_cap = cap;
 		}
+		w->waiting[w->waiting_count++] = fresh[i];
 	}
-	if (k)
-		ledger_stage_note_opens(&w->ledger, w->slot, paths, sizes, k);
+	look_at_rclone(w, false);
 }
 
 /* Reads rclone's log until it closes, acting on signals, stats and the watch meanwhile. */
@@ -349,6 +469,8 @@ static void run_loop(struct worker *w)
 			timeout = (batch_us + 999) / 1000;
 		if (w->watch_pending && timeout > w->last_drain_ms + WORKER_DRAIN_MS - now)
 			timeout = w->last_drain_ms + WORKER_DRAIN_MS - now;
+		if (w->waiting_count && timeout > w->last_look_ms + WORKER_LOOK_MS - now)
+			timeout = w->last_look_ms + WORKER_LOOK_MS - now;
 		if (w->stop_sent && timeout > 100)
 			timeout = 100;
 		int n = poll(fds, watching ? 3 : 2, timeout > 0 ? (int)timeout : 0);
@@ -358,6 +480,7 @@ static void run_loop(struct worker *w)
 			w->watch_pending = true;
 		if (w->watch_pending && ledger_now_ms() - w->last_drain_ms >= WORKER_DRAIN_MS)
 			drain_watch(w);
+		look_at_rclone(w, false);
 		if (fds[1].revents & POLLIN) {
 			char drain[16];
 			while (read(worker_sigpipe[0], drain, sizeof(drain)) > 0)
@@ -398,14 +521,16 @@ static int count_in_flight(void *ctx, struct reconcile_candidate *c)
 	struct source_entry *e = c->user;
 	if (e && source_mark_counted(e))
 		return 1;
+	/* A late file's path marks its slot entry counted in the same write. */
 	int rc = e ? count_file(w, e)
-		   : ledger_add_for_stage_file(&w->ledger, w->slot, NULL, c->size, ledger_now_ms());
+		   : ledger_add_for_stage_file(&w->ledger, w->slot, c->path, c->size,
+					       ledger_now_ms());
 	if (rc != LEDGER_OK) {
 		log_error("cannot record %s in the ledger: %s", c->path, ledger_strerror(rc));
 		return 1;
 	}
 	if (strcmp(w->spec->command, "move") == 0)
-		reconcile_remove_arrived(w->spec->source, c);
+		reconcile_remove_arrived(w->spec->source, &w->reconcile, c);
 	return 0;
 }
 
@@ -414,9 +539,8 @@ struct candidates {
 	size_t n, cap;
 };
 
-static int add_candidate(void *ctx, struct source_entry *e)
+static int push_candidate(struct candidates *c, struct reconcile_candidate v)
 {
-	struct candidates *c = ctx;
 	if (c->n == c->cap) {
 		size_t cap = c->cap ? c->cap * 2 : 64;
 		void *p = realloc(c->v, cap * sizeof(*c->v));
@@ -425,8 +549,16 @@ static int add_candidate(void *ctx, struct source_entry *e)
 		c->v = p;
 		c->cap = cap;
 	}
-	c->v[c->n++] = (struct reconcile_candidate){ .path = e->path, .size = e->size, .user = e };
+	c->v[c->n++] = v;
 	return 0;
+}
+
+/* A file something opened, rclone not seen among the openers. */
+static int add_opened(void *ctx, struct source_entry *e)
+{
+	return push_candidate(ctx, (struct reconcile_candidate){ .path = e->path, .size = e->size,
+								 .kind = RECONCILE_OPENED,
+								 .user = e });
 }
 
 static int by_string(const void *a, const void *b)
@@ -442,35 +574,75 @@ static int add_late(struct worker *w, struct candidates *c)
 	for (size_t i = 0; i < w->late_count; i++) {
 		if (i && strcmp(w->late[i], w->late[i - 1]) == 0)
 			continue;
-		struct source_entry fake = { .path = w->late[i], .size = RECONCILE_SIZE_ANY };
-		if (add_candidate(c, &fake) != 0)
+		if (push_candidate(c, (struct reconcile_candidate){ .path = w->late[i],
+								    .size = RECONCILE_SIZE_ANY,
+								    .kind = RECONCILE_LATE }) != 0)
 			return -1;
-		c->v[c->n - 1].user = NULL;
 	}
 	return 0;
 }
 
-/* The files rclone started (or, without a working watch, every file) and never reported, when
- * it was cut short; and the files it copied that the listing lacks. */
+/* The files rclone had open and never reported. */
+static int add_started(struct worker *w, struct candidates *c)
+{
+	for (size_t i = 0; i < w->confirmed_count; i++) {
+		struct source_entry *e = w->confirmed[i].entry;
+		if (e->flags & SOURCE_COUNTED)
+			continue;
+		if (push_candidate(c, (struct reconcile_candidate){
+				.path = e->path, .size = e->size, .kind = RECONCILE_STARTED,
+				.mtime_ns = w->confirmed[i].mtime_ns, .user = e }) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* What the slot keeps for the supervisor: the files no check could settle. The rest (arrived
+ * and counted, or absent, or, after a clean exit, failed uploads rclone reported) are freed. */
+static void settle_slot(struct worker *w, const struct candidates *c)
+{
+	const char **keep = c->n ? calloc(c->n, sizeof(*keep)) : NULL;
+	size_t k = 0;
+	for (size_t i = 0; keep && i < c->n; i++)
+		if (c->v[i].state == RECONCILE_UNKNOWN && c->v[i].kind != RECONCILE_OPENED)
+			keep[k++] = c->v[i].path;
+	if (c->n && !keep)
+		return; /* out of memory: the supervisor checks them all again, which is safe */
+	ledger_stage_settle_opens(&w->ledger, w->slot, keep, k);
+	free(keep);
+}
+
+/* After a stage rclone did not end cleanly: the files it had open and never reported, and
+ * (where the remote's times can tell a new copy from an old one) the files something else
+ * opened, or every unfinished file without a working watch. Always: the files it copied that
+ * the listing lacks. */
 static int check_in_flight(struct worker *w, bool cut, int64_t stopped_ms,
 			   struct reconcile_result *r, char *err, size_t err_len)
 {
 	memset(r, 0, sizeof(*r));
 	drain_watch(w);
 	struct candidates c = { 0 };
-	if ((cut && source_foreach(&w->source, source_reconcile_flags(&w->source), SOURCE_COUNTED,
-				   add_candidate, &c) != 0) ||
-	    add_late(w, &c) != 0) {
-		free(c.v);
-		reconcile_cancel(&w->reconcile);
+	int rc = 0;
+	if ((cut && add_started(w, &c) != 0) || add_late(w, &c) != 0) {
 		snprintf(err, err_len, "out of memory");
-		return -1;
+		rc = -1;
+	} else if (cut || c.n) {
+		if (reconcile_features(&w->reconcile, err, err_len) < 0)
+			rc = -1;
+		else if (cut && w->reconcile.window_ns == RECONCILE_NO_MODTIME &&
+			 source_foreach(&w->source, source_reconcile_flags(&w->source),
+					SOURCE_COUNTED | SOURCE_CONFIRMED, add_opened, &c) != 0) {
+			snprintf(err, err_len, "out of memory");
+			rc = -1;
+		}
 	}
-	/* A Copied file is on the remote already: one look is enough. */
-	if (!cut)
-		reconcile_limit(&w->reconcile, 1);
-	int rc = reconcile_run(&w->reconcile, c.v, c.n, stopped_ms, count_in_flight, w, r, err,
-			       err_len);
+	if (rc == 0)
+		rc = reconcile_run(&w->reconcile, c.v, c.n, stopped_ms, w->stage.started_at_ms,
+				   count_in_flight, w, r, err, err_len);
+	else
+		r->unknown = (int64_t)c.n; /* states stay RECONCILE_UNKNOWN (zeroed) */
+	reconcile_cancel(&w->reconcile);
+	settle_slot(w, &c);
 	free(c.v);
 	return rc;
 }
@@ -526,7 +698,8 @@ static int prepare(struct worker *w, char *err, size_t err_len)
 		log_warn("%s", w->cmd.note);
 	snprintf(w->files_from, sizeof(w->files_from), "%s/inflight-%d-%d.txt",
 		 spec->work_dir ? spec->work_dir : "/tmp", (int)getpid(), spec->stage_number);
-	if (rclone_cmd_build_lsjson(spec, w->files_from, &w->ls_cmd, err, err_len) < 0)
+	if (rclone_cmd_build_lsjson(spec, w->files_from, &w->ls_cmd, err, err_len) < 0 ||
+	    rclone_cmd_build_features(spec, &w->features_cmd, err, err_len) < 0)
 		return -1;
 	return 0;
 }
@@ -617,18 +790,21 @@ enum stage_result worker_run(const struct stage_spec *spec, struct stage_outcome
 	 * wait for their go until rclone ends. */
 	struct pollfd first = { w->proc.out_fd, POLLIN, 0 };
 	poll(&first, 1, WORKER_FIRST_OUTPUT_WAIT_MS); /* a signal ends it too: the loop acts */
-	if (reconcile_prepare(&w->reconcile, &w->ls_cmd, w->files_from) < 0)
+	if (reconcile_prepare(&w->reconcile, &w->features_cmd, &w->ls_cmd, w->files_from) < 0)
 		log_warn("cannot fork the in-flight check (%s): only %d of its %d rounds will run, "
-			 "and if this stage is cut short the files in flight may go uncounted",
-			 strerror(errno), w->reconcile.prepared, RECONCILE_ROUNDS);
+			 "and if this stage is cut short the files in flight may be left to the "
+			 "supervisor", strerror(errno), w->reconcile.prepared, RECONCILE_ROUNDS);
 	/* If it fails, the RC client says so when rclone's RC is up. */
 	lazy_curl_load(NULL, 0);
 	if (spec->sandbox) {
-		pid_t pids[1 + RECONCILE_ROUNDS] = { w->proc.pid };
+		/* Its own children only: a check cut short by its deadline kills its rclone. */
+		pid_t pids[2 + RECONCILE_ROUNDS] = { w->proc.pid };
+		size_t n_pids = 1;
+		if (w->reconcile.features_prepared)
+			pids[n_pids++] = w->reconcile.features.pid;
 		for (int i = 0; i < w->reconcile.prepared; i++)
-			pids[1 + i] = w->reconcile.rounds[i].pid;
-		if (sandbox_enter(SANDBOX_WORKER, pids, 1 + (size_t)w->reconcile.prepared, err,
-				  sizeof(err)) < 0) {
+			pids[n_pids++] = w->reconcile.rounds[i].pid;
+		if (sandbox_enter(SANDBOX_WORKER, pids, n_pids, err, sizeof(err)) < 0) {
 			/* No seccomp at all is what the flusher and dashboard also run without; a
 			 * filter that failed to load otherwise is a broken install. */
 			if (errno == ENOSYS || errno == EINVAL) {
@@ -643,25 +819,34 @@ enum stage_result worker_run(const struct stage_spec *spec, struct stage_outcome
 	run_loop(w);
 	int status = 0;
 	rclone_proc_wait(&w->proc, &status);
+	w->rclone_reaped = true;
 	out->rclone_exit = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 	if (out->result != STAGE_ERROR)
 		out->result = result_of(w, status);
-	/* Only a run that was cut short can have files that arrived without a Copied line: an
-	 * rclone that exits by itself logs every file it finished. */
-	bool cut = w->stop_sent || WIFSIGNALED(status) || out->rclone_exit >= 128;
+	/* Only an rclone that ends cleanly (0, 8, 9) has logged every file it finished: its
+	 * fatal exit 7 cancels transfers in flight, a Go panic (2) or a signal ends it anywhere,
+	 * and any other code is no promise either. */
+	bool clean = !w->stop_sent && WIFEXITED(status) &&
+		     (out->rclone_exit == 0 || out->rclone_exit == 8 || out->rclone_exit == 9);
+	bool cut = !clean;
+	struct reconcile_result r = { 0 };
 	/* Under --dry-run a file found on the remote was there before: counting it, and under
 	 * `move` deleting its local copy, would be wrong. */
 	if ((cut || w->late_count) && !w->cmd.dry_run) {
-		struct reconcile_result r;
 		int64_t stopped = w->stop_sent ? w->stop_sent_ms : ledger_now_ms();
 		if (check_in_flight(w, cut, stopped, &r, err, sizeof(err)) < 0) {
-			log_error("in-flight check failed: %s; files in flight are not counted", err);
+			log_error("in-flight check: %s; %lld files it could not settle are left to the "
+				  "supervisor", err, (long long)r.unknown);
 			err[0] = '\0';
 		}
 		out->reconciled_files = r.files;
 		out->reconciled_bytes = r.bytes;
 		out->files += r.files;
 		out->bytes += r.bytes;
+	} else {
+		/* rclone logged every file it finished: what it had open and did not report
+		 * failed, and needs no check by the supervisor either. */
+		ledger_stage_settle_opens(&w->ledger, w->slot, NULL, 0);
 	}
 	log_info("stage %d %s (rclone exit %d): %lld files, %lld bytes counted (%lld after the "
 		 "in-flight check), %lld failed lines",
@@ -684,6 +869,9 @@ out:
 		rc_client_free(&w->rc);
 	rclone_cmd_free(&w->cmd);
 	rclone_cmd_free(&w->ls_cmd);
+	rclone_cmd_free(&w->features_cmd);
+	free(w->confirmed);
+	free(w->waiting);
 	unlink(w->files_from);
 	triggers_free(&w->triggers);
 	for (size_t i = 0; i < w->late_count; i++)

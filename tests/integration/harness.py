@@ -72,16 +72,26 @@ class FakeRemote:
     def set_delay(self, ms):
         self._request("POST", "_fake/delay?ms=%d" % ms)
 
+    def set_reply_delay(self, ms):
+        """A PUT received whole is stored and counted, then its reply waits ms."""
+        self._request("POST", "_fake/reply_delay?ms=%d" % ms)
+
+    def stored(self, user, rel):
+        """Where the fake keeps user's file rel: a test may put a file there (as if uploaded
+        long ago) or look at what arrived."""
+        return os.path.join(self.dir, "root", user, rel)
+
     def set_quota(self, user, quota):
         self._request("POST", "_fake/quota?user=%s&bytes=%d" % (user, quota))
 
-    def remote_env(self, remote, user):
-        """RCLONE_CONFIG_* for an environment-defined webdav remote logged in as user."""
+    def remote_env(self, remote, user, vendor="other"):
+        """RCLONE_CONFIG_* for an environment-defined webdav remote logged in as user.
+        vendor "owncloud": the remote keeps modification times (X-OC-Mtime)."""
         if user not in self._obscured:
             self._obscured[user] = subprocess.check_output(
                 [RCLONE, "obscure", self.users[user][0]], text=True).strip()
         prefix = "RCLONE_CONFIG_%s_" % remote.upper()
-        return {prefix + "TYPE": "webdav", prefix + "URL": self.url, prefix + "VENDOR": "other",
+        return {prefix + "TYPE": "webdav", prefix + "URL": self.url, prefix + "VENDOR": vendor,
                 prefix + "USER": user, prefix + "PASS": self._obscured[user]}
 
     def stop(self):
@@ -229,6 +239,14 @@ def stage_args(shm, uploader, account, source, dest, workdir, *extra):
             "--uploader", uploader, "--account", account, "--source", source,
             "--dest", dest, "--work-dir", workdir,
             "--extra", "--retries=1", "--extra", "--low-level-retries=1"] + list(extra)
+
+
+def popen(args, env):
+    """args with env added to ours; stdout and stderr piped, as text."""
+    full = dict(os.environ)
+    full.update(env)
+    return subprocess.Popen(list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=full)
 
 
 def run_stage(env, *args, timeout=300):

@@ -14,7 +14,7 @@ import time
 import unittest
 
 from harness import (BUILD, RCLONE, FakeRemote, child_named, ledger_bytes, ledger_row, ledger_state,
-                     make_tree, run_stage, stage_args, unlink_shm, wait_for)
+                     make_tree, popen, run_stage, stage_args, unlink_shm, wait_for)
 
 AMPLE = 0  # unlimited
 
@@ -46,10 +46,7 @@ class StageTest(unittest.TestCase):
         return src, make_tree(src, count, seed, **kw)
 
     def start_stage(self, env, args):
-        full = dict(os.environ)
-        full.update(env)
-        p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env=full)
+        p = popen(args, env)
         self.procs.append(p)
         return p
 
@@ -215,8 +212,10 @@ class StageTest(unittest.TestCase):
         fake_rclone = os.path.join(self.work, "rclone")
         with open(fake_rclone, "w") as f:
             f.write("""#!/bin/sh
-# The in-flight check's `rclone lsjson` for the file not in the listing: not on the remote.
-case " $* " in *" lsjson "*) echo '[]'; exit 0;; esac
+# The in-flight check's questions about the file not in the listing: a remote without
+# modification times, where it is not.
+case " $* " in *" lsjson "*) echo '[]'; exit 0;;
+  *" backend features "*) echo '{"Precision":3153600000000000000}'; exit 0;; esac
 exec 1>&2
 printf '\\000\\001garbage\\377 not a line of rclone\\n'
 head -c 1048577 /dev/zero | tr '\\000' 'a'; echo

@@ -831,6 +831,37 @@ Test(config, rclone_extras_render_as_rclone_flags)
 	config_free(&c);
 }
 
+Test(config, extras_that_would_hide_rclones_copied_lines_are_refused_naming_the_key)
+{
+	static const struct {
+		const char *json, *key;
+	} cases[] = {
+		{ "\"--log-file\": \"/var/log/rclone.log\"", "--log-file" },
+		{ "\"--use-json-log\": false", "--use-json-log" },
+		{ "\"--verbose\": 0", "--verbose" },
+		{ "\"log-level\": \"INFO\"", "log-level" },
+		{ "\"-q\": null", "-q" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char path[PATH_MAX], text[512], want[128];
+		snprintf(path, sizeof(path), "%s/hide%zu.json", tmp, i);
+		snprintf(text, sizeof(text), "{\"remotes\": {\"media\": {\"rclone_extras\": {%s}}}, "
+			 "\"uploader\": {}}", cases[i].json);
+		put_file(path, text, strlen(text));
+		snprintf(want, sizeof(want), "remotes.media.rclone_extras.%s: ", cases[i].key);
+		const char *got = load_error(path);
+		cr_assert(strncmp(got, want, strlen(want)) == 0 && strstr(got, "remove the key"),
+			  "%s", got);
+	}
+	/* cloudplow's own sample has "--verbose": 1, which is what cplow runs: still accepted. */
+	struct config c;
+	load_text_ok("{\"remotes\": {\"media\": {\"upload_folder\": \"@TMP@/media\", "
+		     "\"upload_remote\": \"gd:\", \"rclone_extras\": {\"--verbose\": 1, "
+		     "\"--stats\": \"60s\", \"--log-format\": \"pid\"}}}, \"uploader\": {\"media\": {}}}",
+		     &c);
+	config_free(&c);
+}
+
 Test(config, a_flag_written_with_and_without_dashes_is_refused)
 {
 	char path[PATH_MAX];

@@ -350,6 +350,93 @@ Test(ledger, writer_killed_at_each_point_of_its_critical_section_is_recovered_ex
 	ledger_copy_free(&c);
 }
 
+/* The supervisor's check of a dead worker's files, as dead_check.c runs it: the pending entries
+ * read under the lock, each counted by index while still pending. */
+static int64_t check_dead_slot(int32_t slot)
+{
+	struct ledger_open_file files[LEDGER_OPEN_MAX];
+	int32_t index[LEDGER_OPEN_MAX], lost;
+	size_t n;
+	cr_assert_eq(ledger_stage_open_files(&L, slot, files, index, LEDGER_OPEN_MAX, &n, &lost),
+		     LEDGER_OK);
+	int64_t counted = 0;
+	for (size_t i = 0; i < n; i++)
+		if (ledger_count_open_file(&L, slot, index[i], files[i].path, files[i].size, T0) ==
+		    LEDGER_OK)
+			counted += files[i].size;
+	return counted;
+}
+
+Test(ledger, a_worker_killed_inside_the_count_of_a_started_file_has_it_counted_once,
+     .init = setup, .fini = teardown, .timeout = 60)
+{
+	for (int p = 0; p < LEDGER_FAULT_POINTS; p++) {
+		int32_t row, slot;
+		char account[32];
+		snprintf(account, sizeof(account), "sa%d", p);
+		cr_assert_eq(ledger_row_get(&L, "media", account, &row), LEDGER_OK);
+		struct ledger_stage init = { .row = row, .pid = getpid() };
+		cr_assert_eq(ledger_stage_claim(&L, &init, &slot), LEDGER_OK);
+		const char *path = "show/ep.mkv";
+		int64_t size = 1000, mtime = 1700000000123456789LL;
+		cr_assert_eq(ledger_stage_note_opens(&L, slot, &path, &size, &mtime, 1), LEDGER_OK);
+		/* The worker dies counting the file rclone reported: inside its logged write. */
+		pid_t kid = test_fork();
+		cr_assert_geq(kid, 0);
+		if (kid == 0) {
+			kill_at = (enum ledger_fault_point)p;
+			ledger_fault_hook = kill_self;
+			ledger_add_for_stage_file(&L, slot, path, size, T0);
+			_exit(0); /* not reached */
+		}
+		int st = wait_child(kid);
+		cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "point %d", p);
+		/* Whether its write is redone or dropped, the supervisor's check finds the file
+		 * pending exactly when the write is not in the ledger. */
+		int64_t by_check = check_dead_slot(slot);
+		cr_assert_eq(by_check, p >= LEDGER_FAULT_INTENT_LOGGED ? 0 : size, "point %d", p);
+		cr_assert_eq(usage_of(row).used_bytes, size, "point %d: counted %lld times", p,
+			     (long long)(usage_of(row).used_bytes / size));
+		cr_assert_eq(usage_of(row).files, 1, "point %d", p);
+		/* A second check (a restarted supervisor) finds nothing more. */
+		cr_assert_eq(check_dead_slot(slot), 0);
+		cr_assert_eq(usage_of(row).used_bytes, size);
+		cr_assert_eq(ledger_stage_release(&L, slot), LEDGER_OK);
+	}
+}
+
+Test(ledger, open_files_keep_their_time_and_late_files_and_settle_keeps_only_what_is_asked,
+     .init = setup, .fini = teardown)
+{
+	int32_t row, slot;
+	cr_assert_eq(ledger_row_get(&L, "media", "sa1", &row), LEDGER_OK);
+	struct ledger_stage init = { .row = row, .pid = getpid() };
+	cr_assert_eq(ledger_stage_claim(&L, &init, &slot), LEDGER_OK);
+	const char *paths[] = { "a", "b", "late" };
+	int64_t sizes[] = { 10, 20, LEDGER_OPEN_SIZE_LATE }, mtimes[] = { 111, 222, 0 };
+	cr_assert_eq(ledger_stage_note_opens(&L, slot, paths, sizes, mtimes, 3), LEDGER_OK);
+	struct ledger_open_file files[LEDGER_OPEN_MAX];
+	int32_t index[LEDGER_OPEN_MAX], lost;
+	size_t n;
+	cr_assert_eq(ledger_stage_open_files(&L, slot, files, index, LEDGER_OPEN_MAX, &n, &lost),
+		     LEDGER_OK);
+	cr_assert_eq(n, 3);
+	cr_assert_eq(files[1].mtime_ns, 222);
+	cr_assert_eq(files[2].size, LEDGER_OPEN_SIZE_LATE);
+	/* Counted by the worker (by path): no longer pending, and a count by index refuses. */
+	cr_assert_eq(ledger_add_for_stage_file(&L, slot, "a", 10, T0), LEDGER_OK);
+	cr_assert_eq(ledger_count_open_file(&L, slot, index[0], "a", 10, T0), LEDGER_ERR_NOTFOUND);
+	cr_assert_eq(usage_of(row).used_bytes, 10);
+	const char *keep = "late";
+	cr_assert_eq(ledger_stage_settle_opens(&L, slot, &keep, 1), LEDGER_OK);
+	cr_assert_eq(ledger_stage_open_files(&L, slot, files, index, LEDGER_OPEN_MAX, &n, &lost),
+		     LEDGER_OK);
+	cr_assert_eq(n, 1);
+	cr_assert_str_eq(files[0].path, "late");
+	cr_assert_eq(ledger_count_open_file(&L, slot, index[0], "late", 5, T0), LEDGER_OK);
+	cr_assert_eq(usage_of(row).used_bytes, 15);
+}
+
 struct kill_counters {
 	_Atomic int64_t done[WRITERS];    /* adds that returned, per writer */
 	_Atomic int64_t pending[WRITERS]; /* bytes of the add in progress */

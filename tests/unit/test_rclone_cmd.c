@@ -394,3 +394,88 @@ Test(rclone_cmd, render_quotes_what_a_shell_would_split)
 			       "--use-json-log -v --rc --rc-addr=127.0.0.1:0 --fast-list");
 	rclone_cmd_free(&c);
 }
+
+Test(rclone_cmd, extras_that_would_hide_rclones_copied_lines_are_refused_the_harmless_kept)
+{
+	static const struct {
+		const char *name, *value;
+		int ok;
+	} cases[] = {
+		/* Checked against rclone 1.60 (--use-json-log -v): these lose the Copied lines. */
+		{ "--log-file", "/var/log/rclone.log", 0 },
+		{ "--log-file=/x", NULL, 0 },
+		{ "--use-json-log", "false", 0 },
+		{ "--use-json-log=false", NULL, 0 },
+		{ "--verbose", "0", 0 },
+		{ "-v", "0", 0 },
+		{ "--log-level", "INFO", 0 },
+		{ "--log-level", "ERROR", 0 },
+		{ "-q", NULL, 0 },
+		{ "--quiet", NULL, 0 },
+		/* Shown to leave them on stderr, in JSON. */
+		{ "--use-json-log", NULL, 1 },
+		{ "--use-json-log", "true", 1 },
+		{ "--verbose", "1", 1 },
+		{ "--verbose", NULL, 1 },
+		{ "-vv", NULL, 1 },
+		{ "--syslog", NULL, 1 },
+		{ "--syslog-facility", "LOCAL0", 1 },
+		{ "--log-systemd", NULL, 1 },
+		{ "--log-format", "date,time,microseconds,shortfile,pid", 1 },
+		{ "--stats-one-line", NULL, 1 },
+		{ "--stats-one-line-date-format", "XX", 1 },
+		{ "--stats", "0", 1 },
+		{ "--stats-log-level", "DEBUG", 1 },
+		{ "-P", NULL, 1 },
+		{ "--progress", NULL, 1 },
+		{ "--dump", "headers", 1 },
+		{ "--drive-chunk-size", "64M", 1 },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char why[300] = "";
+		int rc = rclone_cmd_check_extra(cases[i].name, cases[i].value, why, sizeof(why));
+		cr_assert_eq(rc, cases[i].ok ? 0 : -1, "%s %s: %d", cases[i].name,
+			     cases[i].value ? cases[i].value : "(bare)", rc);
+		if (!cases[i].ok)
+			cr_assert(strstr(why, "Copied") || strstr(why, "JSON"), "%s: %s",
+				  cases[i].name, why);
+	}
+}
+
+Test(rclone_cmd, inherited_variables_that_would_move_rclones_log_are_dropped)
+{
+	setenv("RCLONE_LOG_FILE", "/tmp/rclone.log", 1);
+	setenv("RCLONE_USE_JSON_LOG", "false", 1);
+	setenv("RCLONE_LOG_LEVEL", "ERROR", 1);
+	setenv("RCLONE_LOG_FORMAT", "pid", 1);
+	struct stage_spec s = spec();
+	struct rclone_cmd c;
+	char err[256];
+	cr_assert_eq(rclone_cmd_build(&s, "u", "p", &c, err, sizeof(err)), 0, "%s", err);
+	cr_assert(!has_prefix(c.envp, "RCLONE_LOG_FILE="));
+	cr_assert(!has_prefix(c.envp, "RCLONE_USE_JSON_LOG="));
+	cr_assert(!has_prefix(c.envp, "RCLONE_LOG_LEVEL="));
+	cr_assert(has_prefix(c.envp, "RCLONE_LOG_FORMAT=pid"), "a harmless one stays");
+	rclone_cmd_free(&c);
+	unsetenv("RCLONE_LOG_FILE");
+	unsetenv("RCLONE_USE_JSON_LOG");
+	unsetenv("RCLONE_LOG_LEVEL");
+	unsetenv("RCLONE_LOG_FORMAT");
+}
+
+Test(rclone_cmd, the_in_flight_check_asks_for_modification_times_and_the_remotes_features)
+{
+	struct stage_spec s = spec();
+	struct rclone_cmd c;
+	char err[256];
+	cr_assert_eq(rclone_cmd_build_lsjson(&s, "/tmp/list", &c, err, sizeof(err)), 0, "%s", err);
+	cr_assert(!has_arg(&c, "--no-modtime"), "lsjson must show ModTime");
+	cr_assert(has_arg(&c, "--files-from-raw=/tmp/list"));
+	rclone_cmd_free(&c);
+	cr_assert_eq(rclone_cmd_build_features(&s, &c, err, sizeof(err)), 0, "%s", err);
+	cr_assert_str_eq(c.argv[1], "backend");
+	cr_assert_str_eq(c.argv[2], "features");
+	cr_assert_str_eq(c.argv[3], "gdrive:/Media");
+	cr_assert(has_arg(&c, "--config=/config/rclone.conf"));
+	rclone_cmd_free(&c);
+}

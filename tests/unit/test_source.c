@@ -956,19 +956,36 @@ Test(source, an_arrived_file_is_removed_only_when_its_name_and_size_still_match,
     put_file("d/whole.mkv", 1000);
     put_file("d/grew.mkv", 1200);
     put_file("d/ctl\001name.mkv", 10);
-    cr_assert_eq(source_remove_arrived(tree, "d/whole.mkv", 1000), 0);
+    cr_assert_eq(source_remove_arrived(tree, "d/whole.mkv", 1000, 0, 0), 0);
     struct stat st;
     cr_assert_eq(lstat(at("d/whole.mkv"), &st), -1, "the arrived file is still there");
 
-    cr_assert_eq(source_remove_arrived(tree, "d/grew.mkv", 1000), SOURCE_REMOVE_CHANGED);
+    cr_assert_eq(source_remove_arrived(tree, "d/grew.mkv", 1000, 0, 0), SOURCE_REMOVE_CHANGED);
     cr_assert_eq(lstat(at("d/grew.mkv"), &st), 0, "a file of another size was removed");
 
     /* rclone names byte 0x01 U+2401; that symbol could also be the file's real name. */
-    cr_assert_eq(source_remove_arrived(tree, "d/ctl\xe2\x90\x81name.mkv", 10),
+    cr_assert_eq(source_remove_arrived(tree, "d/ctl\xe2\x90\x81name.mkv", 10, 0, 0),
                  SOURCE_REMOVE_ENCODED);
     cr_assert_eq(lstat(at("d/ctl\001name.mkv"), &st), 0);
 
-    cr_assert_eq(source_remove_arrived(tree, "d/gone.mkv", 5), -ENOENT);
-    cr_assert_eq(source_remove_arrived(tree, "d", 4096), SOURCE_REMOVE_CHANGED,
+    cr_assert_eq(source_remove_arrived(tree, "d/gone.mkv", 5, 0, 0), -ENOENT);
+    cr_assert_eq(source_remove_arrived(tree, "d", 4096, 0, 0), SOURCE_REMOVE_CHANGED,
                  "a directory is never removed");
+}
+
+Test(source, an_arrived_file_is_removed_only_while_its_modification_time_still_matches,
+     .init = setup, .fini = teardown, .timeout = 30)
+{
+    put_file("new.mkv", 1000);
+    struct stat st;
+    cr_assert_eq(lstat(at("new.mkv"), &st), 0);
+    int64_t mtime = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+    /* The remote's copy is a year older (another version of the same size): kept. */
+    int64_t year = 365LL * 24 * 3600 * 1000000000;
+    cr_assert_eq(source_remove_arrived(tree, "new.mkv", 1000, mtime - year, 1000000000),
+                 SOURCE_REMOVE_CHANGED);
+    cr_assert_eq(lstat(at("new.mkv"), &st), 0, "a file of another version was removed");
+    /* Within the remote's precision (a second): the same file, removed as move would. */
+    cr_assert_eq(source_remove_arrived(tree, "new.mkv", 1000, mtime - 400000000, 1000000000), 0);
+    cr_assert_eq(lstat(at("new.mkv"), &st), -1);
 }
