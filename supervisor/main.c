@@ -1,6 +1,8 @@
 /*
  * cplow: the command line. Parses arguments, then hands over to the supervisor (upload, run),
- * the ledger view (status), the config checker or the quota reset. Exit codes: README.md.
+ * the ledger view (status), the config checker or the quota reset. Exit codes:
+ * docs/operations.md. README.md shows --help as it is: tests/integration/test_docs.py holds
+ * the two together.
  *
  * cloudplow's habits work as they did under Python's argparse: options before or after the
  * command, "--opt value" and "--opt=value", and cloudplow's own options, commands and
