@@ -290,6 +290,22 @@ exec /usr/bin/rclone "$@"
         self.assertEqual(truth, sum(files.values()) + 300000 * len(grown))
         self.assertEqual(outcome["bytes"], truth)
 
+    def test_files_rclone_copies_in_parallel_chunks_are_counted(self):
+        # The real rclone writes a file at offsets in parallel (--multi-thread-streams, to a
+        # destination that takes such writes: a local or mounted path) and logs
+        # "Multi-thread Copied (new)" for it, which was not taken for a completed file.
+        src, files = self.source(4, seed=23, min_size=2 << 20, max_size=3 << 20, dirs=0)
+        dest = os.path.join(self.work, "mounted")
+        os.makedirs(dest)
+        outcome, run = run_stage({}, *stage_args(self.shm, "media", "acct", src,
+                                                 ":local:" + dest, self.work,
+                                                 "--command", "copy",
+                                                 "--extra", "--multi-thread-streams=4",
+                                                 "--extra", "--multi-thread-cutoff=1M"))
+        self.assertEqual(outcome["result"], "done", run.stderr[-3000:])
+        self.assertEqual(outcome["files"], len(files))
+        self.assertEqual(ledger_bytes(self.shm, "media", "acct"), sum(files.values()))
+
     def test_a_sandboxed_stage_still_passes(self):
         fake = self.start_fake(gina=AMPLE)
         src, files = self.source(20, seed=7, max_size=1 << 20)
