@@ -394,3 +394,46 @@ class SquattedNameTest(PromiseTest):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+# ---- the wall clock set back under a running flusher ---------------------------------------------
+
+FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+
+
+class ClockStepTest(PromiseTest):
+    def test_a_wall_clock_set_back_an_hour_does_not_hold_the_file_back(self):
+        # cplow's wall clock is libfaketime's, read from a file (its monotonic clock stays
+        # real): set back two hours mid-upload, as NTP or an operator may. The flusher timed
+        # its interval on the wall clock and waited the two hours before its next write, while
+        # the workers went on counting into shared memory only.
+        clock = os.path.join(self.work, "faketime")
+
+        def set_clock(spec):
+            with open(clock + ".tmp", "w") as f:
+                f.write(spec + "\n")
+            os.replace(clock + ".tmp", clock)
+        set_clock("+0")
+        self.env.update({
+            "LD_PRELOAD": FAKETIME_LIB, "FAKETIME_TIMESTAMP_FILE": clock,
+            "FAKETIME_DONT_FAKE_MONOTONIC": "1", "FAKETIME_CACHE_DURATION": "1",
+            "ASAN_OPTIONS": "verify_asan_link_order=0:" + os.environ.get("ASAN_OPTIONS", "")})
+        self.tree(seed=131)
+        cfg = self.write_config(self.config_dict(flush_interval_ms=100))
+        self.fake.set_delay(SLOW_MS)
+        run = self.cplow(cfg, "upload")
+        self.wait_uploading(cfg, run)
+        wait_for("the file to hold the first bytes", lambda: self.file_bytes(cfg), timeout=30)
+        set_clock("-2h")
+        time.sleep(1.5)  # libfaketime reads its file at most once a second
+        before = sum(self.ledger(cfg).values())
+        wait_for("more bytes counted after the step",
+                 lambda: run.p.poll() is not None or sum(self.ledger(cfg).values()) > before,
+                 timeout=60, step=0.05)
+        live = self.ledger(cfg)
+        self.assertGreater(sum(live.values()), before, run.log()[-3000:])
+        # Within a few flush intervals, as before the step: not two hours later.
+        wait_for("the file to catch up with the shared ledger",
+                 lambda: sum((self.file_bytes(cfg) or {}).values()) >= sum(live.values()),
+                 timeout=5, step=0.05)
+        self.finish(cfg, run)
