@@ -347,6 +347,42 @@ class PidReuseTest(PromiseTest):
             self.assertLessEqual(self.ledger(cfg).get(remote, 0), truth[remote])
 
 
+    def test_a_dry_run_counts_a_dead_runs_arrived_files_but_deletes_none(self):
+        # The whole tree killed mid-upload leaves its in-flight files pending in the slot; the
+        # next cplow checks them on the remote. Under core.dry_run that check deleted the
+        # local copies of those that arrived, as a real run's move would: a dry run deletes
+        # nothing. It still counts them: the remote took their bytes.
+        self.small_tree(60, seed=112)
+        cfg = self.write_config(self.config_dict())
+        self.fake.set_delay(SLOW_MS)
+        run = self.cplow(cfg, "upload")
+        self.wait_uploading(cfg, run)
+        self.wait_in_flight(2)
+        procs = self.tree_of(run)
+        for p in procs:
+            os.kill(p, signal.SIGSTOP)
+        for p in procs:
+            os.kill(p, signal.SIGKILL)
+        run.p.wait()
+        self.reap(procs)
+        self.assertTrue(self.running_stages(cfg), "no slot left by the killed tree")
+        left = sorted(os.path.relpath(os.path.join(d, f), self.src)
+                      for d, _, fs in os.walk(self.src) for f in fs)
+        self.fake.set_delay(0)
+        dry = self.config_dict()
+        dry["core"]["dry_run"] = True
+        self.write_config(dry, cfg)
+        again = self.cplow(cfg, "upload")
+        self.assertEqual(again.wait(180), 0, again.log()[-4000:])
+        self.assertTrue(again.log_lines("unfinished files of the stage in slot"),
+                        again.log()[-4000:])
+        now = sorted(os.path.relpath(os.path.join(d, f), self.src)
+                     for d, _, fs in os.walk(self.src) for f in fs)
+        self.assertEqual(now, left, "the dry run deleted files from the source: "
+                         + "\n".join(again.log_lines("in-flight check")))
+        self.assert_equals_truth(self.ledger(cfg), "after the dry run's check: the ledger")
+
+
 @unittest.skipUnless(os.geteuid() == 0, "needs root to act as another user")
 class SquattedNameTest(PromiseTest):
     def test_an_object_another_user_made_first_is_refused_with_its_owner_named(self):
