@@ -309,6 +309,17 @@ class PidReuseTest(PromiseTest):
             return all(not os.path.exists("/proc/%d" % p) for p in procs)
         wait_for("the killed processes to be reaped", reaped, timeout=30)
 
+    def kill_whole_tree(self, run):
+        """The whole tree at once, as a power cut of cplow alone would: the slot stays
+        RUNNING, with its pending files."""
+        procs = self.tree_of(run)
+        for p in procs:
+            os.kill(p, signal.SIGSTOP)
+        for p in procs:
+            os.kill(p, signal.SIGKILL)
+        run.p.wait()
+        self.reap(procs)
+
     def test_a_stale_slot_whose_pid_another_process_got_is_released(self):
         self.tree(count=20, seed=110)
         cfg = self.write_config(self.config_dict())
@@ -316,14 +327,7 @@ class PidReuseTest(PromiseTest):
         run = self.cplow(cfg, "upload")
         self.wait_uploading(cfg, run)
         stage = self.running_stages(cfg)[0]
-        procs = self.tree_of(run)
-        # The whole tree at once, as a power cut of cplow alone would: the slot stays RUNNING.
-        for p in procs:
-            os.kill(p, signal.SIGSTOP)
-        for p in procs:
-            os.kill(p, signal.SIGKILL)
-        run.p.wait()
-        self.reap(procs)
+        self.kill_whole_tree(run)
         self.assertEqual([s["pid"] for s in self.running_stages(cfg)], [stage["pid"]])
         impostor = self.spawn_with_pid(stage["pid"])
         if impostor is None:
@@ -358,13 +362,7 @@ class PidReuseTest(PromiseTest):
         run = self.cplow(cfg, "upload")
         self.wait_uploading(cfg, run)
         self.wait_in_flight(2)
-        procs = self.tree_of(run)
-        for p in procs:
-            os.kill(p, signal.SIGSTOP)
-        for p in procs:
-            os.kill(p, signal.SIGKILL)
-        run.p.wait()
-        self.reap(procs)
+        self.kill_whole_tree(run)
         self.assertTrue(self.running_stages(cfg), "no slot left by the killed tree")
         left = sorted(os.path.relpath(os.path.join(d, f), self.src)
                       for d, _, fs in os.walk(self.src) for f in fs)
