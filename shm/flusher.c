@@ -54,6 +54,15 @@ static void install_handlers(void)
 	sigprocmask(SIG_UNBLOCK, &unblock, NULL);
 }
 
+/* The interval's clock: the wall clock steps (NTP, an operator, a VM resumed), and one set back
+ * an hour held every write back an hour. */
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void sleep_ms(int64_t ms)
 {
 	struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
@@ -189,13 +198,13 @@ int flusher_run(const struct flusher_options *opt)
 		/* The interval runs from the start of the last write, so a slow disk does not
 		 * add its time to the next change's wait; after failures, the backoff's. */
 		int64_t due = last_write_ms + (failures.count ? failures.delay_ms : interval) -
-			      ledger_now_ms();
+			      mono_ms();
 		if (due > 0 && !flusher_now) {
 			sleep_ms(due < FLUSHER_IDLE_WAIT_MS ? due : FLUSHER_IDLE_WAIT_MS);
 			continue; /* re-check stop, the parent and the clock */
 		}
 		flusher_now = 0;
-		last_write_ms = ledger_now_ms();
+		last_write_ms = mono_ms();
 		last_ok = flush_once(&l, &copy, opt->cache_path, interval, &written,
 				     &failures) == 0;
 		if (!last_ok)

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -146,6 +147,37 @@ void procs_become_reaper(void)
 bool procs_alive(pid_t pid)
 {
 	return proc_alive(pid, 0);
+}
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int procs_stop(pid_t pid, int sig, int wait_ms, bool *killed)
+{
+	int st = 0;
+	if (killed)
+		*killed = false;
+	kill(pid, sig);
+	int64_t deadline = mono_ms() + wait_ms;
+	for (;;) {
+		pid_t r = waitpid(pid, &st, WNOHANG);
+		if (r == pid || (r < 0 && errno != EINTR))
+			return st;
+		if (mono_ms() >= deadline)
+			break;
+		struct timespec ts = { 0, 10 * 1000000L };
+		nanosleep(&ts, NULL);
+	}
+	if (killed)
+		*killed = true;
+	kill(pid, SIGKILL);
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	return st;
 }
 
 int procs_reap(pid_t *pid, int *status)

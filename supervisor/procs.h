@@ -45,6 +45,11 @@ void procs_become_reaper(void);
  * (an orphan waiting for a slow init) still answers kill(pid, 0). */
 bool procs_alive(pid_t pid);
 
+/* Stops a child: `sig`, then SIGKILL if it has not ended within wait_ms (a child that is
+ * stopped, or stuck, must not hold the caller's loop), and reaps it. Returns its wait status;
+ * *killed (may be NULL) says whether it took the SIGKILL. */
+int procs_stop(pid_t pid, int sig, int wait_ms, bool *killed);
+
 /* One exited child, without waiting: 1 with *pid and *status, 0 when none is left to reap. */
 int procs_reap(pid_t *pid, int *status);
 

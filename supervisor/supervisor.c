@@ -43,6 +43,8 @@
 #define SUP_READ_TIMEOUT_MS 2000
 #define SUP_FAILURES_PER_ACCOUNT 3
 #define SUP_FLUSHER_STOP_MS 10000
+/* It answers no request longer than a ledger read: what does not end by then is stuck. */
+#define SUP_DASHBOARD_STOP_MS 5000
 
 enum up_state_kind {
 	UP_IDLE,       /* ready for its next stage (upload) or its next check (run) */
@@ -391,24 +393,17 @@ static void stop_flusher(struct sup *s)
 		flush_here(s, "final flush");
 		return;
 	}
-	kill(s->flusher, SIGTERM);
-	int64_t deadline = ledger_now_ms() + SUP_FLUSHER_STOP_MS;
-	int st;
-	while (ledger_now_ms() < deadline) {
-		pid_t r = waitpid(s->flusher, &st, WNOHANG);
-		if (r == s->flusher) {
-			if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-				log_error("the flusher's final flush failed (status %d)", st);
-			s->flusher = 0;
-			return;
-		}
-		struct timespec ts = { 0, 10 * 1000000L };
-		nanosleep(&ts, NULL);
-	}
-	log_error("the flusher did not stop in %d s; killing it", SUP_FLUSHER_STOP_MS / 1000);
-	kill(s->flusher, SIGKILL);
-	waitpid(s->flusher, &st, 0);
+	bool killed;
+	int st = procs_stop(s->flusher, SIGTERM, SUP_FLUSHER_STOP_MS, &killed);
 	s->flusher = 0;
+	if (killed)
+		log_error("the flusher did not stop in %d s; killed it", SUP_FLUSHER_STOP_MS / 1000);
+	else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		log_error("the flusher's final flush failed (status %d)", st);
+	else
+		return;
+	/* What it did not write, we do: a killed flusher made no final write at all. */
+	flush_here(s, "final flush");
 }
 
 /* ---- the dashboard ---- */
@@ -438,9 +433,11 @@ static void stop_dashboard(struct sup *s)
 {
 	if (s->dashboard <= 0)
 		return;
-	kill(s->dashboard, SIGTERM);
-	int st;
-	waitpid(s->dashboard, &st, 0);
+	bool killed;
+	procs_stop(s->dashboard, SIGTERM, SUP_DASHBOARD_STOP_MS, &killed);
+	if (killed)
+		log_error("the dashboard did not stop in %d s; killed it",
+			  SUP_DASHBOARD_STOP_MS / 1000);
 	s->dashboard = 0;
 }
 

@@ -23,7 +23,10 @@
 #define FNV_OFFSET 14695981039346656037ULL
 #define FNV_PRIME 1099511628211ULL
 
-#define WATCH_MASK (IN_OPEN | IN_ONLYDIR)
+/* Opens, and what makes a listed size stale: a write or truncate (IN_MODIFY), another file put
+ * under a listed name (IN_CREATE, IN_MOVED_TO). */
+#define WATCH_MASK (IN_OPEN | IN_MODIFY | IN_CREATE | IN_MOVED_TO | IN_ONLYDIR)
+#define WATCH_CHANGE (IN_MODIFY | IN_CREATE | IN_MOVED_TO)
 
 /* rclone's form of a name is at most three times as long (a control byte becomes a
  * three-byte symbol), plus room for the few whole-name replacements. */
@@ -732,6 +735,11 @@ int source_remove_arrived(const char *root, const char *path, int64_t size, int6
     return unlink(full) < 0 ? -errno : 0;
 }
 
+bool source_watch_complete(const struct source_index *idx)
+{
+    return idx->watch_started && !idx->watch_overflowed && !idx->watch_ambiguous;
+}
+
 uint32_t source_reconcile_flags(const struct source_index *idx)
 {
     if (!idx->watch_started || idx->watch_overflowed || idx->watch_ambiguous)
@@ -888,7 +896,7 @@ int source_watch_feed(struct source_index *idx, const void *events, size_t len)
             continue;
         }
         /* An open of the watched directory itself has no name; a subdirectory's has IN_ISDIR. */
-        if (!(ev.mask & IN_OPEN) || (ev.mask & IN_ISDIR) || ev.len == 0)
+        if (!(ev.mask & (IN_OPEN | WATCH_CHANGE)) || (ev.mask & IN_ISDIR) || ev.len == 0)
             continue;
         size_t name_len = strnlen(name, ev.len);
         if (name_len == 0 || name_len > NAME_MAX)
@@ -900,6 +908,10 @@ int source_watch_feed(struct source_index *idx, const void *events, size_t len)
         /* Files sharing rclone's name are all marked: the reconcile step wants a superset. */
         struct source_entry *e = NULL;
         while ((e = lookup(idx, dir->path, dir->path_len, encoded, encoded_len, e))) {
+            if (ev.mask & WATCH_CHANGE) {
+                e->flags |= SOURCE_CHANGED;
+                continue;
+            }
             if (!(e->flags & SOURCE_OPENED)) {
                 e->flags |= SOURCE_OPENED;
                 idx->opened_files++;

@@ -28,7 +28,8 @@
  * such files out one per Copied line, uncounted first.
  *
  * The listing is fixed when source_list() returns: a file created after it is not in it even if
- * rclone uploads it, and a file that grew since counts its listed size.
+ * rclone uploads it, and a file written to after it keeps its listed size, marked
+ * SOURCE_CHANGED by the watch (rclone uploads the size it finds when it reaches the file).
  *
  * Memory: one entry (24 bytes) per file, every path string in one arena (the path's bytes plus
  * its NUL), and a hash index of 8-byte slots kept at most 3/4 full: about 40 bytes per file
@@ -53,6 +54,9 @@ enum source_flag {
                                   * or its transferring list), not only some process */
     SOURCE_HELD = 1u << 5,       /* the worker's: a remote source's file left out of the
                                   * stage (it did not fit the stage's byte budget) */
+    SOURCE_CHANGED = 1u << 6,    /* written to, or another file put under its name, since the
+                                  * watch began: its listed size is no evidence of what rclone
+                                  * uploads (rclone stats a file when it reaches it) */
 };
 
 struct source_entry {
@@ -149,6 +153,10 @@ typedef int (*source_entry_fn)(void *ctx, struct source_entry *entry);
 int source_foreach(struct source_index *idx, uint32_t any_of, uint32_t none_of,
                    source_entry_fn fn, void *ctx);
 
+/* Whether the watch has seen every open and change since it started (it started, never
+ * overflowed, and watches no directory reached by two paths). */
+bool source_watch_complete(const struct source_index *idx);
+
 /*
  * The any_of flags that select the files that may have been in flight: SOURCE_OPENED |
  * SOURCE_IN_FLIGHT when the watcher ran and missed nothing; 0 (every entry) when it never
@@ -185,7 +193,8 @@ int source_remove_arrived(const char *root, const char *path, int64_t size, int6
 #define SOURCE_WATCH_OVERFLOW 1
 
 /*
- * Watches every listed directory for opens (inotify IN_OPEN) and stores the inotify fd
+ * Watches every listed directory for opens (inotify IN_OPEN, SOURCE_OPENED) and for changes to
+ * listed files (writes, a file put under a listed name: SOURCE_CHANGED) and stores the inotify fd
  * (non-blocking, close-on-exec) in *fd_out for the caller's poll(); POLLIN means "call
  * source_watch_drain()". Call it after source_list() and before rclone starts: the kernel queues
  * every open from then on, so no open is missed however late the queue is drained, up to

@@ -172,7 +172,8 @@ static void note(struct worker *w, const char *path, int64_t size, int64_t mtime
 	w->note_mtimes[w->note_count++] = mtime_ns;
 }
 
-static void note_late(struct worker *w, const char *path)
+/* why: what makes the remote the only one to know the file's size, for the log. */
+static void note_late(struct worker *w, const char *path, const char *why)
 {
 	if (w->late_count == w->late_cap) {
 		size_t cap = w->late_cap ? w->late_cap * 2 : 16;
@@ -195,8 +196,19 @@ static void note_late(struct worker *w, const char *path)
 	/* In the slot too: should this worker die, the supervisor counts it from the remote. */
 	note(w, copy, LEDGER_OPEN_SIZE_LATE, 0);
 	flush_notes(w);
-	log_info("rclone copied %s, which was not in the listing (it came into the source during "
-		 "the stage): counted from the remote when rclone ends", path);
+	log_info("rclone copied %s, %s: counted from the remote when rclone ends", path, why);
+}
+
+/* Whether the listed size may not be what rclone uploaded: rclone stats a file when it reaches
+ * it, and a file written to since the listing (the watch saw it, or it is still there at
+ * another size) went up at the size rclone found. */
+static bool listed_size_stale(const struct worker *w, const struct source_entry *e)
+{
+	if (e->flags & SOURCE_CHANGED)
+		return true;
+	struct stat sb;
+	return source_stat(w->spec->source, e->path, &sb) == 0 && S_ISREG(sb.st_mode) &&
+	       sb.st_size != e->size;
 }
 
 /* The hot path: one completed file, counted once, at once. */
@@ -212,11 +224,16 @@ static void worker_on_copied(struct worker *w, const struct rclone_log_event *ev
 	struct source_entry *e = source_find(&w->source, ev->object, ev->object_len);
 	if (!e) {
 		w->out->unknown_files++;
-		note_late(w, ev->object);
+		note_late(w, ev->object, "which was not in the listing (it came into the source "
+			  "during the stage)");
 		return;
 	}
 	if (source_mark_counted(e))
 		return; /* a second Copied for one file (failed, then retried) counts once */
+	if (listed_size_stale(w, e)) {
+		note_late(w, e->path, "which changed after the listing");
+		return;
+	}
 	int rc = count_file(w, e);
 	if (rc != LEDGER_OK) {
 		log_error("cannot record %s in the ledger: %s", ev->object, ledger_strerror(rc));
@@ -380,6 +397,14 @@ static int64_t mono_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* Reads the open-watch's queue into the listing's flags. */
+static void read_watch(struct worker *w)
+{
+	if (source_watch_drain(&w->source) == SOURCE_WATCH_OVERFLOW)
+		log_warn("too many file events at once; the in-flight check will look at every "
+			 "unfinished file");
+}
+
 static int read_rclone(struct worker *w, char *buf)
 {
 	ssize_t n = read(w->proc.out_fd, buf, WORKER_READ_CHUNK);
@@ -387,6 +412,10 @@ static int read_rclone(struct worker *w, char *buf)
 		return errno == EINTR || errno == EAGAIN ? 1 : 0;
 	if (n == 0)
 		return 0;
+	/* A change to a file comes before rclone's stat of it, so before its Copied line: the
+	 * watch's queue read after these lines holds every change that concerns them. */
+	if (w->watch_fd >= 0)
+		read_watch(w);
 	log_rate_note(&w->read_rate, (size_t)n, mono_us());
 	rclone_log_feed(&w->reader, buf, (size_t)n, worker_on_line, w);
 	return 1;
@@ -431,9 +460,7 @@ static void drain_watch(struct worker *w)
 		return;
 	w->last_drain_ms = ledger_now_ms();
 	w->watch_pending = false;
-	if (source_watch_drain(&w->source) == SOURCE_WATCH_OVERFLOW)
-		log_warn("too many file events at once; the in-flight check will look at every "
-			 "unfinished file");
+	read_watch(w);
 	size_t n;
 	struct source_entry *const *fresh = source_take_opened(&w->source, &n);
 	for (size_t i = 0; i < n; i++) {
