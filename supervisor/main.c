@@ -27,6 +27,7 @@
 #include "planner.h"
 #include "probe.h"
 #include "supervisor.h"
+#include "version.h"
 
 #define MAX_UPLOADERS 64
 
@@ -102,6 +103,7 @@ static int usage(FILE *out)
 {
 	fprintf(out,
 		"usage: cplow [--config PATH] [--loglevel LEVEL] [--logfile PATH] COMMAND [OPTIONS]\n"
+		"       cplow --help | --version (release, git commit, ledger layout)\n"
 		"  upload [-u NAME]... [--dry-run] [--reset-ledger] [--progress|--quiet]\n"
 		"                        upload now (every uploader, or the named ones)\n"
 		"  run [--reset-ledger] [--progress|--quiet]\n"
@@ -413,7 +415,7 @@ static int parse(int argc, char **argv, struct cli *cli)
 	if (cli->value[OPT_HELP])
 		return usage(stdout);
 	if (cli->value[OPT_VERSION]) {
-		printf("cplow %s\n", CPLOW_VERSION);
+		version_print(stdout, "cplow");
 		return SUPERVISOR_EXIT_OK;
 	}
 	if (!word)
