@@ -21,6 +21,9 @@ from harness import BUILD, ROOT
 
 CPLOW = os.path.join(BUILD, "supervisor", "cplow")
 INSPECT = os.path.join(BUILD, "shm", "cplow-inspect")
+MAN = os.path.join(ROOT, "docs", "man")
+PAGES = ("cplow.1", "cplow-inspect.1", "cplow.json.5")
+GEN_MAN = os.path.join(ROOT, "scripts", "gen-man-config")
 
 
 def read(path):
@@ -83,6 +86,93 @@ class VersionTest(unittest.TestCase):
             self.assertEqual(read(out), '#define CPLOW_COMMIT "0123456789ab"\n')
         finally:
             shutil.rmtree(tmp)
+
+
+def need(tool):
+    """The path of a tool scripts/setup installs: a missing one fails the test, never skips it."""
+    path = shutil.which(tool)
+    if not path:
+        raise AssertionError("%s is not installed: run scripts/setup" % tool)
+    return path
+
+
+def page_text(name):
+    """A page's source with groff's escapes for '-' undone, to look for options in."""
+    return read(os.path.join(MAN, name)).replace("\\-", "-")
+
+
+class ManPageTest(unittest.TestCase):
+    def setUp(self):
+        self.keys = run([CPLOW, "check-config", "--keys"]).stdout
+        self.tmp = tempfile.mkdtemp(prefix="test-release-")
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp)
+
+    def check(self, keys):
+        path = os.path.join(self.tmp, "keys.tsv")
+        with open(path, "w") as f:
+            f.write(keys)
+        return run([GEN_MAN, "--check", "--keys-from", path])
+
+    def test_cplow_json_5_is_what_gen_man_config_writes(self):
+        p = run([GEN_MAN, "--check", "--cplow", CPLOW])
+        self.assertEqual(p.returncode, 0, "docs/man/cplow.json.5 drifted from `cplow check-config "
+                         "--keys` and docs/configuration.md; run scripts/gen-man-config:\n"
+                         + p.stdout + p.stderr)
+
+    def test_cplow_json_5_lists_every_key_with_type_and_default(self):
+        text = page_text("cplow.json.5")
+        rows = [line.split("\t") for line in self.keys.splitlines()[1:]]
+        self.assertGreater(len(rows), 50)
+        for key, kind, default, _, _ in rows:
+            with self.subTest(key=key):
+                entry = "\\&\\fB%s\\fR\n\\&(\\fI%s\\fR" % (key, kind)
+                if default:
+                    entry += ", default \\fB%s\\fR" % default.replace("\\", "\\e")
+                self.assertIn(entry, text)
+
+    def test_a_new_or_changed_or_removed_key_fails_the_check(self):
+        for keys in (self.keys + "quota.new_limit\tinteger\t7\tan integer from 1 to 9\t\n",
+                     self.keys.replace("quota.flush_interval_ms\tinteger\t100\t",
+                                       "quota.flush_interval_ms\tinteger\t250\t"),
+                     "".join(line for line in self.keys.splitlines(True)
+                             if not line.startswith("plex.poll_interval\t"))):
+            self.assertNotEqual(keys, self.keys)
+            p = self.check(keys)
+            self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+            self.assertIn("run scripts/gen-man-config", p.stderr)
+
+    def test_each_page_renders_without_a_warning(self):
+        groff, man = need("groff"), need("man")
+        for page in PAGES:
+            path = os.path.join(MAN, page)
+            with self.subTest(page=page):
+                p = run([groff, "-ww", "-man", "-Tutf8", "-z", path])
+                self.assertEqual((p.returncode, p.stderr), (0, ""))
+                p = run([man, "--warnings", "-l", path],
+                        env=dict(os.environ, MANWIDTH="80", MANPAGER="cat", PAGER="cat"))
+                self.assertEqual((p.returncode, p.stderr), (0, ""))
+                self.assertIn("NAME", p.stdout)
+                self.assertIn("SEE ALSO", p.stdout)
+
+    def test_cplow_1_names_every_command_and_option_of_help(self):
+        help_text = run([CPLOW, "--help"]).stdout
+        text = page_text("cplow.1")
+        options = set(re.findall(r"(?<![\w-])(--?[a-z][\w-]*)", help_text))
+        commands = set(re.findall(r"^  ([a-z][\w-]+)", help_text, re.M)) | {"sync"}
+        self.assertIn("--version", options)
+        self.assertIn("check-config", commands)
+        for word in sorted(options | commands):
+            with self.subTest(word=word):
+                self.assertRegex(text, r"(?<![\w-])%s(?![\w-])" % re.escape(word))
+
+    def test_cplow_inspect_1_names_every_option_of_its_help(self):
+        help_text = run([INSPECT, "--help"]).stdout
+        text = page_text("cplow-inspect.1")
+        for word in sorted(set(re.findall(r"(?<![\w-])(--?[a-z][\w-]*)", help_text))):
+            with self.subTest(word=word):
+                self.assertRegex(text, r"(?<![\w-])%s(?![\w-])" % re.escape(word))
 
 
 if __name__ == "__main__":
