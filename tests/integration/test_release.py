@@ -7,9 +7,12 @@
   and docs/configuration.md (so it lists every key), and the check notices a drift;
 - each page renders with `man -l` and with `groff -ww -man` without a warning; cplow(1) names
   every command and option `cplow --help` names;
-- bash completion: commands, options, and `-u` completing the uploader names of the config in
-  use (`--config` on the line, else $CPLOW_CONFIG).
+- bash completion (packaging/completion/cplow): commands, each command's options (which cplow
+  accepts for that command), and `-u` completing the uploader names of the config in use
+  (`--config` on the line, in either form, else $CPLOW_CONFIG), through `cplow check-config
+  --uploaders`.
 """
+import json
 import os
 import re
 import shutil
@@ -24,6 +27,9 @@ INSPECT = os.path.join(BUILD, "shm", "cplow-inspect")
 MAN = os.path.join(ROOT, "docs", "man")
 PAGES = ("cplow.1", "cplow-inspect.1", "cplow.json.5")
 GEN_MAN = os.path.join(ROOT, "scripts", "gen-man-config")
+COMPLETION = os.path.join(ROOT, "packaging", "completion", "cplow")
+COMMANDS = ("upload", "run", "status", "check-config", "reset-quota", "import-cloudplow", "clean",
+            "update_config", "sync")
 
 
 def read(path):
@@ -165,14 +171,132 @@ class ManPageTest(unittest.TestCase):
         self.assertIn("check-config", commands)
         for word in sorted(options | commands):
             with self.subTest(word=word):
-                self.assertRegex(text, r"(?<![\w-])%s(?![\w-])" % re.escape(word))
+                self.assertTrue(re.search(r"(?<![\w-])%s(?![\w-])" % re.escape(word), text),
+                                "docs/man/cplow.1 does not name %s" % word)
 
     def test_cplow_inspect_1_names_every_option_of_its_help(self):
         help_text = run([INSPECT, "--help"]).stdout
         text = page_text("cplow-inspect.1")
         for word in sorted(set(re.findall(r"(?<![\w-])(--?[a-z][\w-]*)", help_text))):
             with self.subTest(word=word):
-                self.assertRegex(text, r"(?<![\w-])%s(?![\w-])" % re.escape(word))
+                self.assertTrue(re.search(r"(?<![\w-])%s(?![\w-])" % re.escape(word), text),
+                                "docs/man/cplow-inspect.1 does not name %s" % word)
+
+
+def complete(words, env=None, function="_cplow"):
+    """What bash's completion function offers for words, the last being the one completed
+    (bash splits "--opt=" into "--opt" "=")."""
+    script = ('source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); %s; '
+              'printf "%%s\\n" "${COMPREPLY[@]}"' % function)
+    p = subprocess.run(["bash", "--norc", "-c", script, "complete", COMPLETION] + list(words),
+                       capture_output=True, text=True, timeout=60,
+                       env=dict(env if env is not None else os.environ))
+    if p.returncode != 0 or p.stderr:
+        raise AssertionError("bash: %d %s" % (p.returncode, p.stderr))
+    return [line for line in p.stdout.splitlines() if line]
+
+
+class CompletionTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="test-release-")
+        self.env = {k: v for k, v in os.environ.items()
+                    if k not in ("CPLOW_CONFIG", "CLOUDPLOW_CONFIG")}
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp)
+
+    def write_config(self, name, uploaders):
+        src = os.path.join(self.tmp, "src")
+        os.makedirs(src, exist_ok=True)
+        cfg = {"remotes": {u: {"upload_folder": src, "upload_remote": "fake:/%s" % u}
+                           for u in uploaders},
+               "uploader": {u: {"check_interval": 1} for u in uploaders}}
+        path = os.path.join(self.tmp, name)
+        with open(path, "w") as f:
+            json.dump(cfg, f)
+        return path
+
+    def test_both_functions_are_registered(self):
+        p = run(["bash", "--norc", "-c", 'source "$1"; complete -p cplow cplow-inspect',
+                 "complete", COMPLETION])
+        self.assertEqual(p.stdout, "complete -F _cplow cplow\n"
+                         "complete -F _cplow_inspect cplow-inspect\n", p.stderr)
+
+    def test_commands(self):
+        self.assertEqual(complete([CPLOW, ""]), list(COMMANDS))
+        self.assertEqual(complete([CPLOW, "--loglevel", "info", "up"]),
+                         ["upload", "update_config"])
+        self.assertEqual(complete([CPLOW, "upload", ""]), [], "one command only")
+
+    def test_options_follow_the_command(self):
+        self.assertIn("--dry-run", complete([CPLOW, "upload", "--"]))
+        self.assertNotIn("--json", complete([CPLOW, "upload", "--"]))
+        self.assertIn("--uploaders", complete([CPLOW, "check-config", "--"]))
+        self.assertEqual(complete([CPLOW, "--config", "x.json", "status", "--j"]), ["--json"])
+
+    def test_every_option_offered_is_one_cplow_takes_for_that_command(self):
+        missing = os.path.join(self.tmp, "missing.json")
+        offered_anywhere = set()
+        for command in COMMANDS:
+            offered = complete([CPLOW, command, "-"])
+            offered_anywhere |= set(offered)
+            for option in offered:
+                if option in ("--help", "--version"):
+                    continue
+                with self.subTest(command=command, option=option):
+                    args = [CPLOW, "--config", missing, command, option]
+                    if option in ("-u", "--uploader", "--account", "--from", "--watch",
+                                  "--loglevel", "--logfile", "--cachefile", "--config"):
+                        args.append({"--loglevel": "info", "--watch": "1"}.get(option, missing))
+                    p = run(args, env=self.env)
+                    self.assertNotIn("not an option of this command", p.stderr)
+                    self.assertNotIn("unknown option", p.stderr)
+        help_options = set(re.findall(r"(?<![\w-])(--?[a-z][\w-]*)", run([CPLOW, "--help"]).stdout))
+        # "--opt": the help's "--opt VALUE or --opt=VALUE".
+        self.assertEqual(help_options - offered_anywhere - {"--opt"}, set(),
+                         "options of cplow --help the completion never offers")
+
+    def test_loglevel_values_in_both_forms(self):
+        self.assertEqual(complete([CPLOW, "--loglevel", "W"]), ["WARNING"])
+        self.assertEqual(complete([CPLOW, "--loglevel", "=", "w"]), ["warn"])
+        self.assertEqual(complete([CPLOW, "--loglevel=d"]), ["--loglevel=debug"])
+
+    def test_config_completes_file_names(self):
+        path = self.write_config("config.json", ["media"])
+        self.assertEqual(complete([CPLOW, "--config", os.path.join(self.tmp, "con")]), [path])
+
+    def test_u_completes_the_uploaders_of_the_config_on_the_line(self):
+        path = self.write_config("config.json", ["media", "tv", "music"])
+        self.assertEqual(sorted(complete([CPLOW, "--config", path, "upload", "-u", ""],
+                                         env=self.env)), ["media", "music", "tv"])
+        self.assertEqual(complete([CPLOW, "upload", "--config", "=", path, "-u", "m"],
+                                  env=self.env), ["media", "music"])
+        self.assertEqual(complete([CPLOW, "reset-quota", "--config=" + path, "--uploader", "t"],
+                                  env=self.env), ["tv"])
+
+    def test_u_completes_the_uploaders_of_cplow_config(self):
+        path = self.write_config("other.json", ["books"])
+        env = dict(self.env, CPLOW_CONFIG=path)
+        self.assertEqual(complete([CPLOW, "upload", "-u", ""], env=env), ["books"])
+        # No config there: nothing, and no error on the terminal.
+        env = dict(self.env, CPLOW_CONFIG=os.path.join(self.tmp, "none.json"))
+        self.assertEqual(complete([CPLOW, "upload", "-u", ""], env=env), [])
+
+    def test_check_config_uploaders_prints_the_names_without_asking_rclone(self):
+        path = self.write_config("config.json", ["media", "tv"])
+        # An rclone that cannot run: check-config itself would fail on it.
+        with open(path) as f:
+            cfg = json.load(f)
+        cfg["core"] = {"rclone_binary_path": os.path.join(self.tmp, "no-rclone")}
+        with open(path, "w") as f:
+            json.dump(cfg, f)
+        p = run([CPLOW, "--config", path, "check-config", "--uploaders"], env=self.env)
+        self.assertEqual((p.returncode, p.stdout, p.stderr), (0, "media\ntv\n", ""))
+
+    def test_cplow_inspect(self):
+        self.assertIn("--shm", complete([INSPECT, "--"], function="_cplow_inspect"))
+        self.assertEqual(complete([INSPECT, "--json", "--w"], function="_cplow_inspect"),
+                         ["--watch"])
 
 
 if __name__ == "__main__":
