@@ -21,6 +21,7 @@ import tempfile
 import unittest
 
 from harness import BUILD, ROOT
+from test_docs import check_with_keys
 
 CPLOW = os.path.join(BUILD, "supervisor", "cplow")
 INSPECT = os.path.join(BUILD, "shm", "cplow-inspect")
@@ -116,10 +117,7 @@ class ManPageTest(unittest.TestCase):
         shutil.rmtree(self.tmp)
 
     def check(self, keys):
-        path = os.path.join(self.tmp, "keys.tsv")
-        with open(path, "w") as f:
-            f.write(keys)
-        return run([GEN_MAN, "--check", "--keys-from", path])
+        return check_with_keys(self.tmp, keys, [GEN_MAN, "--check"])
 
     def test_cplow_json_5_is_what_gen_man_config_writes(self):
         p = run([GEN_MAN, "--check", "--cplow", CPLOW])
