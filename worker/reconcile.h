@@ -79,6 +79,9 @@ enum reconcile_kind {
 	RECONCILE_STARTED = 0, /* rclone had it open, or listed it transferring */
 	RECONCILE_OPENED,      /* some process opened it during the stage; not seen as rclone's */
 	RECONCILE_LATE,        /* rclone reported it Copied, and the listing lacked it */
+	RECONCILE_UNCONFIRMED, /* some process opened it in the moments before its worker died;
+				* rclone may have uploaded it (mtime_ns 0: under move, the file
+				* is gone, as rclone's move leaves it) */
 };
 
 enum reconcile_state {
