@@ -152,8 +152,9 @@ static int check(const struct dead_check *d)
 	if (read_pending(d->ledger, d->slot, &r.p) != LEDGER_OK || r.p.n == 0)
 		return 0;
 	if (r.p.lost)
-		log_warn("uploader %s: %d started files of the stage in slot %d were not recorded; if "
-			 "they arrived, they are not counted", d->who, r.p.lost, d->slot);
+		log_warn("uploader %s: %d files opened during the stage in slot %d found no room in "
+			 "its record; if rclone uploaded them, they are not counted", d->who, r.p.lost,
+			 d->slot);
 	for (size_t i = 0; i < r.p.n; i++)
 		c[i] = candidate_of(d, &r.p.files[i], &r.p.index[i], r.move);
 	snprintf(files_from, sizeof(files_from), "%s/dead-%d.txt",
