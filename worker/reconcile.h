@@ -31,8 +31,8 @@
  * Limits: a file rclone opened and closed between two looks at its descriptors (its whole
  * upload inside WORKER_LOOK_MS, 100 ms) whose Copied line was lost to a crash in the
  * moment after the remote took it is counted by the worker only on a remote without
- * modification times, and by a killed worker's check except under copy on such a remote once
- * a look found it closed; a file another process opened in the moment before a worker was
+ * modification times, and by a killed worker's check except under copy on a remote that keeps
+ * them once a look found it closed; a file another process opened in the moment before a worker was
  * killed, before any look, that the remote already held the same is counted again (over,
  * never under);
  * a file rclone only hashed (a touched file the remote already holds) in flight at a cut is
