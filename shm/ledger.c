@@ -1114,8 +1114,55 @@ int ledger_session_start(struct ledger *l, int64_t now_ms)
 	return LEDGER_OK;
 }
 
+/* Where a new entry goes: a free (or counted) one from *next on; else, for rclone's file,
+ * an unconfirmed one, for any file one a look missed (*evicted set); -1 when none. */
+static int32_t open_room(struct ledger_stage *st, int32_t *next, bool rclones, bool *evicted)
+{
+	while (*next < LEDGER_OPEN_MAX && st->open_files[*next].state == LEDGER_OPEN_PENDING)
+		(*next)++;
+	*evicted = false;
+	if (*next < LEDGER_OPEN_MAX)
+		return (*next)++;
+	int32_t any = -1;
+	for (int32_t i = 0; i < LEDGER_OPEN_MAX; i++) {
+		uint32_t f = st->open_files[i].flags;
+		if (!(f & LEDGER_OPEN_UNCONFIRMED))
+			continue;
+		if (f & LEDGER_OPEN_MISSED) {
+			*evicted = true;
+			return i;
+		}
+		if (any < 0)
+			any = i;
+	}
+	*evicted = rclones && any >= 0;
+	return rclones ? any : -1;
+}
+
+/* A file already pending, noted again: rclone's word wins and stays; an open seen again makes
+ * an unconfirmed entry one to look at again (MISSED cleared), a look that missed it sets it. */
+static void open_renote(struct ledger_open_file *f, int64_t size, int64_t mtime_ns,
+			uint32_t flags)
+{
+	if (size == LEDGER_OPEN_SIZE_LATE) {
+		f->size = LEDGER_OPEN_SIZE_LATE;
+		f->flags = 0;
+	} else if (!(f->flags & LEDGER_OPEN_UNCONFIRMED)) {
+		return;
+	} else if (!(flags & LEDGER_OPEN_UNCONFIRMED)) {
+		f->flags = 0;
+		if (mtime_ns)
+			f->mtime_ns = mtime_ns;
+	} else {
+		f->flags = flags;
+		if (mtime_ns && !(flags & LEDGER_OPEN_MISSED))
+			f->mtime_ns = mtime_ns;
+	}
+}
+
 int ledger_stage_note_opens(struct ledger *l, int32_t slot, const char *const *paths,
-			    const int64_t *sizes, const int64_t *mtimes, size_t n)
+			    const int64_t *sizes, const int64_t *mtimes, const uint32_t *flags,
+			    size_t n)
 {
 	int rc;
 	struct ledger_stage *st = stage_write(l, slot, &rc);
@@ -1123,29 +1170,33 @@ int ledger_stage_note_opens(struct ledger *l, int32_t slot, const char *const *p
 		return rc;
 	int32_t next = 0;
 	for (size_t k = 0; k < n; k++) {
+		uint32_t fl = flags ? flags[k] : 0;
+		int64_t mtime = mtimes ? mtimes[k] : 0;
+		if (sizes[k] == LEDGER_OPEN_SIZE_LATE)
+			fl = 0;
 		if (strlen(paths[k]) >= LEDGER_OPEN_PATH_MAX) {
 			st->open_lost++;
 			continue;
 		}
 		int32_t had = find_open(st, paths[k]);
 		if (had >= 0) {
-			/* A file noted open at its listed size that rclone then reported copied at a
-			 * size only the remote knows: the remote's answer is the one to count. */
-			if (sizes[k] == LEDGER_OPEN_SIZE_LATE)
-				st->open_files[had].size = LEDGER_OPEN_SIZE_LATE;
+			open_renote(&st->open_files[had], sizes[k], mtime, fl);
 			continue;
 		}
-		while (next < LEDGER_OPEN_MAX && st->open_files[next].state == LEDGER_OPEN_PENDING)
-			next++;
-		if (next == LEDGER_OPEN_MAX) {
+		if (fl & LEDGER_OPEN_MISSED)
+			continue; /* a look's word about an entry that found no room: nothing to mark */
+		bool evicted;
+		int32_t at = open_room(st, &next, !(fl & LEDGER_OPEN_UNCONFIRMED), &evicted);
+		if (at < 0 || evicted)
 			st->open_lost++;
+		if (at < 0)
 			continue;
-		}
-		struct ledger_open_file *f = &st->open_files[next++];
+		struct ledger_open_file *f = &st->open_files[at];
 		snprintf(f->path, sizeof(f->path), "%s", paths[k]);
 		f->size = sizes[k];
-		f->mtime_ns = mtimes ? mtimes[k] : 0;
+		f->mtime_ns = mtime;
 		f->state = LEDGER_OPEN_PENDING;
+		f->flags = fl;
 	}
 	commit(l, LEDGER_OP_STAGE);
 	unlock(l);

@@ -23,7 +23,7 @@
 #include <sys/types.h>
 
 #define LEDGER_MAGIC 0x574f4c50434c4443ULL /* "CDLCPLOW" read as little-endian bytes */
-#define LEDGER_VERSION 3
+#define LEDGER_VERSION 4
 
 #define LEDGER_UPLOADER_MAX 64   /* bytes including the NUL */
 #define LEDGER_ACCOUNT_MAX 256   /* an absolute key-file path or an rclone remote name */
@@ -35,8 +35,8 @@
  * less than 24 h after they were counted (up to an hour more), so 25 hours are in a window. */
 #define LEDGER_HOURS 25
 #define LEDGER_BWLIMIT_MAX 24    /* an rclone --bwlimit value: "10M", "1M:2M", "off" */
-#define LEDGER_OPEN_MAX 64       /* files a stage has started (or copied, unlisted) and not
-                                  * yet counted */
+#define LEDGER_OPEN_MAX 64       /* files a stage has started (or copied, unlisted, or seen
+                                  * opened) and not yet counted */
 #define LEDGER_OPEN_PATH_MAX 256
 
 #define LEDGER_DEFAULT_ROWS 1024
@@ -105,15 +105,27 @@ enum ledger_open_state {
 	LEDGER_OPEN_COUNTED = 2,   /* counted: the entry may be reused */
 };
 
+/* Bits of ledger_open_file.flags. An entry without LEDGER_OPEN_UNCONFIRMED is rclone's own
+ * (seen among its open files or in its transferring list, or a late file). */
+enum ledger_open_flag {
+	LEDGER_OPEN_UNCONFIRMED = 1, /* some process opened it (the open-watch); whether rclone
+				      * did is not known yet */
+	LEDGER_OPEN_MISSED = 2,      /* with UNCONFIRMED: a look among rclone's open files,
+				      * after the open, did not find it */
+};
+
 /* A file rclone started to upload, or one it said it copied that the worker's listing lacked
- * (a late file, whose size only the remote knows). If its worker dies, the supervisor checks
- * these on the remote: the list lives here, not in the worker, so that it outlives the worker. */
+ * (a late file, whose size only the remote knows), or one some process opened that rclone may
+ * be uploading (unconfirmed: recorded at once, before the worker can tell whose open it was).
+ * If its worker dies, the supervisor checks these on the remote: the list lives here, not in
+ * the worker, so that it outlives the worker. */
 struct ledger_open_file {
 	char path[LEDGER_OPEN_PATH_MAX];
 	int64_t size;             /* as listed; LEDGER_OPEN_SIZE_LATE for a late file */
-	int64_t mtime_ns;         /* the local file's when rclone had it open; 0 = unknown */
+	int64_t mtime_ns;         /* the local file's when rclone had it open (unconfirmed: when
+				   * the open was seen); 0 = unknown */
 	int32_t state;            /* enum ledger_open_state */
-	int32_t reserved;
+	uint32_t flags;           /* enum ledger_open_flag bits */
 };
 
 #define LEDGER_OPEN_SIZE_LATE (-1)
@@ -328,12 +340,18 @@ int ledger_stage_take_bwlimit(const struct ledger *l, int32_t slot, uint32_t *se
 int ledger_add_for_stage(struct ledger *l, int32_t slot, int64_t bytes, int64_t now_ms);
 int ledger_add_for_stage_file(struct ledger *l, int32_t slot, const char *path, int64_t bytes,
 			      int64_t now_ms);
-/* Records files rclone has started (one write for all n); those that do not fit (table full of
- * pending files, or a path too long) are counted in open_lost. mtimes may be NULL (unknown);
- * a size of LEDGER_OPEN_SIZE_LATE records a late file, and turns a pending entry of that path
- * into one (its size is the remote's to say). */
+/* Records files rclone has started, or that some process opened (one write for all n); flags
+ * (enum ledger_open_flag per file) may be NULL: all rclone's. A file already pending keeps its
+ * entry: rclone's word (no flags) makes it rclone's, with this mtime; a later open clears
+ * LEDGER_OPEN_MISSED, a look that missed it sets it; rclone's entries stay rclone's. A size of
+ * LEDGER_OPEN_SIZE_LATE records a late file, and turns a pending entry of that path into one
+ * (its size is the remote's to say). mtimes may be NULL (unknown). When the table is full, an
+ * unconfirmed entry a look missed gives way to a new file, and any unconfirmed one to a file of
+ * rclone's; what finds no room (or has a path too long) is counted in open_lost, as is an
+ * entry that gave way. */
 int ledger_stage_note_opens(struct ledger *l, int32_t slot, const char *const *paths,
-			    const int64_t *sizes, const int64_t *mtimes, size_t n);
+			    const int64_t *sizes, const int64_t *mtimes, const uint32_t *flags,
+			    size_t n);
 /*
  * The slot's pending files, read under the lock: a writer that died inside its write is
  * recovered first, so an entry its logged write counted is never handed out as pending. Copies

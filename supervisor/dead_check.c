@@ -107,6 +107,36 @@ static int count_one(void *ctx, struct reconcile_candidate *c)
 	return 0;
 }
 
+/* What a pending entry is to the check. An unconfirmed one (some process opened it, and the
+ * worker died before it knew whether rclone did) is taken as rclone's upload only on evidence
+ * (reconcile.h): under `copy`, one a look did not find among rclone's open files is a file
+ * another process opened unless the remote shows it received the file during the stage. The
+ * time of a file that was gone when its open was read is its time now, if it is back; under
+ * `move`, a file still gone is the one rclone moved. */
+static struct reconcile_candidate candidate_of(const struct dead_check *d,
+					       const struct ledger_open_file *f, int32_t *index,
+					       bool move)
+{
+	struct reconcile_candidate c = { .path = f->path, .size = f->size,
+					 .mtime_ns = f->mtime_ns, .kind = RECONCILE_STARTED,
+					 .user = index };
+	if (f->size == LEDGER_OPEN_SIZE_LATE) {
+		c.size = RECONCILE_SIZE_ANY;
+		c.kind = RECONCILE_LATE;
+		return c;
+	}
+	if (!(f->flags & LEDGER_OPEN_UNCONFIRMED))
+		return c;
+	c.kind = RECONCILE_UNCONFIRMED;
+	struct stat st;
+	if (c.mtime_ns == 0 && d->spec->source_kind == STAGE_SOURCE_LOCAL &&
+	    source_stat(d->spec->source, f->path, &st) == 0 && S_ISREG(st.st_mode))
+		c.mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+	if (!move && (c.mtime_ns == 0 || (f->flags & LEDGER_OPEN_MISSED)))
+		c.kind = RECONCILE_OPENED;
+	return c;
+}
+
 static int check(const struct dead_check *d)
 {
 	static struct run r;
@@ -122,16 +152,11 @@ static int check(const struct dead_check *d)
 	if (read_pending(d->ledger, d->slot, &r.p) != LEDGER_OK || r.p.n == 0)
 		return 0;
 	if (r.p.lost)
-		log_warn("uploader %s: %d started files of the stage in slot %d were not recorded; if "
-			 "they arrived, they are not counted", d->who, r.p.lost, d->slot);
-	for (size_t i = 0; i < r.p.n; i++) {
-		const struct ledger_open_file *f = &r.p.files[i];
-		bool late = f->size == LEDGER_OPEN_SIZE_LATE;
-		c[i] = (struct reconcile_candidate){
-			.path = f->path, .size = late ? RECONCILE_SIZE_ANY : f->size,
-			.mtime_ns = f->mtime_ns, .kind = late ? RECONCILE_LATE : RECONCILE_STARTED,
-			.user = &r.p.index[i] };
-	}
+		log_warn("uploader %s: %d files opened during the stage in slot %d found no room in "
+			 "its record; if rclone uploaded them, they are not counted", d->who, r.p.lost,
+			 d->slot);
+	for (size_t i = 0; i < r.p.n; i++)
+		c[i] = candidate_of(d, &r.p.files[i], &r.p.index[i], r.move);
 	snprintf(files_from, sizeof(files_from), "%s/dead-%d.txt",
 		 d->spec->work_dir ? d->spec->work_dir : "/tmp", (int)getpid());
 	const char *why = NULL;
@@ -146,8 +171,11 @@ static int check(const struct dead_check *d)
 		r.rc.stop_fd = stop_pipe[0];
 		log_info("uploader %s: checking %zu unfinished files of the stage in slot %d on the "
 			 "remote", d->who, r.p.n, d->slot);
-		if (reconcile_run(&r.rc, c, r.p.n, ledger_now_ms(), 0, count_one, &r, &res, err,
-				  sizeof(err)) < 0 && res.unknown)
+		/* The stage's start: a remote without modification times shows when it received
+		 * a file, and only a copy received since then can be an unconfirmed file's. */
+		int64_t started = d->ledger->stages[d->slot].started_at_ms;
+		if (reconcile_run(&r.rc, c, r.p.n, ledger_now_ms(), started, count_one, &r, &res,
+				  err, sizeof(err)) < 0 && res.unknown)
 			why = err;
 		else
 			log_info("uploader %s: of the %zu unfinished files, %lld arrived whole and are "

@@ -226,6 +226,15 @@ bool reconcile_same_file(const struct reconcile_candidate *c, int64_t window_ns,
 		/* Not seen as rclone's: only a copy received since the stage began is its. */
 		return window_ns == RECONCILE_NO_MODTIME && remote_mtime_ns > 0 &&
 		       remote_mtime_ns / 1000000 >= started_ms - RECONCILE_CLOCK_SLACK_MS;
+	case RECONCILE_UNCONFIRMED:
+		/* Where the remote shows when it received a file, only a copy received since the
+		 * stage began; elsewhere rclone's own test of the same file, or, for a file gone
+		 * under move, the size its move found the same. */
+		if (window_ns == RECONCILE_NO_MODTIME)
+			return remote_mtime_ns > 0 &&
+			       remote_mtime_ns / 1000000 >= started_ms - RECONCILE_CLOCK_SLACK_MS;
+		return c->mtime_ns == 0 || (remote_mtime_ns > 0 &&
+					    span(remote_mtime_ns, c->mtime_ns) < window_ns);
 	}
 	return false;
 }

@@ -20,9 +20,21 @@
  * other process opened (Plex, a checksum pass) are asked about where the remote's times can
  * tell a new copy from an old one, and nowhere else.
  *
+ * A killed worker leaves every file it saw opened in its stage slot, the ones not known to be
+ * rclone's marked unconfirmed (RECONCILE_UNCONFIRMED to the supervisor's check): rclone may
+ * have opened, uploaded and closed a small one before the worker's look. One counts where the
+ * remote shows it received the file since the stage began; on a remote with modification
+ * times, with rclone's own test of the same file (or, under move, for a file already gone when
+ * its open was read, the same size); under copy, one a look found missing among rclone's
+ * open files is taken as another process's (RECONCILE_OPENED).
+ *
  * Limits: a file rclone opened and closed between two looks at its descriptors (its whole
  * upload inside WORKER_LOOK_MS, 100 ms) whose Copied line was lost to a crash in the
- * moment after the remote took it is counted only on a remote without modification times;
+ * moment after the remote took it is counted by the worker only on a remote without
+ * modification times, and by a killed worker's check except under copy on a remote that keeps
+ * them once a look found it closed; a file another process opened in the moment before a worker was
+ * killed, before any look, that the remote already held the same is counted again (over,
+ * never under);
  * a file rclone only hashed (a touched file the remote already holds) in flight at a cut is
  * counted though nothing was uploaded (over, never under, and its removal is what rclone's
  * move would do); --modify-window in rclone_extras is not applied.
@@ -79,6 +91,9 @@ enum reconcile_kind {
 	RECONCILE_STARTED = 0, /* rclone had it open, or listed it transferring */
 	RECONCILE_OPENED,      /* some process opened it during the stage; not seen as rclone's */
 	RECONCILE_LATE,        /* rclone reported it Copied, and the listing lacked it */
+	RECONCILE_UNCONFIRMED, /* some process opened it in the moments before its worker died;
+				* rclone may have uploaded it (mtime_ns 0: under move, the file
+				* is gone, as rclone's move leaves it) */
 };
 
 enum reconcile_state {

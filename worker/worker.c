@@ -36,15 +36,16 @@
 #define MAX_TRANSFER_TEXT "max transfer limit reached"
 /* rclone says its first words ~100 ms after its exec; see worker_run. */
 #define WORKER_FIRST_OUTPUT_WAIT_MS 1000
-/* How stale the slot's record of opened files may get: a worker killed in this window can
- * leave a file that arrived whole unknown to the supervisor. */
+/* How stale the slot's record of opened files may get: every file the open-watch reports goes
+ * there (unconfirmed) in the drain that reads it, so a worker killed in this window can leave
+ * a file that arrived whole unknown to the supervisor. */
 #define WORKER_DRAIN_MS 20
 /* rclone's descriptors read per look: --transfers files, its checkers', and its sockets. */
 #define WORKER_RCLONE_FDS_MAX 1024
 /* How often, at most, the worker looks among rclone's open files (~50 us for its ~30
  * descriptors): an open after a quiet spell is looked at at once, a burst of small files
- * shares one look. A file rclone opened and closed between two looks is no candidate of its
- * own (see reconcile.h). */
+ * shares one look. A file rclone opened and closed between two looks stays an unconfirmed
+ * entry, marked missed by the look (see reconcile.h). */
 #define WORKER_LOOK_MS 100
 /* Files recorded in the stage slot per ledger write. */
 #define WORKER_NOTE_BATCH 64
@@ -85,10 +86,17 @@ struct worker {
 	/* Notes for the stage slot, written in batches. */
 	const char *note_paths[WORKER_NOTE_BATCH];
 	int64_t note_sizes[WORKER_NOTE_BATCH], note_mtimes[WORKER_NOTE_BATCH];
+	uint32_t note_flags[WORKER_NOTE_BATCH];
 	size_t note_count;
 	struct rclone_proc_file rclone_fds[WORKER_RCLONE_FDS_MAX];
-	/* Opened files to look for among rclone's, at the next look. */
-	struct source_entry **waiting;
+	/* Opened files to look for among rclone's, at the next look: the file as it was when the
+	 * open was read. */
+	struct waiting {
+		struct source_entry *entry;
+		dev_t dev;
+		ino_t ino;
+		int64_t mtime_ns;
+	} *waiting;
 	size_t waiting_count, waiting_cap;
 	int64_t last_look_ms;
 	int stop_requested;            /* signals seen */
@@ -158,17 +166,20 @@ static void flush_notes(struct worker *w)
 {
 	if (w->note_count)
 		ledger_stage_note_opens(&w->ledger, w->slot, w->note_paths, w->note_sizes,
-					w->note_mtimes, w->note_count);
+					w->note_mtimes, w->note_flags, w->note_count);
 	w->note_count = 0;
 }
 
-/* Queues a file for the stage slot; the path must live until flush_notes. */
-static void note(struct worker *w, const char *path, int64_t size, int64_t mtime_ns)
+/* Queues a file for the stage slot (flags: enum ledger_open_flag, 0 for rclone's own); the
+ * path must live until flush_notes. */
+static void note(struct worker *w, const char *path, int64_t size, int64_t mtime_ns,
+		 uint32_t flags)
 {
 	if (w->note_count == WORKER_NOTE_BATCH)
 		flush_notes(w);
 	w->note_paths[w->note_count] = path;
 	w->note_sizes[w->note_count] = size;
+	w->note_flags[w->note_count] = flags;
 	w->note_mtimes[w->note_count++] = mtime_ns;
 }
 
@@ -194,7 +205,7 @@ static void note_late(struct worker *w, const char *path, const char *why)
 	}
 	w->late[w->late_count++] = copy;
 	/* In the slot too: should this worker die, the supervisor counts it from the remote. */
-	note(w, copy, LEDGER_OPEN_SIZE_LATE, 0);
+	note(w, copy, LEDGER_OPEN_SIZE_LATE, 0, 0);
 	flush_notes(w);
 	log_info("rclone copied %s, %s: counted from the remote when rclone ends", path, why);
 }
@@ -349,7 +360,7 @@ static void confirm(struct worker *w, struct source_entry *e, int64_t mtime_ns)
 	}
 	e->flags |= SOURCE_CONFIRMED | SOURCE_NOTED;
 	w->confirmed[w->confirmed_count++] = (struct confirmed){ e, mtime_ns };
-	note(w, e->path, e->size, mtime_ns);
+	note(w, e->path, e->size, mtime_ns, 0);
 }
 
 /* ---- live stats ---- */
@@ -422,9 +433,10 @@ static int read_rclone(struct worker *w, char *buf)
 }
 
 /* The files waiting for a look that rclone itself has open (the same file among its
- * descriptors) go into the stage slot, where the supervisor finds them should this worker die
- * before it can check them itself. Plex or a checksum pass opening a file already uploaded
- * makes it no candidate. Unless forced, at most every WORKER_LOOK_MS. */
+ * descriptors) become rclone's in the stage slot, where the supervisor finds them should this
+ * worker die before it can check them itself; the others are marked missed there: Plex or a
+ * checksum pass opening a file already uploaded makes it no candidate where that matters (see
+ * reconcile.h). Unless forced, at most every WORKER_LOOK_MS. */
 static void look_at_rclone(struct worker *w, bool force)
 {
 	int64_t now = ledger_now_ms();
@@ -433,7 +445,7 @@ static void look_at_rclone(struct worker *w, bool force)
 	/* Files rclone reported meanwhile need no look. */
 	size_t k = 0;
 	for (size_t i = 0; i < w->waiting_count; i++)
-		if (!(w->waiting[i]->flags & (SOURCE_COUNTED | SOURCE_CONFIRMED)))
+		if (!(w->waiting[i].entry->flags & (SOURCE_COUNTED | SOURCE_CONFIRMED)))
 			w->waiting[k++] = w->waiting[i];
 	w->waiting_count = k;
 	if (!k)
@@ -442,18 +454,23 @@ static void look_at_rclone(struct worker *w, bool force)
 	int fds = w->proc.pid > 0 && !w->rclone_reaped
 			  ? rclone_proc_open_files(w->proc.pid, w->rclone_fds, WORKER_RCLONE_FDS_MAX)
 			  : -1;
+	/* No answer (rclone gone, its descriptors unreadable, or none: an rclone that has
+	 * exited, not reaped yet): the entries stay unlooked. */
 	for (size_t i = 0; fds > 0 && i < w->waiting_count; i++) {
-		struct source_entry *e = w->waiting[i];
-		struct stat sb;
-		if (source_stat(w->spec->source, e->path, &sb) == 0 &&
-		    rclone_proc_has_open(w->rclone_fds, (size_t)fds, sb.st_dev, sb.st_ino))
-			confirm(w, e, mtime_ns_of(&sb));
+		const struct waiting *x = &w->waiting[i];
+		if (rclone_proc_has_open(w->rclone_fds, (size_t)fds, x->dev, x->ino))
+			confirm(w, x->entry, x->mtime_ns);
+		else
+			note(w, x->entry->path, x->entry->size, 0,
+			     LEDGER_OPEN_UNCONFIRMED | LEDGER_OPEN_MISSED);
 	}
 	w->waiting_count = 0;
 	flush_notes(w);
 }
 
-/* The open-watch says some process opened these files: they wait for a look among rclone's. */
+/* The open-watch says some process opened these files: each goes into the stage slot at once,
+ * unconfirmed (rclone may upload a small file whole before any look), and waits for a look
+ * among rclone's. */
 static void drain_watch(struct worker *w)
 {
 	if (w->watch_fd < 0)
@@ -464,18 +481,31 @@ static void drain_watch(struct worker *w)
 	size_t n;
 	struct source_entry *const *fresh = source_take_opened(&w->source, &n);
 	for (size_t i = 0; i < n; i++) {
-		if (fresh[i]->flags & (SOURCE_COUNTED | SOURCE_CONFIRMED))
+		struct source_entry *e = fresh[i];
+		if (e->flags & (SOURCE_COUNTED | SOURCE_CONFIRMED))
 			continue;
+		/* One stat, for the look (which file) and the slot (the time it uploads with). */
+		struct stat sb;
+		bool there = source_stat(w->spec->source, e->path, &sb) == 0 && S_ISREG(sb.st_mode);
+		if (!w->cmd.dry_run) {
+			e->flags |= SOURCE_NOTED;
+			note(w, e->path, e->size, there ? mtime_ns_of(&sb) : 0,
+			     LEDGER_OPEN_UNCONFIRMED);
+		}
+		if (!there)
+			continue; /* gone (moved already) or renamed by rclone: nothing to look for */
 		if (w->waiting_count == w->waiting_cap) {
 			size_t cap = w->waiting_cap ? w->waiting_cap * 2 : 64;
 			void *p = realloc(w->waiting, cap * sizeof(*w->waiting));
 			if (!p)
-				break; /* those stay files something opened */
+				continue; /* it stays unconfirmed and unlooked */
 			w->waiting = p;
 			w->waiting_cap = cap;
 		}
-		w->waiting[w->waiting_count++] = fresh[i];
+		w->waiting[w->waiting_count++] =
+			(struct waiting){ e, sb.st_dev, sb.st_ino, mtime_ns_of(&sb) };
 	}
+	flush_notes(w);
 	look_at_rclone(w, false);
 }
 

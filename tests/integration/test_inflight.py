@@ -321,6 +321,83 @@ esac""" % (RCLONE, ready, ready, ready))
         self.assertEqual(truth, all_bytes)
         self.assertEqual(self.cplow_used(), truth, err[-3000:])
 
+    def hidden_log_wrapper(self, ready):
+        """An rclone whose first upload runs to its end with its log kept from the worker (no
+        Copied line, no RC address: as if the worker died before reading them) and that then
+        holds the worker's pipe open. The worker's looks among rclone's open files see this
+        shell's, never rclone's: every look comes too late, as one does for a file rclone opens,
+        uploads and closes between two looks. Later calls are the real rclone."""
+        wrapper = os.path.join(self.work, "rclone-hidden")
+        with open(wrapper, "w") as f:
+            f.write("""#!/bin/sh
+W=%s
+case " $* " in
+  *" move "*|*" copy "*) if [ ! -e $W/held ]; then : > $W/held
+      echo '{"level":"info","msg":"the rest of the log is kept from the worker"}' >&2
+      %s "$@" 2>>$W/hidden.log; echo $PPID > %s.tmp; mv %s.tmp %s; exec sleep 600; fi;;
+esac
+exec %s "$@"
+""" % (self.work, RCLONE, ready, ready, ready, RCLONE))
+        os.chmod(wrapper, 0o755)
+        return wrapper
+
+    def test_files_rclone_uploaded_before_its_killed_worker_looked_are_counted(self):
+        # The crash matrix's trial 30: rclone opens small files, uploads them (and, under move,
+        # removes them) between two of the worker's looks at its open files, and the worker is
+        # SIGKILLed before it reads their Copied lines. Only the open-watch saw them; the stage
+        # slot must hold them for the supervisor's check. Under copy, a library the remote got
+        # long ago, read by Plex (this test) in the same moments, is not counted again.
+        cases = (("move", "other"), ("move", "owncloud"), ("copy", "other"))
+        for command, vendor in cases:
+            with self.subTest(command=command, vendor=vendor):
+                if self.fake:
+                    self.fake.stop()
+                for name in ("held", "worker-pid", "hidden.log", "sa_quota_cache.json",
+                             "sa_quota_cache.json.prev"):
+                    if os.path.exists(os.path.join(self.work, name)):
+                        os.unlink(os.path.join(self.work, name))
+                if os.path.exists(self.config):
+                    unlink_shm(self.cplow_ledger()["ledger"])
+                user = command + vendor
+                fake = self.start_fake(user)
+                src = os.path.join(self.work, "media-" + user)
+                new = make_tree(src, 6, seed=70, min_size=8 << 10, max_size=96 << 10, dirs=2)
+                library = {}
+                if command == "copy":
+                    library = make_tree(os.path.join(src, "library"), 4, seed=71,
+                                        min_size=16 << 10, max_size=64 << 10, dirs=0)
+                    for rel in library:
+                        stored = fake.stored(user, "Media/library/" + rel)
+                        os.makedirs(os.path.dirname(stored), exist_ok=True)
+                        shutil.copy2(os.path.join(src, "library", rel), stored)
+                        os.utime(stored, (LONG_AGO, LONG_AGO))
+                ready = os.path.join(self.work, "worker-pid")
+                self.write_config(src, command)
+                with open(self.config) as f:
+                    cfg = json.load(f)
+                cfg["core"]["rclone_binary_path"] = self.hidden_log_wrapper(ready)
+                with open(self.config, "w") as f:
+                    json.dump(cfg, f)
+                p = self.start([CPLOW, "--config", self.config, "upload"],
+                               fake.remote_env("fake1", user, vendor=vendor))
+                wait_for("rclone done, its worker still reading",
+                         lambda: os.path.exists(ready) or p.poll() is not None, timeout=120)
+                self.assertIsNone(p.poll(), "cplow ended first")
+                for rel in library:  # Plex scans the library
+                    with open(os.path.join(src, "library", rel), "rb") as f:
+                        f.read(4096)
+                with open(ready) as f:
+                    os.kill(int(f.read()), signal.SIGKILL)
+                out, err = p.communicate(timeout=240)
+                self.settle_fake()
+                self.assertEqual(p.returncode, 0, err[-3000:])
+                self.assertIn("was killed by signal 9", err)
+                truth = fake.accepted(user)
+                self.assertEqual(truth, sum(new.values()), "rclone did not upload the files")
+                self.assertEqual(self.cplow_used(), truth, err[-3000:])
+                if command == "move":
+                    self.assertEqual(files_in(src), [], "the moved files came back")
+
     # --- a hung remote and the supervisor -------------------------------------------------
 
     def test_a_hung_remote_leaves_the_supervisor_beating_and_answering_sigterm(self):

@@ -300,13 +300,30 @@ static void kill_self(enum ledger_fault_point p)
 		raise(SIGKILL);
 }
 
+/* The slot's pending files (their indexes, and open_lost); how many. */
+static size_t opens_of(int32_t slot, struct ledger_open_file *files, int32_t *index,
+		       int32_t *lost)
+{
+	size_t n;
+	cr_assert_eq(ledger_stage_open_files(&L, slot, files, index, LEDGER_OPEN_MAX, &n, lost),
+		     LEDGER_OK);
+	return n;
+}
+
+/* A stage slot of this process's, on the row of (media, account). */
+static int32_t claim_stage(const char *account, int32_t *row)
+{
+	int32_t slot;
+	cr_assert_eq(ledger_row_get(&L, "media", account, row), LEDGER_OK);
+	struct ledger_stage init = { .row = *row, .pid = getpid() };
+	cr_assert_eq(ledger_stage_claim(&L, &init, &slot), LEDGER_OK);
+	return slot;
+}
+
 Test(ledger, writer_killed_at_each_point_of_its_critical_section_is_recovered_exactly_once,
      .init = setup, .fini = teardown, .timeout = 60)
 {
-	int32_t row, slot;
-	cr_assert_eq(ledger_row_get(&L, "media", "sa1", &row), LEDGER_OK);
-	struct ledger_stage init = { .row = row, .pid = getpid() };
-	cr_assert_eq(ledger_stage_claim(&L, &init, &slot), LEDGER_OK);
+	int32_t row, slot = claim_stage("sa1", &row);
 	int64_t expect = 0;
 	uint64_t recoveries = 0;
 	for (int p = 0; p < LEDGER_FAULT_POINTS; p++) {
@@ -356,9 +373,7 @@ static int64_t check_dead_slot(int32_t slot)
 {
 	struct ledger_open_file files[LEDGER_OPEN_MAX];
 	int32_t index[LEDGER_OPEN_MAX], lost;
-	size_t n;
-	cr_assert_eq(ledger_stage_open_files(&L, slot, files, index, LEDGER_OPEN_MAX, &n, &lost),
-		     LEDGER_OK);
+	size_t n = opens_of(slot, files, index, &lost);
 	int64_t counted = 0;
 	for (size_t i = 0; i < n; i++)
 		if (ledger_count_open_file(&L, slot, index[i], files[i].path, files[i].size, T0) ==
@@ -371,15 +386,13 @@ Test(ledger, a_worker_killed_inside_the_count_of_a_started_file_has_it_counted_o
      .init = setup, .fini = teardown, .timeout = 60)
 {
 	for (int p = 0; p < LEDGER_FAULT_POINTS; p++) {
-		int32_t row, slot;
 		char account[32];
 		snprintf(account, sizeof(account), "sa%d", p);
-		cr_assert_eq(ledger_row_get(&L, "media", account, &row), LEDGER_OK);
-		struct ledger_stage init = { .row = row, .pid = getpid() };
-		cr_assert_eq(ledger_stage_claim(&L, &init, &slot), LEDGER_OK);
+		int32_t row, slot = claim_stage(account, &row);
 		const char *path = "show/ep.mkv";
 		int64_t size = 1000, mtime = 1700000000123456789LL;
-		cr_assert_eq(ledger_stage_note_opens(&L, slot, &path, &size, &mtime, 1), LEDGER_OK);
+		cr_assert_eq(ledger_stage_note_opens(&L, slot, &path, &size, &mtime, NULL, 1),
+			     LEDGER_OK);
 		/* The worker dies counting the file rclone reported: inside its logged write. */
 		pid_t kid = test_fork();
 		cr_assert_geq(kid, 0);
@@ -408,18 +421,13 @@ Test(ledger, a_worker_killed_inside_the_count_of_a_started_file_has_it_counted_o
 Test(ledger, open_files_keep_their_time_and_late_files_and_settle_keeps_only_what_is_asked,
      .init = setup, .fini = teardown)
 {
-	int32_t row, slot;
-	cr_assert_eq(ledger_row_get(&L, "media", "sa1", &row), LEDGER_OK);
-	struct ledger_stage init = { .row = row, .pid = getpid() };
-	cr_assert_eq(ledger_stage_claim(&L, &init, &slot), LEDGER_OK);
+	int32_t row, slot = claim_stage("sa1", &row);
 	const char *paths[] = { "a", "b", "late" };
 	int64_t sizes[] = { 10, 20, LEDGER_OPEN_SIZE_LATE }, mtimes[] = { 111, 222, 0 };
-	cr_assert_eq(ledger_stage_note_opens(&L, slot, paths, sizes, mtimes, 3), LEDGER_OK);
+	cr_assert_eq(ledger_stage_note_opens(&L, slot, paths, sizes, mtimes, NULL, 3), LEDGER_OK);
 	struct ledger_open_file files[LEDGER_OPEN_MAX];
 	int32_t index[LEDGER_OPEN_MAX], lost;
-	size_t n;
-	cr_assert_eq(ledger_stage_open_files(&L, slot, files, index, LEDGER_OPEN_MAX, &n, &lost),
-		     LEDGER_OK);
+	size_t n = opens_of(slot, files, index, &lost);
 	cr_assert_eq(n, 3);
 	cr_assert_eq(files[1].mtime_ns, 222);
 	cr_assert_eq(files[2].size, LEDGER_OPEN_SIZE_LATE);
@@ -429,12 +437,77 @@ Test(ledger, open_files_keep_their_time_and_late_files_and_settle_keeps_only_wha
 	cr_assert_eq(usage_of(row).used_bytes, 10);
 	const char *keep = "late";
 	cr_assert_eq(ledger_stage_settle_opens(&L, slot, &keep, 1), LEDGER_OK);
-	cr_assert_eq(ledger_stage_open_files(&L, slot, files, index, LEDGER_OPEN_MAX, &n, &lost),
-		     LEDGER_OK);
+	n = opens_of(slot, files, index, &lost);
 	cr_assert_eq(n, 1);
 	cr_assert_str_eq(files[0].path, "late");
 	cr_assert_eq(ledger_count_open_file(&L, slot, index[0], "late", 5, T0), LEDGER_OK);
 	cr_assert_eq(usage_of(row).used_bytes, 15);
+}
+
+Test(ledger, unconfirmed_opens_are_marked_confirmed_by_rclones_word_and_give_way_when_full,
+     .init = setup, .fini = teardown)
+{
+	int32_t row, slot = claim_stage("sa1", &row);
+	/* Seen opened: pending, unconfirmed, with the time the open was seen. */
+	const char *paths[LEDGER_OPEN_MAX + 1];
+	char names[LEDGER_OPEN_MAX + 1][16];
+	int64_t sizes[LEDGER_OPEN_MAX + 1], mtimes[LEDGER_OPEN_MAX + 1];
+	uint32_t flags[LEDGER_OPEN_MAX + 1];
+	for (int i = 0; i <= LEDGER_OPEN_MAX; i++) {
+		snprintf(names[i], sizeof(names[i]), "f%d", i);
+		paths[i] = names[i];
+		sizes[i] = 100 + i;
+		mtimes[i] = 1000 + i;
+		flags[i] = LEDGER_OPEN_UNCONFIRMED;
+	}
+	cr_assert_eq(ledger_stage_note_opens(&L, slot, paths, sizes, mtimes, flags, 2), LEDGER_OK);
+	struct ledger_open_file files[LEDGER_OPEN_MAX];
+	int32_t index[LEDGER_OPEN_MAX], lost;
+	size_t n = opens_of(slot, files, index, &lost);
+	cr_assert_eq(n, 2);
+	cr_assert_eq(files[0].flags, LEDGER_OPEN_UNCONFIRMED);
+	cr_assert_eq(files[1].mtime_ns, 1001);
+	/* A look missed f0; rclone's own word about f1 (its descriptors) confirms it. */
+	uint32_t missed = LEDGER_OPEN_UNCONFIRMED | LEDGER_OPEN_MISSED, mine = 0;
+	int64_t t = 5000;
+	cr_assert_eq(ledger_stage_note_opens(&L, slot, &paths[0], &sizes[0], &t, &missed, 1),
+		     LEDGER_OK);
+	cr_assert_eq(ledger_stage_note_opens(&L, slot, &paths[1], &sizes[1], &t, &mine, 1),
+		     LEDGER_OK);
+	n = opens_of(slot, files, index, &lost);
+	cr_assert_eq(files[0].flags, missed);
+	cr_assert_eq(files[0].mtime_ns, 1000, "a look's miss keeps the time of the open");
+	cr_assert_eq(files[1].flags, 0);
+	cr_assert_eq(files[1].mtime_ns, 5000);
+	/* An open seen again: looked at again; rclone's entry stays rclone's. */
+	cr_assert_eq(ledger_stage_note_opens(&L, slot, paths, sizes, mtimes, flags, 2), LEDGER_OK);
+	n = opens_of(slot, files, index, &lost);
+	cr_assert_eq(files[0].flags, LEDGER_OPEN_UNCONFIRMED);
+	cr_assert_eq(files[1].flags, 0);
+	/* A full table: a missed entry gives way to any file, an unconfirmed one only to
+	 * rclone's, rclone's to none. */
+	cr_assert_eq(ledger_stage_note_opens(&L, slot, &paths[2], &sizes[2], &mtimes[2], &flags[2],
+					     LEDGER_OPEN_MAX - 2), LEDGER_OK);
+	cr_assert_eq(ledger_stage_note_opens(&L, slot, &paths[3], &sizes[3], &t, &missed, 1),
+		     LEDGER_OK);
+	const char *extra[] = { "new-open", "rclones", "third" };
+	int64_t xs[] = { 1, 2, 3 };
+	uint32_t xf[] = { LEDGER_OPEN_UNCONFIRMED, 0, LEDGER_OPEN_UNCONFIRMED };
+	cr_assert_eq(ledger_stage_note_opens(&L, slot, extra, xs, NULL, xf, 3), LEDGER_OK);
+	n = opens_of(slot, files, index, &lost);
+	cr_assert_eq(n, LEDGER_OPEN_MAX);
+	bool has[3] = { false }, f3 = false, f1 = false;
+	for (size_t i = 0; i < n; i++) {
+		for (int k = 0; k < 3; k++)
+			has[k] |= strcmp(files[i].path, extra[k]) == 0;
+		f3 |= strcmp(files[i].path, "f3") == 0;
+		f1 |= strcmp(files[i].path, "f1") == 0;
+	}
+	cr_assert(has[0] && !f3, "the missed entry gave way to a new open");
+	cr_assert(has[1] && f1, "rclone's file found room, rclone's entry kept");
+	cr_assert(!has[2], "an unconfirmed open finds no room among unlooked ones");
+	cr_assert_eq(lost, 3, "two that gave way and one without room: %d", lost);
+	cr_assert_eq(ledger_stage_release(&L, slot), LEDGER_OK);
 }
 
 struct kill_counters {
@@ -924,10 +997,7 @@ Test(ledger, a_process_is_known_by_its_pid_and_start_time)
 
 Test(ledger, a_stage_slot_records_its_worker_s_start_time, .init = setup, .fini = teardown)
 {
-	int32_t row, slot;
-	cr_assert_eq(ledger_row_get(&L, "media", "sa1", &row), LEDGER_OK);
-	struct ledger_stage init = { .row = row, .pid = getpid() };
-	cr_assert_eq(ledger_stage_claim(&L, &init, &slot), LEDGER_OK);
+	int32_t row, slot = claim_stage("sa1", &row);
 	uint64_t start;
 	cr_assert_eq(proc_start_time(getpid(), &start), 0);
 	cr_assert_eq(L.stages[slot].pid_start, start);
