@@ -62,6 +62,8 @@ static void push_extra(struct strvec *s, const struct stage_flag *f)
 		push(s, strdup(f->name));
 }
 
+static bool selects_files(const char *name);
+
 static void strvec_free(char **v)
 {
 	if (!v)
@@ -294,7 +296,9 @@ static int stage_limits(const struct stage_spec *spec, struct strvec *argv, stru
 		pushf(argv, "--order-by=%s", spec->order_by);
 	if (spec->max_backlog > 0 && !user_flag(spec, "--max-backlog", NULL))
 		pushf(argv, "--max-backlog=%d", spec->max_backlog);
-	if (spec->min_age && *spec->min_age && !user_flag(spec, "--min-age", NULL))
+	/* A remote source's listing applied it (rclone_cmd_build_list). */
+	if (spec->min_age && *spec->min_age && !user_flag(spec, "--min-age", NULL) &&
+	    spec->source_kind == STAGE_SOURCE_LOCAL)
 		pushf(argv, "--min-age=%s", spec->min_age);
 	f = user_flag(spec, "--dry-run", "-n");
 	if (f && f->value && parse_bool(f->value) < 0) {
@@ -357,15 +361,25 @@ static void common_flags(struct strvec *argv, const struct stage_spec *spec)
 	push(argv, strdup("-v"));
 }
 
+/* "<work_dir>/<what>-<pid>-<stage>.txt", private to this stage's process. */
+static int work_file(const struct stage_spec *spec, const char *what, char *path, size_t len,
+		     char *err, size_t err_len)
+{
+	int n = snprintf(path, len, "%s/%s-%d-%d.txt", spec->work_dir ? spec->work_dir : "/tmp",
+			 what, (int)getpid(), spec->stage_number);
+	if (n < 0 || (size_t)n >= len) {
+		snprintf(err, err_len, "%s file path too long", what);
+		path[0] = '\0';
+		return -1;
+	}
+	return 0;
+}
+
 static int write_excludes(const struct stage_spec *spec, char *path, size_t len, char *err,
 			  size_t err_len)
 {
-	int n = snprintf(path, len, "%s/excludes-%d-%d.txt", spec->work_dir ? spec->work_dir : "/tmp",
-			 (int)getpid(), spec->stage_number);
-	if (n < 0 || (size_t)n >= len) {
-		snprintf(err, err_len, "exclude file path too long");
+	if (work_file(spec, "excludes", path, len, err, err_len) < 0)
 		return -1;
-	}
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		snprintf(err, err_len, "cannot create %s: %s", path, strerror(errno));
@@ -401,6 +415,7 @@ static int finish(struct strvec *argv, struct strvec *env, struct rclone_cmd *ou
 		strvec_free(env->v);
 		if (out->exclude_file[0])
 			unlink(out->exclude_file);
+		out->exclude_file[0] = out->files_from[0] = '\0';
 		snprintf(err, err_len, "out of memory building the rclone command");
 		return -1;
 	}
@@ -433,8 +448,12 @@ int rclone_cmd_build(const struct stage_spec *spec, const char *rc_user, const c
 			return -1;
 		}
 	}
-	if (spec->exclude_count &&
+	bool remote = spec->source_kind == STAGE_SOURCE_REMOTE;
+	if (!remote && spec->exclude_count &&
 	    write_excludes(spec, out->exclude_file, sizeof(out->exclude_file), err, err_len) < 0)
+		return -1;
+	if (remote && work_file(spec, "files", out->files_from, sizeof(out->files_from), err,
+				err_len) < 0)
 		return -1;
 
 	push(&argv, strdup(spec->rclone_binary ? spec->rclone_binary : "/usr/bin/rclone"));
@@ -455,8 +474,11 @@ int rclone_cmd_build(const struct stage_spec *spec, const char *rc_user, const c
 	/* The user's --exclude-from files come with the extras: rclone applies every one. */
 	if (out->exclude_file[0])
 		pushf(&argv, "--exclude-from=%s", out->exclude_file);
+	if (remote)
+		pushf(&argv, "--files-from-raw=%s", out->files_from);
 	for (size_t i = 0; i < spec->extra_count; i++)
-		if (!absorbed(spec->extras[i].name))
+		if (!absorbed(spec->extras[i].name) &&
+		    !(remote && selects_files(spec->extras[i].name)))
 			push_extra(&argv, &spec->extras[i]);
 
 	common_env(&env, spec);
@@ -521,8 +543,9 @@ static bool selects_files(const char *name)
 	return false;
 }
 
-int rclone_cmd_build_size(const struct stage_spec *spec, struct rclone_cmd *out, char *err,
-			  size_t err_len)
+/* `rclone <words> SRC` with what chooses the transfer's files (rclone_cmd_build_size). */
+static int build_selection(const struct stage_spec *spec, const char *const *words,
+			   size_t word_count, struct rclone_cmd *out, char *err, size_t err_len)
 {
 	struct strvec argv = { 0 }, env = { 0 };
 	memset(out, 0, sizeof(*out));
@@ -534,9 +557,10 @@ int rclone_cmd_build_size(const struct stage_spec *spec, struct rclone_cmd *out,
 	    write_excludes(spec, out->exclude_file, sizeof(out->exclude_file), err, err_len) < 0)
 		return -1;
 	push(&argv, strdup(spec->rclone_binary ? spec->rclone_binary : "/usr/bin/rclone"));
-	push(&argv, strdup("size"));
+	push(&argv, strdup(words[0]));
 	push(&argv, strdup(spec->source));
-	push(&argv, strdup("--json"));
+	for (size_t i = 1; i < word_count; i++)
+		push(&argv, strdup(words[i]));
 	if (spec->rclone_config)
 		pushf(&argv, "--config=%s", spec->rclone_config);
 	push(&argv, strdup("--log-level=ERROR"));
@@ -549,6 +573,54 @@ int rclone_cmd_build_size(const struct stage_spec *spec, struct rclone_cmd *out,
 			push_extra(&argv, &spec->extras[i]);
 	common_env(&env, spec);
 	return finish(&argv, &env, out, err, err_len);
+}
+
+int rclone_cmd_build_size(const struct stage_spec *spec, struct rclone_cmd *out, char *err,
+			  size_t err_len)
+{
+	static const char *const words[] = { "size", "--json" };
+	return build_selection(spec, words, 2, out, err, err_len);
+}
+
+int rclone_cmd_build_list(const struct stage_spec *spec, struct rclone_cmd *out, char *err,
+			  size_t err_len)
+{
+	/* ModTime stays: the in-flight check compares it with the moved copy's. */
+	static const char *const words[] = { "lsjson", "-R", "--files-only", "--no-mimetype" };
+	return build_selection(spec, words, 4, out, err, err_len);
+}
+
+/* `rclone <words> PATH` for the hidden cleaner. */
+static int build_on_path(const struct stage_spec *spec, const char *const *words, size_t n,
+			 const char *path, struct rclone_cmd *out, char *err, size_t err_len)
+{
+	struct strvec argv = { 0 }, env = { 0 };
+	memset(out, 0, sizeof(*out));
+	push(&argv, strdup(spec->rclone_binary ? spec->rclone_binary : "/usr/bin/rclone"));
+	for (size_t i = 0; i < n; i++)
+		push(&argv, strdup(words[i]));
+	push(&argv, strdup(path));
+	if (spec->rclone_config)
+		pushf(&argv, "--config=%s", spec->rclone_config);
+	push(&argv, strdup("--log-level=ERROR"));
+	/* A marker whose deletion failed stays for the next clean: that is the retry. */
+	push(&argv, strdup("--retries=1"));
+	common_env(&env, spec);
+	return finish(&argv, &env, out, err, err_len);
+}
+
+int rclone_cmd_build_remove(const struct stage_spec *spec, const char *path, bool folder,
+			    struct rclone_cmd *out, char *err, size_t err_len)
+{
+	const char *word = folder ? "purge" : "delete";
+	return build_on_path(spec, &word, 1, path, out, err, err_len);
+}
+
+int rclone_cmd_build_stat(const struct stage_spec *spec, const char *path,
+			  struct rclone_cmd *out, char *err, size_t err_len)
+{
+	static const char *const words[] = { "lsjson", "--stat" };
+	return build_on_path(spec, words, 2, path, out, err, err_len);
 }
 
 /* Single quotes unless the word is plainly safe; a quote inside becomes '\''. */
@@ -602,5 +674,7 @@ void rclone_cmd_free(struct rclone_cmd *c)
 	strvec_free(c->envp);
 	if (c->exclude_file[0])
 		unlink(c->exclude_file);
+	if (c->files_from[0])
+		unlink(c->files_from);
 	memset(c, 0, sizeof(*c));
 }

@@ -23,6 +23,8 @@ struct rclone_cmd {
 	char **argv;                   /* NULL-terminated; argv[0] is the binary */
 	char **envp;                   /* NULL-terminated */
 	char exclude_file[PATH_MAX];   /* "" when there are no excludes */
+	char files_from[PATH_MAX];     /* a remote source's --files-from-raw, written by the
+				       * worker after its listing; "" for a local source */
 	size_t argc, envc;
 	int nice;                      /* added to the nice value before the exec */
 	/* What rclone_cmd_build made of the stage's limits and rclone_extras (0: not passed): */
@@ -66,6 +68,12 @@ int rclone_cmd_build(const struct stage_spec *spec, const char *rc_user, const c
 		     struct rclone_cmd *out, char *err, size_t err_len);
 
 /*
+ * A remote source (STAGE_SOURCE_REMOTE) differs: the excludes, --min-age and the extras that
+ * choose files (selects_files) go to its listing (rclone_cmd_build_list), not to the transfer,
+ * which gets --files-from-raw=out->files_from instead (rclone takes no other filter beside it).
+ */
+
+/*
  * `rclone size SRC --json` with what chooses the transfer's files: cplow's excludes, the
  * stage's --min-age and the filter flags of rclone_extras (--exclude-from, --include,
  * --min-size, --max-size, ...), not the per-stage limits. What the dry run counts as "bytes to
@@ -73,6 +81,22 @@ int rclone_cmd_build(const struct stage_spec *spec, const char *rc_user, const c
  */
 int rclone_cmd_build_size(const struct stage_spec *spec, struct rclone_cmd *out, char *err,
 			  size_t err_len);
+
+/* `rclone lsjson -R --files-only SRC` with what chooses the transfer's files, as for
+ * rclone_cmd_build_size: a remote source's listing (path, size, modification time). */
+int rclone_cmd_build_list(const struct stage_spec *spec, struct rclone_cmd *out, char *err,
+			  size_t err_len);
+
+/* `rclone delete PATH` (a file, or what a folder holds) or, for a folder, `rclone purge PATH`
+ * (the folder and everything in it), with spec's rclone, config and environment and
+ * --log-level=ERROR: the hidden cleaner's. */
+int rclone_cmd_build_remove(const struct stage_spec *spec, const char *path, bool folder,
+			    struct rclone_cmd *out, char *err, size_t err_len);
+
+/* `rclone lsjson --stat PATH`, as rclone_cmd_build_remove: exit 3 when PATH is not there (a
+ * purge of a missing folder on WebDAV fails with a 404 and exit 1 instead). */
+int rclone_cmd_build_stat(const struct stage_spec *spec, const char *path,
+			  struct rclone_cmd *out, char *err, size_t err_len);
 
 /* Whether the stage runs rclone with --dry-run: spec->dry_run, or --dry-run/-n in the extras
  * (bare, or a value rclone reads as true). Nothing such a stage reports is counted, and nothing
@@ -101,7 +125,7 @@ int rclone_cmd_build_features(const struct stage_spec *spec, struct rclone_cmd *
 /* The command as a shell-quoted line, for --dry-run and logs. Holds no secret. */
 int rclone_cmd_render(const struct rclone_cmd *c, char *out, size_t len);
 
-/* Frees everything and removes the exclude file. */
+/* Frees everything and removes the exclude file and the files-from file. */
 void rclone_cmd_free(struct rclone_cmd *c);
 
 #endif

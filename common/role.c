@@ -70,7 +70,7 @@ int role_stop(const struct role *r, struct role_state *st)
 	int status = 0, rc = 0;
 	kill(st->pid, SIGTERM);
 	if (procs_wait(st->pid, r->stop_ms, &status) == 1) {
-		log_error("the %s did not stop in %d s; killing it", r->what, r->stop_ms / 1000);
+		log_error("the %s did not stop in %d s; killed it", r->what, r->stop_ms / 1000);
 		rc = -1;
 	}
 	st->pid = 0;

@@ -27,6 +27,22 @@ struct stage_flag {
 	const char *value;
 };
 
+/* Where a stage's files come from. */
+enum stage_source {
+	STAGE_SOURCE_LOCAL = 0,  /* a local folder: walked before rclone starts (source.h), its
+				  * opens watched */
+	/* An rclone path (the mover's move_from_remote, for a server-side move): listed with
+	 * `rclone lsjson -R` before rclone starts, with the stage's excludes, --min-age and the
+	 * filter flags of its extras (rclone_cmd_build_list); rclone then gets the listed files,
+	 * and only those, through --files-from-raw (rclone refuses other filters beside it), so
+	 * it never moves a whole directory unseen. rclone's --max-transfer does not stop
+	 * server-side moves (1.60 moves past it): with max_transfer_bytes set, the worker hands
+	 * rclone only listed files whose sizes add up to no more. "Moved (server-side)" counts
+	 * as "Copied": Google counts server-side copies against the daily quota. Nothing local
+	 * is ever removed for such a stage. */
+	STAGE_SOURCE_REMOTE = 1,
+};
+
 struct stage_spec {
 	const char *uploader;         /* ledger row: (uploader, account) */
 	const char *account;          /* key file's absolute path, or an rclone remote name */
@@ -36,7 +52,8 @@ struct stage_spec {
 	int rclone_nice;              /* added to rclone's nice value before its exec */
 	const char *rclone_config;    /* passed as --config=; NULL: rclone's default */
 	const char *command;          /* "move" or "copy" */
-	const char *source;           /* local folder */
+	const char *source;           /* local folder, or an rclone path (source_kind) */
+	enum stage_source source_kind;
 	const char *destination;      /* "remote:path", already the account's */
 
 	const char *const *env;       /* extra "NAME=value" for rclone (service account files) */
@@ -49,7 +66,8 @@ struct stage_spec {
 	/* The planner's parameters for this stage; 0 or NULL = flag not passed. */
 	const char *strategy;         /* "aggressive_fresh_sa", ... (shown, not passed) */
 	int stage_number;
-	int64_t max_transfer_bytes;   /* --max-transfer=NB --cutoff-mode=cautious */
+	int64_t max_transfer_bytes;   /* --max-transfer=NB --cutoff-mode=cautious; a remote
+				       * source's files are chosen to fit it too */
 	int64_t max_size_bytes;       /* --max-size=NB */
 	int transfers;
 	const char *order_by;
@@ -88,6 +106,9 @@ struct stage_outcome {
 	int64_t failed_lines;
 	int64_t malformed_lines;
 	int64_t unknown_files;        /* Copied for a path not in the listing: not counted */
+	int64_t held_files;           /* a remote source's listed files left out: they did not
+				       * fit max_transfer_bytes */
+	int64_t held_bytes;
 	char trigger[128];            /* the pattern that fired */
 };
 

@@ -4,7 +4,9 @@
  * parses it once; every role it forks inherits it.
  *
  * Every key is one row of schema.c's table: type, bounds, default, unit, flags (`cplow
- * check-config --keys` prints it); the README says what each key means. One walker (walk.c)
+ * check-config --keys` prints it). docs/configuration.md says what each key means; its key
+ * tables are written from `--keys` (scripts/gen-config-doc), and ctest fails when they differ,
+ * so a new key needs its meaning written there. One walker (walk.c)
  * reads, checks, prints and frees by the rows, so a bound is written once and its message is
  * made from the row; a section's hooks check only what crosses keys.
  *

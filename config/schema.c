@@ -200,15 +200,6 @@ static void check_rule(struct ctx *x, struct walk *w)
 		ck_fail(x, p, "only used with \"type\": \"age\" (a size check uses max_size_gb)");
 }
 
-/* The mover's process is yet to come; until it does, an enabled mover must not be silent. */
-static void mover_rule(struct ctx *x, struct walk *w)
-{
-	const struct config_mover *m = w->base;
-	if (w->active && m->move_from_remote && m->move_to_remote)
-		ck_warn(x, w->path, "cplow runs no mover yet: after an upload, nothing is moved "
-			"from %s to %s", m->move_from_remote, m->move_to_remote);
-}
-
 /* --- quota, dashboard, plex ------------------------------------------------------------ */
 
 static void quota_rule(struct ctx *x, struct walk *w)
@@ -377,7 +368,6 @@ static void hidden_rule(struct ctx *x, struct walk *w)
 {
 	const struct config_hidden *h = w->base;
 	char p[PATH_LEN], rp[PATH_LEN];
-	struct stat st;
 	for (size_t i = 0; i < h->remote_count; i++) {
 		const struct config_remote *r = config_find_remote(x->c, h->remotes[i]);
 		ck_index(p, config_key(rp, w->path, "hidden_remotes"), i);
@@ -387,10 +377,8 @@ static void hidden_rule(struct ctx *x, struct walk *w)
 			ck_fail(x, p, "%s has no hidden_remote: the cleaner would not know where to "
 				"delete", config_key(rp, "remotes", h->remotes[i]));
 	}
-	/* A folder that is not there holds no markers: cloudplow's cleaner did nothing either. */
-	if (!w->row_errors && h->remote_count && stat(h->folder, &st) == 0 && S_ISDIR(st.st_mode))
-		ck_warn(x, w->path, "cplow cleans no hidden files yet: the *_HIDDEN~ markers in it "
-			"stay, and nothing is deleted on the remotes listed");
+	/* The cleaner (supervisor/hidden.h) runs before uploads and as `cplow clean`; a folder
+	 * that is not there holds no markers, and check-config says which is which. */
 }
 
 static void syncer_rule(struct ctx *x, struct walk *w)
@@ -573,8 +561,9 @@ static const struct ck_row mover_rows[] = {
 	END,
 };
 
+/* An enabled mover runs after each upload (supervisor/mover.h); check-config says so. */
 static const struct ck_section mover_section = {
-	.name = "uploader.<name>.mover", .rows = mover_rows, .rule = mover_rule,
+	.name = "uploader.<name>.mover", .rows = mover_rows,
 };
 
 static const struct ck_row uploader_rows[] = {

@@ -10,6 +10,7 @@
 
 #include "ledger.h"
 #include "ledger_file.h"
+#include "clock.h"
 #include "log.h"
 #include "proc.h"
 #include "procs.h"
@@ -179,13 +180,13 @@ int flusher_run(const struct flusher_options *opt)
 		/* The interval runs from the start of the last write, so a slow disk does not
 		 * add its time to the next change's wait; after failures, the backoff's. */
 		int64_t due = last_write_ms + (failures.count ? failures.delay_ms : interval) -
-			      ledger_now_ms();
+			      clock_mono_ms();
 		if (due > 0 && !now) {
 			sleep_ms(due < FLUSHER_IDLE_WAIT_MS ? due : FLUSHER_IDLE_WAIT_MS);
 			continue; /* re-check stop, the parent and the clock */
 		}
 		now = false;
-		last_write_ms = ledger_now_ms();
+		last_write_ms = clock_mono_ms();
 		last_ok = flush_once(&l, &copy, opt->cache_path, interval, &written,
 				     &failures) == 0;
 		if (!last_ok)

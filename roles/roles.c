@@ -54,10 +54,11 @@ const struct role role_table[ROLE_COUNT] = {
 	[ROLE_FLUSHER] = { .name = "flusher", .what = "flusher", .run = run_flusher,
 			   .sandbox = SANDBOX_FLUSHER, .death_signal = 0, .counted = true,
 			   .stop_ms = 10000, .lib = ROLE_LIB_NONE },
-	/* People and scrapers are never worth a moment of an upload: nice 10. */
+	/* People and scrapers are never worth a moment of an upload: nice 10. It answers no
+	 * request longer than a ledger read: what does not end in 5 s is stuck. */
 	[ROLE_DASHBOARD] = { .name = "dashboard", .what = "dashboard", .run = run_dashboard,
 			     .sandbox = SANDBOX_DASHBOARD, .nice = 10, .death_signal = SIGTERM,
-			     .counted = true, .stop_ms = 10000, .lib = ROLE_LIB_MHD },
+			     .counted = true, .stop_ms = 5000, .lib = ROLE_LIB_MHD },
 	/* Stopped by closing its pipe (supervisor/notify_hooks.c), after NOTIFY_DRAIN_MS. */
 	[ROLE_NOTIFIER] = { .name = "notifier", .what = "notifier", .run = run_notifier,
 			    .sandbox = SANDBOX_NOTIFIER, .death_signal = SIGTERM,

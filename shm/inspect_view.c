@@ -1,7 +1,7 @@
 /*
  * What cplow-inspect and `cplow status` print about a ledger copy.
  *
- * The JSON document (documented in README.md, "cplow-inspect --json"):
+ * The JSON document (documented in docs/ledger.md, "cplow-inspect"):
  *   {"ledger", "generation", "window", "daily_bytes", "running", "supervisor_pid",
  *    "last_change", "last_seen_alive", "last_flush": {"generation", "at", "age_seconds"} | null,
  *    "session": {"started", "files", "bytes", "stages"},

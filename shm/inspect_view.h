@@ -1,7 +1,7 @@
 /*
  * The ledger as people read it: cplow-inspect and `cplow status` print the same thing.
  *
- * --json prints one document (README.md, "cplow-inspect --json"):
+ * --json prints one document (docs/ledger.md, "cplow-inspect"):
  *   {"ledger", "generation", "window", "daily_bytes", "running", "supervisor_pid",
  *    "last_change", "last_seen_alive", "last_flush": {"generation", "at", "age_seconds"} | null,
  *    "session": {"started", "files", "bytes", "stages"},

@@ -1123,8 +1123,16 @@ int ledger_stage_note_opens(struct ledger *l, int32_t slot, const char *const *p
 		return rc;
 	int32_t next = 0;
 	for (size_t k = 0; k < n; k++) {
-		if (strlen(paths[k]) >= LEDGER_OPEN_PATH_MAX || find_open(st, paths[k]) >= 0) {
-			st->open_lost += strlen(paths[k]) >= LEDGER_OPEN_PATH_MAX;
+		if (strlen(paths[k]) >= LEDGER_OPEN_PATH_MAX) {
+			st->open_lost++;
+			continue;
+		}
+		int32_t had = find_open(st, paths[k]);
+		if (had >= 0) {
+			/* A file noted open at its listed size that rclone then reported copied at a
+			 * size only the remote knows: the remote's answer is the one to count. */
+			if (sizes[k] == LEDGER_OPEN_SIZE_LATE)
+				st->open_files[had].size = LEDGER_OPEN_SIZE_LATE;
 			continue;
 		}
 		while (next < LEDGER_OPEN_MAX && st->open_files[next].state == LEDGER_OPEN_PENDING)

@@ -330,7 +330,8 @@ int ledger_add_for_stage_file(struct ledger *l, int32_t slot, const char *path, 
 			      int64_t now_ms);
 /* Records files rclone has started (one write for all n); those that do not fit (table full of
  * pending files, or a path too long) are counted in open_lost. mtimes may be NULL (unknown);
- * a size of LEDGER_OPEN_SIZE_LATE records a late file. */
+ * a size of LEDGER_OPEN_SIZE_LATE records a late file, and turns a pending entry of that path
+ * into one (its size is the remote's to say). */
 int ledger_stage_note_opens(struct ledger *l, int32_t slot, const char *const *paths,
 			    const int64_t *sizes, const int64_t *mtimes, size_t n);
 /*

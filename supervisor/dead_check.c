@@ -114,7 +114,11 @@ static int check(const struct dead_check *d)
 	struct rclone_cmd ls = { 0 }, features = { 0 };
 	char files_from[PATH_MAX], err[512] = "";
 	r.d = d;
-	r.move = d->spec->command && strcmp(d->spec->command, "move") == 0;
+	/* A remote source (the mover) has no local file to remove; under a dry run (core.dry_run,
+	 * or --dry-run in rclone_extras) nothing is deleted, not even what an earlier, real run's
+	 * move left: the files are counted, and stay. */
+	r.move = d->spec->command && strcmp(d->spec->command, "move") == 0 &&
+		 d->spec->source_kind == STAGE_SOURCE_LOCAL && !rclone_cmd_dry_run(d->spec);
 	if (read_pending(d->ledger, d->slot, &r.p) != LEDGER_OK || r.p.n == 0)
 		return 0;
 	if (r.p.lost)
@@ -159,7 +163,9 @@ static int check(const struct dead_check *d)
 	if (why) {
 		char text[600];
 		snprintf(text, sizeof(text), "checking the unfinished files on the remote: %s", why);
-		dead_check_charge(d->ledger, d->slot, d->spec->source, d->who, text);
+		dead_check_charge(d->ledger, d->slot,
+				  d->spec->source_kind == STAGE_SOURCE_LOCAL ? d->spec->source : NULL,
+				  d->who, text);
 	}
 	reconcile_cancel(&r.rc);
 	rclone_cmd_free(&ls);

@@ -2,7 +2,7 @@
  * `cplow import-cloudplow`: the quota fork's sa_quota_cache.json (or a cplow ledger file) into
  * this config's live ledger, with a report of what was imported and what was skipped and why.
  *
- * Rules (README.md, "Migrating from cloudplow"):
+ * Rules (docs/ledger.md, "cplow import-cloudplow"):
  *   - cplow must not be running with this config: the import takes the instance lock (exit 3
  *     when another cplow holds it, naming its pid) and refuses while a worker of an earlier
  *     cplow is still uploading into the ledger. A running stage adds to its row as each file

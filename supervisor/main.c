@@ -1,6 +1,8 @@
 /*
  * cplow: the command line. Parses arguments, then hands over to the supervisor (upload, run),
- * the ledger view (status), the config checker or the quota reset. Exit codes: README.md.
+ * the ledger view (status), the config checker or the quota reset. Exit codes:
+ * docs/operations.md. README.md shows --help as it is: tests/integration/test_docs.py holds
+ * the two together.
  *
  * cloudplow's habits work as they did under Python's argparse: options before or after the
  * command, "--opt value" and "--opt=value", and cloudplow's own options, commands and
@@ -15,12 +17,14 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "hidden.h"
 #include "import.h"
 #include "inspect_view.h"
 #include "ledger.h"
 #include "ledger_file.h"
 #include "lock.h"
 #include "log.h"
+#include "planner.h"
 #include "probe.h"
 #include "supervisor.h"
 
@@ -36,7 +40,8 @@ enum {
 	CMD_IMPORT = 1 << 5,
 	CMD_UPDATE_CONFIG = 1 << 6,
 	CMD_SYNC = 1 << 7,
-	CMD_ALL = 0xff,
+	CMD_CLEAN = 1 << 8,
+	CMD_ALL = 0x1ff,
 };
 
 enum opt {
@@ -65,7 +70,8 @@ static const struct option_row {
 	[OPT_UPLOADER] = { "--uploader", "-u", true, CMD_UPLOAD | CMD_RESET_QUOTA, NULL, NULL },
 	[OPT_ACCOUNT] = { "--account", NULL, true, CMD_RESET_QUOTA, NULL, NULL },
 	[OPT_FROM] = { "--from", NULL, true, CMD_IMPORT, NULL, NULL },
-	[OPT_DRY_RUN] = { "--dry-run", NULL, false, CMD_UPLOAD | CMD_IMPORT, NULL, NULL },
+	[OPT_DRY_RUN] = { "--dry-run", NULL, false, CMD_UPLOAD | CMD_IMPORT | CMD_CLEAN, NULL,
+			  NULL },
 	[OPT_RESET_LEDGER] = { "--reset-ledger", NULL, false, CMD_UPLOAD | CMD_RUN, NULL, NULL },
 	[OPT_PROGRESS] = { "--progress", NULL, false, CMD_UPLOAD | CMD_RUN, NULL, NULL },
 	[OPT_QUIET] = { "--quiet", NULL, false, CMD_UPLOAD | CMD_RUN, NULL, NULL },
@@ -110,6 +116,9 @@ static int usage(FILE *out)
 		"  import-cloudplow [--from FILE] [--dry-run]\n"
 		"                        add a cloudplow quota fork's sa_quota_cache.json to the\n"
 		"                        ledger (never lowering a usage); cplow must not be running\n"
+		"  clean [--dry-run]     delete on the remotes what the hidden folders' *_HIDDEN~\n"
+		"                        markers name, then the markers (cloudplow's UnionFS\n"
+		"                        cleaner; upload and run do it before uploading)\n"
 		"  update_config, sync   cloudplow's: accepted, and each says why it does nothing\n"
 		"Options go before or after the command, as --opt VALUE or --opt=VALUE.\n"
 		"LEVEL: debug, info, warn, error, or cloudplow's DEBUG, INFO, WARNING, ERROR,\n"
@@ -149,8 +158,31 @@ static void print_errors(const struct config_errors *e)
 		fprintf(stderr, "cplow: and %zu more errors\n", e->more);
 }
 
+/* What the mover and the hidden cleaner will do, one line each. */
+static void print_movers_and_hidden(const struct config *c)
+{
+	for (size_t i = 0; i < c->uploader_count; i++) {
+		const struct config_uploader *u = &c->uploaders[i];
+		if (!u->mover.enabled)
+			continue;
+		char *account = planner_remote_name(u->mover.move_to_remote);
+		fprintf(stderr, "cplow: uploader %s: mover on: after each upload, a server-side "
+			"rclone move %s %s, its bytes counted on account %s%s\n", u->name,
+			u->mover.move_from_remote, u->mover.move_to_remote, account ? account : "?",
+			u->quota_enabled ? " within its daily quota" : " (quota off: no limit)");
+		free(account);
+	}
+	for (size_t i = 0; i < c->hidden_count; i++) {
+		const struct config_hidden *h = &c->hidden[i];
+		fprintf(stderr, "cplow: hidden %s: its *_HIDDEN~ markers are cleaned before each "
+			"upload and by cplow clean, on %zu remote%s\n", h->folder, h->remote_count,
+			h->remote_count == 1 ? "" : "s");
+	}
+}
+
 /* Every error, then exit 2; else the warnings, what rclone says (probe.h), which quota
- * applies to each uploader and why, and the effective config. --keys: the key table. */
+ * applies to each uploader and why, what the movers and hidden cleaner do, and the effective
+ * config. --keys: the key table. */
 static int check_config(const struct cli *cli)
 {
 	struct config c;
@@ -172,6 +204,7 @@ static int check_config(const struct cli *cli)
 	for (size_t i = 0; i < c.uploader_count; i++)
 		fprintf(stderr, "cplow: uploader %s: quota %s (%s)\n", c.uploaders[i].name,
 			c.uploaders[i].quota_enabled ? "on" : "off", c.uploaders[i].quota_reason);
+	print_movers_and_hidden(&c);
 	if (rc == SUPERVISOR_EXIT_OK && config_print(&c, stdout) < 0)
 		rc = SUPERVISOR_EXIT_FAILED;
 	config_errors_free(&errors);
@@ -280,6 +313,30 @@ static int upload_or_run(const struct cli *cli)
 	return supervisor_main(&o);
 }
 
+/* cloudplow's `clean`: the hidden cleaner (hidden.h) in this process; --dry-run, or
+ * core.dry_run, says what it would delete. Exit 0 when every marker was cleaned, 1 when some
+ * stay. */
+static int clean(const struct cli *cli)
+{
+	struct config c;
+	struct config_errors errors;
+	if (config_load_all(cli->config, &c, &errors) < 0) {
+		print_errors(&errors);
+		config_errors_free(&errors);
+		return SUPERVISOR_EXIT_CONFIG;
+	}
+	config_errors_free(&errors);
+	log_set_tag("cplow");
+	if (c.hidden_count == 0)
+		log_info("clean: no hidden folder in %s: nothing to clean", c.path);
+	struct hidden_options o = { .dry_run = cli->value[OPT_DRY_RUN] || c.core.dry_run,
+				    .stop_fd = -1 };
+	struct hidden_result r;
+	int rc = hidden_clean(&c, &o, &r);
+	config_free(&c);
+	return rc == 0 ? SUPERVISOR_EXIT_OK : SUPERVISOR_EXIT_FAILED;
+}
+
 /* cloudplow merged its defaults into the user's file and wrote it back; cplow reads the file as
  * it is, so there is nothing to update. */
 static int update_config(const struct cli *cli)
@@ -308,6 +365,7 @@ static const struct command_row command_rows[] = {
 	{ "import-cloudplow", CMD_IMPORT, import_file },
 	{ "update_config", CMD_UPDATE_CONFIG, update_config },
 	{ "sync", CMD_SYNC, sync_remotes },
+	{ "clean", CMD_CLEAN, clean },
 };
 
 /* argv into cli: options anywhere, the first word that is not an option's value the command.

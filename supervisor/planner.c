@@ -19,7 +19,7 @@ static char *dup_or_null(const char *s)
  * connection-string parameters (they may hold secrets, and the account is shown everywhere).
  * A remote made on the command line (":local:/backup", ":s3,provider=AWS:bucket") has no name:
  * its backend is the account then (":local:", ":s3:"). */
-static char *remote_name_of(const char *upload_remote)
+char *planner_remote_name(const char *upload_remote)
 {
 	bool inline_remote = upload_remote[0] == ':';
 	const char *start = upload_remote + inline_remote;
@@ -63,7 +63,7 @@ int planner_accounts(const struct config_uploader *u, struct planner_accounts *o
 			p->name = strdup(keys.paths[i]);
 			p->key_path = strdup(keys.paths[i]);
 		} else {
-			p->name = remote_name_of(u->remote->upload_remote);
+			p->name = planner_remote_name(u->remote->upload_remote);
 		}
 		if (!p->name)
 			goto nomem;
@@ -119,6 +119,11 @@ const struct config_stage *planner_strategy(const struct config *c, double share
 	return &c->stages[c->stage_count - 1]; /* the last row's min_share is 0 */
 }
 
+/* The "strategy" of an uploader whose quota is off (uploader.<name>.quota): no stage flags, no
+ * limit; it uploads as cloudplow did. */
+static char no_quota_name[] = "quota_off";
+const struct config_stage planner_no_quota = { .name = no_quota_name };
+
 static void earliest(int64_t *at, int64_t t)
 {
 	if (t > 0 && (*at == 0 || t < *at))
@@ -135,6 +140,9 @@ static void choose(const struct config *c, const char *uploader,
 	memset(out, 0, sizeof(*out));
 	out->account = -1;
 	int64_t daily = c->quota.daily_bytes;
+	/* Off, usage is still counted (and shown), but never stops or skips an account. */
+	const struct config_uploader *cu = config_find_uploader(c, uploader);
+	out->quota = !cu || cu->quota_enabled;
 	size_t banned = 0, full = 0, taken = 0;
 	for (size_t i = 0; i < a->count; i++) {
 		if (busy && busy[i]) {
@@ -157,23 +165,29 @@ static void choose(const struct config *c, const char *uploader,
 		int64_t left = ledger_usage_remaining(u, daily, c->quota.window, now_ms);
 		if (moved)
 			left = left > moved[i] ? left - moved[i] : 0;
-		if (left < c->quota.min_free_bytes) {
+		if (out->quota && left < c->quota.min_free_bytes) {
 			full++;
 			earliest(&out->wait_until_ms, u->reset_at_ms);
 			continue;
 		}
 		out->account = (int)i;
 		out->remaining_bytes = left;
+		int64_t asked = -1;
+		if (cu && rclone_cmd_extras_max_transfer(cu->remote->rclone_extras,
+							 cu->remote->rclone_extra_count, &asked) != 1)
+			asked = -1;
+		if (!out->quota) {
+			/* Only the user's own --max-transfer, as rclone_cmd_build passes it. */
+			out->strategy = &planner_no_quota;
+			out->max_transfer_bytes = asked > 0 ? asked : 0;
+			return;
+		}
 		out->strategy = planner_strategy(c, (double)left / (double)daily);
 		out->max_transfer_bytes =
 			(int64_t)floor(out->strategy->max_transfer_share * (double)left);
 		/* A lower --max-transfer in rclone_extras is what the stage will pass
 		 * (rclone_cmd_build): plan with it, so the dry run's stages are the upload's. */
-		const struct config_uploader *cu = config_find_uploader(c, uploader);
-		int64_t asked;
-		if (cu && rclone_cmd_extras_max_transfer(cu->remote->rclone_extras,
-							 cu->remote->rclone_extra_count, &asked) == 1 &&
-		    asked >= 0 && asked < out->max_transfer_bytes)
+		if (asked >= 0 && asked < out->max_transfer_bytes)
 			out->max_transfer_bytes = asked;
 		out->max_size_bytes = out->strategy->max_size_share > 0
 					      ? (int64_t)floor(out->strategy->max_size_share *
@@ -220,7 +234,9 @@ size_t planner_simulate(const struct config *c, const char *uploader,
 			*stop = p;
 			break;
 		}
-		int64_t m = p.max_transfer_bytes < left ? p.max_transfer_bytes : left;
+		/* Without a quota, a stage without --max-transfer takes everything. */
+		int64_t cap = p.quota || p.max_transfer_bytes > 0 ? p.max_transfer_bytes : left;
+		int64_t m = cap < left ? cap : left;
 		steps[n].plan = p;
 		steps[n].moved_bytes = m;
 		n++;
@@ -231,7 +247,7 @@ size_t planner_simulate(const struct config *c, const char *uploader,
 		/* The supervisor's rule after a stage that moved something (stage_finished): go on
 		 * while the account has more than continue_min_bytes left. One that moved nothing
 		 * (--max-transfer 0) is given up on, so the plan cannot loop. */
-		if (m == 0 || p.remaining_bytes - m <= c->quota.continue_min_bytes)
+		if (m == 0 || (p.quota && p.remaining_bytes - m <= c->quota.continue_min_bytes))
 			given_up[p.account] = true;
 	}
 out:

@@ -1,6 +1,10 @@
 /*
  * The planner: from an uploader's accounts and the ledger, the next stage.
  *
+ * An uploader whose quota is off (uploader.<name>.quota, resolved into quota_enabled) uploads
+ * as cloudplow did: its accounts are taken in order, skipped only when banned or given up on,
+ * never for their usage (which is still counted), and its stages carry no strategy flags.
+ *
  * Accounts come in a fixed order: rotate_remotes as listed, or the key files of
  * service_account_path in natural order (sa2 before sa10); an uploader with neither has one
  * account, its upload_remote's remote. The first account that is not banned, not busy with
@@ -32,6 +36,11 @@ struct planner_accounts {
 	size_t count;
 };
 
+/* The account of an rclone path used as it is (an uploader without accounts, the mover): its
+ * remote's name without connection-string parameters ("google:/Media" → "google"), or for an
+ * on-the-fly remote its backend (":local:"). malloc'd; NULL when out of memory. */
+char *planner_remote_name(const char *rclone_path);
+
 /* The uploader's accounts, in the order they are used. */
 int planner_accounts(const struct config_uploader *u, struct planner_accounts *out, char *err,
 		     size_t err_len);
@@ -50,6 +59,10 @@ int planner_account_identity(const struct config_uploader *u, const char *accoun
 
 struct plan {
 	int account;                     /* index into the accounts; -1: none can take a stage */
+	bool quota;                      /* the uploader's quota applies (quota_enabled): else
+					  * strategy is planner_no_quota, no account is skipped
+					  * for its usage, and only rclone_extras' --max-transfer
+					  * limits a stage */
 	int64_t remaining_bytes;
 	const struct config_stage *strategy;
 	int64_t max_transfer_bytes;      /* the strategy's, or rclone_extras' lower one */
@@ -78,7 +91,8 @@ struct planner_step {
 /*
  * `upload --dry-run`: the stages an upload of source_bytes would run, planned as planner_choose
  * plans them, from each account's remaining quota in the ledger. Each stage is assumed to move
- * min(its --max-transfer, the source bytes left) and to take that from its account; another
+ * min(its --max-transfer, the source bytes left) (without a quota and a --max-transfer: all of
+ * them) and to take that from its account; another
  * stage follows on the same account while more than quota.continue_min_bytes is left, then the
  * next account, as the supervisor does (file sizes, --max-size and failures are not
  * simulated). The first stage is planned even for an empty source; planning stops when the
@@ -103,6 +117,10 @@ struct planner_suspension {
 };
 bool planner_suspension_note(struct planner_suspension *s, const char *why);
 void planner_suspension_end(struct planner_suspension *s);
+
+/* The strategy of a stage whose uploader's quota is off: named "quota_off", and every flag
+ * "not passed". */
+extern const struct config_stage planner_no_quota;
 
 /* The strategy row for a share of the quota left. */
 const struct config_stage *planner_strategy(const struct config *c, double share_left);

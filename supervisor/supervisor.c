@@ -18,10 +18,12 @@
 #include "dead_check.h"
 #include "downloaders.h"
 #include "folder.h"
+#include "hidden.h"
 #include "ledger.h"
 #include "ledger_file.h"
 #include "lock.h"
 #include "log.h"
+#include "mover.h"
 #include "notify_hooks.h"
 #include "planner.h"
 #include "probe.h"
@@ -63,7 +65,7 @@ struct up {
 	int failures;                 /* consecutive failed stages on the current account */
 	int stage_number;
 	pid_t worker;
-	int account;                  /* of the running stage */
+	int account;                  /* of the running stage; -1: the mover's */
 	int64_t max_size_bytes;       /* of the running stage */
 	struct up_stage stage;
 	bool cycle;                   /* an upload is under way: plan stages until it ends */
@@ -77,6 +79,15 @@ struct up {
 	pid_t checker;
 	int32_t checked_slot;
 	int worker_status;
+	/* The mover (mover.h): due once an upload has ended, run before the uploader rests. */
+	bool mover_due;
+	bool moving;                  /* the running worker is the mover's */
+	bool mover_failed;            /* a mover failed in this run: exit 1 */
+	bool mover_waiting;           /* logged that its account is busy */
+	struct mover_plan mover;      /* of the running (or last) mover */
+	enum up_state_kind after_mover; /* the state the upload ended in */
+	int64_t cycle_files;          /* uploaded since this upload began */
+	int64_t moved_files, moved_bytes; /* by its movers, this run */
 };
 
 struct sup {
@@ -107,6 +118,9 @@ struct sup {
 	struct slot_check {
 		pid_t checker, worker;
 	} *slot_checks;
+	/* The hidden cleaner (hidden.h): due before an upload; no stage starts while it runs. */
+	pid_t cleaner;
+	bool clean_due;
 };
 
 /* ---- the ledger ---- */
@@ -364,8 +378,12 @@ static void stop_flusher(struct sup *s)
 		return;
 	}
 	int st = role_stop(&role_table[ROLE_FLUSHER], &s->roles[ROLE_FLUSHER]);
-	if (st >= 0 && (!WIFEXITED(st) || WEXITSTATUS(st) != 0))
+	if (st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0)
+		return;
+	if (st >= 0)
 		log_error("the flusher's final flush failed (status %d)", st);
+	/* What it did not write, we do: a killed flusher made no final write at all. */
+	flush_here(s, "final flush");
 }
 
 /* The roles a new config (or a new log file) must reach: they start again. */
@@ -409,8 +427,8 @@ static bool account_busy(const struct sup *s, const struct up *up, size_t i)
 		const struct up *o = &s->ups[k];
 		if (o == up || o->state != UP_RUNNING)
 			continue;
-		const struct planner_account *b = &o->accounts.v[o->account];
-		if (a->identity && b->identity && strcmp(a->identity, b->identity) == 0)
+		const char *other = o->moving ? o->mover.identity : o->accounts.v[o->account].identity;
+		if (a->identity && other && *other && strcmp(a->identity, other) == 0)
 			return true;
 	}
 	/* A worker of an earlier cplow may still be finishing on it (it stops gracefully when
@@ -536,6 +554,16 @@ static const char *short_account(const char *name)
 	return slash ? slash + 1 : name;
 }
 
+/* The upload of up has ended (it finished, or rests until its next check): its mover is due
+ * when none of its stages failed or some file was uploaded (mover.h). */
+static void upload_ended(struct sup *s, struct up *up)
+{
+	if (up->u->mover.enabled && !s->stopping && !s->reload_pending &&
+	    (!up->failed || up->cycle_files > 0))
+		up->mover_due = true;
+	up->cycle_files = 0;
+}
+
 /* Plans the uploader's next stage and forks its worker; finishes the uploader when no
  * account can take one. */
 static void start_stage(struct sup *s, struct up *up)
@@ -564,6 +592,7 @@ static void start_stage(struct sup *s, struct up *up)
 	up->waiting = false;
 	if (p.account < 0) {
 		notify_upload_finished(up->u->name, p.why, up->failed);
+		upload_ended(s, up);
 		if (s->opt->mode == SUPERVISOR_UPLOAD) {
 			log_info("uploader %s: no account can take another stage (%s)", up->u->name,
 				 p.why);
@@ -596,11 +625,17 @@ static void start_stage(struct sup *s, struct up *up)
 		return;
 	}
 	const char *acct = up->accounts.v[p.account].name;
-	log_info("uploader %s: stage %d on %s (%d of %zu): %s, %lld bytes left, --max-transfer "
-		 "%lld bytes",
-		 up->u->name, up->stage_number, short_account(acct), p.account + 1,
-		 up->accounts.count, p.strategy->name, (long long)p.remaining_bytes,
-		 (long long)p.max_transfer_bytes);
+	if (p.quota)
+		log_info("uploader %s: stage %d on %s (%d of %zu): %s, %lld bytes left, "
+			 "--max-transfer %lld bytes",
+			 up->u->name, up->stage_number, short_account(acct), p.account + 1,
+			 up->accounts.count, p.strategy->name, (long long)p.remaining_bytes,
+			 (long long)p.max_transfer_bytes);
+	else
+		log_info("uploader %s: stage %d on %s (%d of %zu): quota off (%s): no stage flags, "
+			 "no daily limit (its files are still counted in the ledger)",
+			 up->u->name, up->stage_number, short_account(acct), p.account + 1,
+			 up->accounts.count, up->u->quota_reason);
 	if (rclone_cmd_dry_run(&up->stage.spec))
 		log_warn("uploader %s: stage %d is a dry run (%s): rclone moves nothing, the ledger "
 			 "counts nothing, nothing local is deleted, and this upload ends after it",
@@ -659,8 +694,23 @@ static void remove_empty_dirs(const struct up *up)
 	folder_removed_free(&removed);
 }
 
+/* The local folder of the stage's files, whose late files' sizes it can tell; NULL for the
+ * mover, whose source is a remote. */
+static const char *local_folder(const struct up *up, int account)
+{
+	return account >= 0 ? up->u->remote->upload_folder : NULL;
+}
+
+/* The mover's spec, into up->stage; its plan (up->mover) must be made. */
+static void build_mover(struct sup *s, struct up *up)
+{
+	memset(&up->stage, 0, sizeof(up->stage));
+	mover_spec(&s->cfg, up->u, &up->mover, s->ledger_name, s->work_dir, &up->stage.spec);
+	up->stage.spec.stage_number = up->stage_number;
+}
+
 /* Forks the check of a slot's pending files for uploader up, on account a (the stage that
- * ran there); 0 when none was started (the files were charged instead). */
+ * ran there; -1: the mover); 0 when none was started (the files were charged instead). */
 static pid_t start_check(struct sup *s, struct up *up, int account, int32_t slot)
 {
 	char err[CONFIG_ERR_MAX] = "";
@@ -668,7 +718,11 @@ static pid_t start_check(struct sup *s, struct up *up, int account, int32_t slot
 	/* The stage of an earlier run is gone; the check needs its destination, rclone and
 	 * environment, which a fresh build on that account gives. */
 	bool built = false;
-	if (!up->stage.spec.destination) {
+	if (!up->stage.spec.destination && account < 0) {
+		mover_plan(&s->cfg, up->u, &s->ledger, &s->copy, false, ledger_now_ms(), &up->mover);
+		build_mover(s, up);
+		built = true;
+	} else if (!up->stage.spec.destination) {
 		struct plan p = { .account = account, .strategy = &s->cfg.stages[0] };
 		built = build_stage(s, up, &p, err, sizeof(err)) == 0;
 		if (!built)
@@ -686,7 +740,7 @@ static pid_t start_check(struct sup *s, struct up *up, int account, int32_t slot
 		return pid;
 	char why[CONFIG_ERR_MAX + 64];
 	snprintf(why, sizeof(why), "the unfinished files cannot be checked (%s)", err);
-	dead_check_charge(&s->ledger, slot, up->u->remote->upload_folder, up->u->name, why);
+	dead_check_charge(&s->ledger, slot, local_folder(up, account), up->u->name, why);
 	return 0;
 }
 
@@ -726,6 +780,19 @@ static bool check_stale_slot(struct sup *s, int32_t slot)
 			continue;
 		if (up->state == UP_RUNNING)
 			return true; /* its stage spec is taken: again at the next tick */
+		char mover_account[LEDGER_ACCOUNT_MAX] = "";
+		if (up->u->mover.enabled && strcmp(st->strategy, "mover") == 0) {
+			struct mover_plan mp;
+			mover_plan(&s->cfg, up->u, &s->ledger, &s->copy, false, ledger_now_ms(), &mp);
+			snprintf(mover_account, sizeof(mover_account), "%s", mp.account);
+		}
+		if (strcmp(mover_account, r->account) == 0) {
+			pid_t worker = st->pid;
+			pid_t pid = start_check(s, up, -1, slot);
+			if (pid > 0)
+				s->slot_checks[slot] = (struct slot_check){ pid, worker };
+			return pid > 0;
+		}
 		for (size_t a = 0; a < up->accounts.count; a++) {
 			if (strcmp(up->accounts.v[a].name, r->account) != 0)
 				continue;
@@ -792,6 +859,7 @@ static bool stale_check_reaped(struct sup *s, pid_t pid, int status)
 }
 
 static void stage_done(struct sup *s, struct up *up, int status, int slot);
+static void mover_done(struct sup *s, struct up *up, int status, int slot);
 
 /* A worker ended: files it left pending are checked first (off the loop), then its stage is
  * accounted for. */
@@ -808,7 +876,7 @@ static void stage_finished(struct sup *s, struct up *up, int status)
 	if (slot >= 0 && !dry && dead_check_pending(&s->ledger, slot) > 0) {
 		pid_t pid = 0;
 		if (s->stopping == 2)
-			dead_check_charge(&s->ledger, slot, up->u->remote->upload_folder,
+			dead_check_charge(&s->ledger, slot, local_folder(up, up->account),
 					  up->u->name, "stopping at once, with no time to check "
 					  "the unfinished files");
 		else
@@ -820,17 +888,23 @@ static void stage_finished(struct sup *s, struct up *up, int status)
 			return;
 		}
 	}
-	stage_done(s, up, status, slot);
+	if (up->moving)
+		mover_done(s, up, status, slot);
+	else
+		stage_done(s, up, status, slot);
 }
 
 /* The check of a stage's pending files ended. */
 static void check_finished(struct sup *s, struct up *up, int status)
 {
 	if (!WIFEXITED(status))
-		dead_check_charge(&s->ledger, up->checked_slot, up->u->remote->upload_folder,
+		dead_check_charge(&s->ledger, up->checked_slot, local_folder(up, up->account),
 				  up->u->name, "the check of the unfinished files was killed");
 	up->checker = 0;
-	stage_done(s, up, up->worker_status, up->checked_slot);
+	if (up->moving)
+		mover_done(s, up, up->worker_status, up->checked_slot);
+	else
+		stage_done(s, up, up->worker_status, up->checked_slot);
 }
 
 /* Accounts for a stage whose worker (and check) ended, and decides what the uploader does next. */
@@ -857,6 +931,7 @@ static void stage_done(struct sup *s, struct up *up, int status, int slot)
 		 up->stage_number, stage_result_name(result), (long long)files, (long long)bytes);
 	up->files += files;
 	up->bytes += bytes;
+	up->cycle_files += files;
 	if (files > 0)
 		planner_suspension_end(&up->suspension); /* the next suspension is news again */
 	int account = up->account;
@@ -920,7 +995,7 @@ static void stage_done(struct sup *s, struct up *up, int status, int slot)
 			 "to plan", up->u->name);
 		up->state = UP_FINISHED;
 	}
-	if ((result == STAGE_DONE || result == STAGE_MAX_TRANSFER) &&
+	if ((result == STAGE_DONE || result == STAGE_MAX_TRANSFER) && up->u->quota_enabled &&
 	    remaining_of(s, up, account) <= s->cfg.quota.continue_min_bytes)
 		up->given_up[account] = true; /* too little left to be worth another stage */
 	if (up->state == UP_FINISHED && s->opt->mode == SUPERVISOR_RUN) {
@@ -928,8 +1003,134 @@ static void stage_done(struct sup *s, struct up *up, int status, int slot)
 		up->cycle = false;
 		up->next_check_ms = ledger_now_ms() + (int64_t)up->u->check_interval_min * 60000;
 	}
-	if (up->state == UP_FINISHED || !up->cycle)
+	if (up->state == UP_FINISHED || !up->cycle) {
 		notify_upload_finished(up->u->name, NULL, up->failed);
+		upload_ended(s, up);
+	}
+}
+
+/* ---- the mover ---- */
+
+/* Whether another stage (of ours, or of a worker an earlier cplow left) uses the mover's
+ * account. */
+static bool mover_busy(const struct sup *s, const struct up *up, const char *account)
+{
+	char id[LEDGER_ACCOUNT_MAX + 8];
+	mover_identity(up->u, id, sizeof(id));
+	for (size_t k = 0; k < s->up_count; k++) {
+		const struct up *o = &s->ups[k];
+		if (o == up || o->state != UP_RUNNING || !*id)
+			continue;
+		const char *other = o->moving ? o->mover.identity : o->accounts.v[o->account].identity;
+		if (other && strcmp(other, id) == 0)
+			return true;
+	}
+	for (uint32_t k = 0; k < s->copy.slot_capacity; k++) {
+		const struct ledger_stage *st = &s->copy.stages[k];
+		if (st->state != LEDGER_STAGE_RUNNING || st->row < 0 ||
+		    (uint32_t)st->row >= s->copy.row_count || !ledger_stage_holder_alive(st))
+			continue;
+		const struct ledger_row *r = &s->copy.rows[st->row];
+		if (strcmp(r->uploader, up->u->name) == 0 ? strcmp(r->account, account) == 0
+							  : *id && row_is_account(s, r, id))
+			return true;
+	}
+	return false;
+}
+
+/* Forks the worker of up's mover, or says why it does not run (it waits while its account is
+ * busy). */
+static void start_mover(struct sup *s, struct up *up)
+{
+	int64_t now = ledger_now_ms();
+	ledger_expire(&s->ledger, now);
+	if (read_copy(s) < 0)
+		return;
+	struct mover_plan *m = &up->mover;
+	char account[LEDGER_ACCOUNT_MAX];
+	mover_plan(&s->cfg, up->u, &s->ledger, &s->copy, false, now, m);
+	snprintf(account, sizeof(account), "%s", m->account);
+	if (m->run && mover_busy(s, up, account)) {
+		if (!up->mover_waiting)
+			log_info("uploader %s: the mover waits: another stage uses its account %s",
+				 up->u->name, account);
+		up->mover_waiting = true;
+		return;
+	}
+	up->mover_waiting = false;
+	up->mover_due = false;
+	const struct config_mover *mv = &up->u->mover;
+	if (!m->run) {
+		log_warn("uploader %s: the mover from %s to %s does not run now: %s; it runs after "
+			 "the next upload", up->u->name, mv->move_from_remote, mv->move_to_remote,
+			 m->why);
+		return;
+	}
+	up->stage_number++;
+	build_mover(s, up);
+	if (m->quota)
+		log_info("uploader %s: mover %s → %s on %s: %lld bytes left, moves the files that "
+			 "fit", up->u->name, mv->move_from_remote, mv->move_to_remote, m->account,
+			 (long long)m->budget_bytes);
+	else
+		log_info("uploader %s: mover %s → %s on %s: quota off, moves every file",
+			 up->u->name, mv->move_from_remote, mv->move_to_remote, m->account);
+	pid_t supervisor = getpid();
+	pid_t pid = procs_fork(s->lock_fd, SIGTERM);
+	if (pid < 0) {
+		log_error("cannot fork the mover's worker: %s", strerror(errno));
+		free_stage(&up->stage);
+		up->mover_failed = true;
+		return;
+	}
+	if (pid == 0) {
+		char tag[LEDGER_UPLOADER_MAX + 80];
+		snprintf(tag, sizeof(tag), "mover[%s/%.60s]", up->u->name, m->account);
+		log_set_tag(tag);
+		struct stage_outcome out;
+		enum stage_result result = worker_run(&up->stage.spec, &out);
+		flush_if_last(s, supervisor);
+		_exit((int)result);
+	}
+	up->after_mover = up->state;
+	up->worker = pid;
+	up->account = -1;
+	up->moving = true;
+	up->state = UP_RUNNING;
+}
+
+/* The mover's worker (and its check) ended: the uploader goes back to how its upload ended. */
+static void mover_done(struct sup *s, struct up *up, int status, int slot)
+{
+	enum stage_result result = STAGE_FAILED;
+	if (WIFEXITED(status) && WEXITSTATUS(status) <= STAGE_ERROR)
+		result = (enum stage_result)WEXITSTATUS(status);
+	int64_t files = 0, bytes = 0;
+	if (slot >= 0) {
+		files = s->ledger.stages[slot].files_done;
+		bytes = s->ledger.stages[slot].bytes_done;
+		ledger_stage_release(&s->ledger, slot);
+	}
+	const struct config_mover *mv = &up->u->mover;
+	if (WIFSIGNALED(status))
+		log_error("uploader %s: the mover's worker was killed by signal %d; its counted files "
+			  "stay counted", up->u->name, WTERMSIG(status));
+	log_info("uploader %s: mover %s → %s %s: %lld files, %lld bytes counted on %s",
+		 up->u->name, mv->move_from_remote, mv->move_to_remote, stage_result_name(result),
+		 (long long)files, (long long)bytes, up->mover.account);
+	up->moved_files += files;
+	up->moved_bytes += bytes;
+	bool failed = result == STAGE_FAILED || result == STAGE_ERROR || result == STAGE_FATAL ||
+		      (result == STAGE_INTERRUPTED && !s->stopping && !s->reload_pending);
+	if (failed) {
+		up->mover_failed = true;
+		notify_problem("uploader %s: the mover from %s to %s failed (%s)", up->u->name,
+			       mv->move_from_remote, mv->move_to_remote, stage_result_name(result));
+	}
+	up->worker = 0;
+	up->moving = false;
+	free_stage(&up->stage);
+	up->state = up->after_mover;
 }
 
 /* ---- run mode: when an uploader is due ---- */
@@ -1018,10 +1219,11 @@ static void free_uploaders(struct sup *s)
 	s->up_count = 0;
 }
 
-/* Stages running, their checks included, and checks of an earlier run's slots. */
+/* Stages running, their checks included, checks of an earlier run's slots, and the hidden
+ * cleaner. */
 static size_t running_workers(const struct sup *s)
 {
-	size_t n = 0;
+	size_t n = s->cleaner > 0;
 	for (size_t i = 0; i < s->up_count; i++)
 		n += s->ups[i].state == UP_RUNNING;
 	for (uint32_t i = 0; s->slot_checks && i < s->ledger.hdr->slot_capacity; i++)
@@ -1047,6 +1249,7 @@ static void signal_stages(struct sup *s, int sig, bool checks)
 			signal_one(s->ups[i].checker ? s->ups[i].checker : s->ups[i].worker, sig);
 	for (uint32_t i = 0; checks && s->slot_checks && i < s->ledger.hdr->slot_capacity; i++)
 		signal_one(s->slot_checks[i].checker, sig);
+	signal_one(s->cleaner, sig); /* its markers stay for the next clean */
 }
 
 static void signal_workers(struct sup *s, int sig)
@@ -1080,6 +1283,13 @@ static void reap(struct sup *s)
 			continue;
 		if (stale_check_reaped(s, pid, status))
 			continue;
+		if (pid == s->cleaner) {
+			s->cleaner = 0;
+			if (!WIFEXITED(status) || WEXITSTATUS(status) > 1)
+				log_warn("the hidden cleaner ended early (status %d); its markers stay "
+					 "for the next clean, and the uploads go on", status);
+			continue;
+		}
 		/* Anything not ours is an orphan we reaped for the system (PID 1, subreaper). */
 		for (size_t i = 0; i < s->up_count; i++) {
 			struct up *up = &s->ups[i];
@@ -1127,7 +1337,7 @@ static int load_config(const char *path, struct config *out, const char *refused
 	for (size_t i = 0; rc == 0 && i < errors.count; i++)
 		log_warn("config: %s", errors.lines[i]);
 	for (size_t i = 0; rc == 0 && i < out->uploader_count; i++)
-		log_debug("uploader %s: quota %s (%s)", out->uploaders[i].name,
+		log_info("uploader %s: quota %s (%s)", out->uploaders[i].name,
 			  out->uploaders[i].quota_enabled ? "on" : "off",
 			  out->uploaders[i].quota_reason);
 	config_errors_free(&errors);
@@ -1250,9 +1460,29 @@ static int apply_reload(struct sup *s, char *err, size_t err_len)
 	return rc;
 }
 
+static void start_cleaner(struct sup *s)
+{
+	s->clean_due = false;
+	pid_t pid = hidden_start(&s->cfg, s->lock_fd);
+	if (pid < 0)
+		log_error("cannot fork the hidden cleaner: %s; uploading without it",
+			  strerror(errno));
+	else
+		s->cleaner = pid;
+}
+
 static void schedule_uploads(struct sup *s)
 {
 	int64_t now = ledger_now_ms();
+	/* The hidden cleaner runs before an upload, as cloudplow's did: a file deleted in the
+	 * union and written again must not be deleted on the remote after its new upload. */
+	if (s->cleaner > 0)
+		return;
+	if (s->clean_due) {
+		start_cleaner(s);
+		if (s->cleaner > 0)
+			return;
+	}
 	/* Uploaders waiting for a shared account go first: the one that just finished a stage
 	 * on it would otherwise take it again at once. */
 	bool waited[s->up_count + 1];
@@ -1261,8 +1491,14 @@ static void schedule_uploads(struct sup *s)
 	for (size_t pass = 0; pass < 2 * s->up_count; pass++) {
 		size_t i = pass % s->up_count;
 		struct up *up = &s->ups[i];
-		if (up->state != UP_IDLE || waited[i] != (pass < s->up_count) ||
-		    stale_check_of(s, up))
+		if (waited[i] != (pass < s->up_count) || stale_check_of(s, up))
+			continue;
+		if (up->mover_due) {
+			if (up->state != UP_RUNNING)
+				start_mover(s, up);
+			continue;
+		}
+		if (up->state != UP_IDLE)
 			continue;
 		if (!up->cycle) {
 			/* Run mode: an upload starts when the uploader is due. (`upload` starts every
@@ -1278,15 +1514,20 @@ static void schedule_uploads(struct sup *s)
 			log_info("uploader %s is due: uploading", up->u->name);
 			up->cycle = true;
 			memset(up->given_up, 0, up->accounts.count * sizeof(bool));
+			s->clean_due = s->cfg.hidden_count > 0;
 		}
+		if (s->clean_due)
+			continue; /* its upload waits for the cleaner */
 		start_stage(s, up);
 	}
+	if (s->clean_due)
+		start_cleaner(s);
 }
 
 static bool all_finished(const struct sup *s)
 {
 	for (size_t i = 0; i < s->up_count; i++)
-		if (s->ups[i].state != UP_FINISHED)
+		if (s->ups[i].state != UP_FINISHED || s->ups[i].mover_due)
 			return false;
 	return true;
 }
@@ -1356,7 +1597,7 @@ static int exit_code(const struct sup *s)
 	if (s->stop_signal)
 		return 128 + s->stop_signal;
 	for (size_t i = 0; i < s->up_count; i++)
-		if (s->ups[i].failed)
+		if (s->ups[i].failed || s->ups[i].mover_failed)
 			return SUPERVISOR_EXIT_FAILED;
 	return SUPERVISOR_EXIT_OK;
 }
@@ -1368,6 +1609,10 @@ static void summary(const struct sup *s)
 		log_info("uploader %s: %d stages, %lld files, %lld bytes%s", up->u->name,
 			 up->stage_number, (long long)up->files, (long long)up->bytes,
 			 up->failed ? " (failed)" : "");
+		if (up->u->mover.enabled)
+			log_info("uploader %s: its mover moved %lld files, %lld bytes%s", up->u->name,
+				 (long long)up->moved_files, (long long)up->moved_bytes,
+				 up->mover_failed ? " (failed)" : "");
 	}
 }
 
@@ -1438,6 +1683,114 @@ out:
  * builds the upload's. Stage 1's command is the first line that starts with the rclone binary:
  * scripts (tests/bench) take it from there. An uploader whose folder cannot be measured or
  * whose stage cannot be built (an upload would fail there too) makes the exit code 1. */
+/* One uploader's part of the dry run; its exit code. */
+static int dry_run_uploader(struct sup *s, struct up *up, struct planner_step *steps,
+			    int64_t now)
+{
+	char err[CONFIG_ERR_MAX], line[8192];
+	int64_t source = 0, left = 0;
+	up->stage_number = 1;
+	fflush(stdout); /* rclone's error, if any, after this uploader's first line */
+	if (dry_run_source_bytes(s, up, &source, err, sizeof(err)) < 0) {
+		printf("uploader %s: %zu accounts\n  cannot measure the upload folder: %s\n",
+		       up->u->name, up->accounts.count, err);
+		return SUPERVISOR_EXIT_FAILED;
+	}
+	printf("uploader %s: %zu accounts, %lld bytes to upload\n", up->u->name,
+	       up->accounts.count, (long long)source);
+	printf("  quota %s (%s)%s\n", up->u->quota_enabled ? "on" : "off",
+	       up->u->quota_reason,
+	       up->u->quota_enabled ? "" : ": no stage flags, no daily limit, no rotation "
+					   "for usage; its files are still counted");
+	struct plan stop;
+	size_t n = planner_simulate(&s->cfg, up->u->name, &up->accounts, &s->ledger, &s->copy,
+				    now, source, steps, SUP_DRY_RUN_STAGES_MAX, &left, &stop);
+	if (n == 0) {
+		printf("  no stage: %s\n", stop.why);
+		return SUPERVISOR_EXIT_OK;
+	}
+	bool planned = true;
+	for (size_t k = 0; k < n && planned; k++) {
+		const struct plan *p = &steps[k].plan;
+		struct rclone_cmd cmd;
+		up->stage_number = (int)k + 1;
+		if (build_stage(s, up, p, err, sizeof(err)) < 0 ||
+		    rclone_cmd_build(&up->stage.spec, "RCUSER", "RCPASS", &cmd, err,
+				     sizeof(err)) < 0) {
+			printf("  stage %zu on %s: cannot plan: %s\n  the plan stops here: the "
+			       "upload would fail at this stage\n",
+			       k + 1, up->accounts.v[p->account].name, err);
+			free_stage(&up->stage);
+			planned = false;
+			break;
+		}
+		rclone_cmd_render(&cmd, line, sizeof(line));
+		if (p->quota)
+			printf("  stage %zu on %s: %s, %lld bytes left, --max-transfer %lld "
+			       "bytes, --max-size %lld bytes; moves up to %lld bytes\n",
+			       k + 1, up->accounts.v[p->account].name, p->strategy->name,
+			       (long long)p->remaining_bytes, (long long)cmd.max_transfer_bytes,
+			       (long long)cmd.max_size_bytes, (long long)steps[k].moved_bytes);
+		else
+			printf("  stage %zu on %s: quota off, --max-transfer %lld bytes, "
+			       "--max-size %lld bytes (0: not passed); moves up to %lld "
+			       "bytes\n",
+			       k + 1, up->accounts.v[p->account].name,
+			       (long long)cmd.max_transfer_bytes,
+			       (long long)cmd.max_size_bytes, (long long)steps[k].moved_bytes);
+		if (cmd.note[0])
+			printf("  note: %s\n", cmd.note);
+		printf("  %s\n", line);
+		rclone_cmd_free(&cmd);
+		free_stage(&up->stage);
+	}
+	if (!planned)
+		return SUPERVISOR_EXIT_FAILED;
+	if (left == 0)
+		printf("  %zu stages cover the %lld bytes\n", n, (long long)source);
+	else if (!stop.why[0])
+		printf("  %lld bytes left after the first %zu stages (the plan stops there)\n",
+		       (long long)left, n);
+	else
+		printf("  %lld bytes left for later: no account can take another stage (%s)\n",
+		       (long long)left, stop.why);
+	return SUPERVISOR_EXIT_OK;
+}
+
+/* The mover's part: what it would move (its listing is taken when it runs), and its command. */
+static int dry_run_mover(struct sup *s, struct up *up, int64_t now)
+{
+	const struct config_mover *mv = &up->u->mover;
+	struct rclone_cmd cmd;
+	char err[CONFIG_ERR_MAX], line[8192];
+	if (!mv->enabled)
+		return SUPERVISOR_EXIT_OK;
+	mover_plan(&s->cfg, up->u, &s->ledger, &s->copy, false, now, &up->mover);
+	printf("  mover after the upload: %s → %s on %s, quota %s", mv->move_from_remote,
+	       mv->move_to_remote, up->mover.account, up->mover.quota ? "on" : "off");
+	if (!up->mover.run) {
+		printf("; does not run now: %s\n", up->mover.why);
+		return SUPERVISOR_EXIT_OK;
+	}
+	if (up->mover.quota)
+		printf(", %lld bytes left: moves the files it lists there that fit\n",
+		       (long long)up->mover.budget_bytes);
+	else
+		printf(": moves every file it lists there\n");
+	up->stage_number++;
+	build_mover(s, up);
+	int rc = rclone_cmd_build(&up->stage.spec, "RCUSER", "RCPASS", &cmd, err, sizeof(err));
+	if (rc < 0) {
+		printf("  mover: cannot plan: %s\n", err);
+	} else {
+		rclone_cmd_render(&cmd, line, sizeof(line));
+		printf("  %s\n", line);
+		rclone_cmd_free(&cmd);
+	}
+	free_stage(&up->stage);
+	return rc < 0 ? SUPERVISOR_EXIT_FAILED : SUPERVISOR_EXIT_OK;
+}
+
 static int dry_run(struct sup *s)
 {
 	int64_t now = ledger_now_ms();
@@ -1450,64 +1803,10 @@ static int dry_run(struct sup *s)
 		return SUPERVISOR_EXIT_FAILED;
 	}
 	for (size_t i = 0; i < s->up_count; i++) {
-		struct up *up = &s->ups[i];
-		char err[CONFIG_ERR_MAX], line[8192];
-		int64_t source = 0, left = 0;
-		up->stage_number = 1;
-		fflush(stdout); /* rclone's error, if any, after this uploader's first line */
-		if (dry_run_source_bytes(s, up, &source, err, sizeof(err)) < 0) {
-			printf("uploader %s: %zu accounts\n  cannot measure the upload folder: %s\n",
-			       up->u->name, up->accounts.count, err);
+		int a = dry_run_uploader(s, &s->ups[i], steps, now);
+		int b = dry_run_mover(s, &s->ups[i], now);
+		if (a != SUPERVISOR_EXIT_OK || b != SUPERVISOR_EXIT_OK)
 			code = SUPERVISOR_EXIT_FAILED;
-			continue;
-		}
-		printf("uploader %s: %zu accounts, %lld bytes to upload\n", up->u->name,
-		       up->accounts.count, (long long)source);
-		struct plan stop;
-		size_t n = planner_simulate(&s->cfg, up->u->name, &up->accounts, &s->ledger, &s->copy,
-					    now, source, steps, SUP_DRY_RUN_STAGES_MAX, &left, &stop);
-		if (n == 0) {
-			printf("  no stage: %s\n", stop.why);
-			continue;
-		}
-		bool planned = true;
-		for (size_t k = 0; k < n && planned; k++) {
-			const struct plan *p = &steps[k].plan;
-			struct rclone_cmd cmd;
-			up->stage_number = (int)k + 1;
-			if (build_stage(s, up, p, err, sizeof(err)) < 0 ||
-			    rclone_cmd_build(&up->stage.spec, "RCUSER", "RCPASS", &cmd, err,
-					     sizeof(err)) < 0) {
-				printf("  stage %zu on %s: cannot plan: %s\n  the plan stops here: the "
-				       "upload would fail at this stage\n",
-				       k + 1, up->accounts.v[p->account].name, err);
-				free_stage(&up->stage);
-				planned = false;
-				code = SUPERVISOR_EXIT_FAILED;
-				break;
-			}
-			rclone_cmd_render(&cmd, line, sizeof(line));
-			printf("  stage %zu on %s: %s, %lld bytes left, --max-transfer %lld bytes, "
-			       "--max-size %lld bytes; moves up to %lld bytes\n",
-			       k + 1, up->accounts.v[p->account].name, p->strategy->name,
-			       (long long)p->remaining_bytes, (long long)cmd.max_transfer_bytes,
-			       (long long)cmd.max_size_bytes, (long long)steps[k].moved_bytes);
-			if (cmd.note[0])
-				printf("  note: %s\n", cmd.note);
-			printf("  %s\n", line);
-			rclone_cmd_free(&cmd);
-			free_stage(&up->stage);
-		}
-		if (!planned)
-			continue;
-		if (left == 0)
-			printf("  %zu stages cover the %lld bytes\n", n, (long long)source);
-		else if (!stop.why[0])
-			printf("  %lld bytes left after the first %zu stages (the plan stops there)\n",
-			       (long long)left, n);
-		else
-			printf("  %lld bytes left for later: no account can take another stage (%s)\n",
-			       (long long)left, stop.why);
 	}
 	free(steps);
 	return code;
@@ -1583,6 +1882,7 @@ int supervisor_main(const struct supervisor_options *opt)
 		code = dry_run(s);
 		goto out;
 	}
+	s->clean_due = opt->mode == SUPERVISOR_UPLOAD && s->cfg.hidden_count > 0;
 	/* The dashboard's session: this run's stages (a dry run moves nothing, so not there). */
 	if (ledger_session_start(&s->ledger, ledger_now_ms()) != LEDGER_OK)
 		log_warn("cannot start the session's totals in the ledger; the dashboard's session "

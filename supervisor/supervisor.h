@@ -9,7 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* Exit codes (README.md). */
+/* Exit codes (docs/operations.md, "Exit codes"). */
 #define SUPERVISOR_EXIT_OK 0
 #define SUPERVISOR_EXIT_FAILED 1     /* an upload failed */
 #define SUPERVISOR_EXIT_CONFIG 2     /* bad config, bad arguments or an unusable ledger file */

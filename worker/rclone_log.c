@@ -320,7 +320,9 @@ static bool json_bytes_acceptable(const char *line, size_t len)
 
 static enum rclone_log_kind classify_msg(const char *msg, size_t msg_len)
 {
-    if (has_prefix(msg, msg_len, "Copied ("))
+    /* "Multi-thread Copied (new)": a file rclone wrote in parallel chunks (--multi-thread-streams
+     * to a destination that takes writes at offsets, such as a local or mounted path). */
+    if (has_prefix(msg, msg_len, "Copied (") || has_prefix(msg, msg_len, "Multi-thread Copied ("))
         return RCLONE_LOG_COPIED;
     if (msg_len == strlen("Deleted") && memcmp(msg, "Deleted", msg_len) == 0)
         return RCLONE_LOG_DELETED;

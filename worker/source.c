@@ -23,7 +23,10 @@
 #define FNV_OFFSET 14695981039346656037ULL
 #define FNV_PRIME 1099511628211ULL
 
-#define WATCH_MASK (IN_OPEN | IN_ONLYDIR)
+/* Opens, and what makes a listed size stale: a write or truncate (IN_MODIFY), another file put
+ * under a listed name (IN_CREATE, IN_MOVED_TO). */
+#define WATCH_MASK (IN_OPEN | IN_MODIFY | IN_CREATE | IN_MOVED_TO | IN_ONLYDIR)
+#define WATCH_CHANGE (IN_MODIFY | IN_CREATE | IN_MOVED_TO)
 
 struct source_arena_block {
     struct source_arena_block *next;
@@ -472,6 +475,38 @@ out:
     return rc;
 }
 
+int source_add(struct source_index *idx, const char *path, size_t len, int64_t size)
+{
+    if (idx->slots || size < 0 || len >= UINT32_MAX)
+        return -EINVAL;
+    if (idx->file_count == idx->entry_cap) {
+        if (idx->entry_cap >= FILES_MAX)
+            return -EOVERFLOW;
+        size_t cap = idx->entry_cap ? idx->entry_cap * 2 : ENTRIES_INITIAL;
+        if (cap > FILES_MAX)
+            cap = FILES_MAX;
+        struct source_entry *grown = realloc(idx->entries, cap * sizeof *grown);
+        if (!grown)
+            return -ENOMEM;
+        idx->entries = grown;
+        idx->entry_cap = cap;
+    }
+    struct source_entry *e = &idx->entries[idx->file_count];
+    int rc = join_path(idx, "", 0, path, len, &e->path, &e->path_len);
+    if (rc < 0)
+        return rc;
+    e->size = size;
+    e->flags = 0;
+    idx->file_count++;
+    idx->total_bytes += size;
+    return 0;
+}
+
+int source_index_done(struct source_index *idx)
+{
+    return idx->slots ? -EINVAL : build_slots(idx);
+}
+
 /* --- lookups and flags ------------------------------------------------------------------ */
 
 struct source_entry *source_find(struct source_index *idx, const char *path, size_t len)
@@ -548,6 +583,11 @@ int source_remove_arrived(const char *root, const char *path, int64_t size, int6
             return SOURCE_REMOVE_CHANGED;
     }
     return unlink(full) < 0 ? -errno : 0;
+}
+
+bool source_watch_complete(const struct source_index *idx)
+{
+    return idx->watch_started && !idx->watch_overflowed && !idx->watch_ambiguous;
 }
 
 uint32_t source_reconcile_flags(const struct source_index *idx)
@@ -706,7 +746,7 @@ int source_watch_feed(struct source_index *idx, const void *events, size_t len)
             continue;
         }
         /* An open of the watched directory itself has no name; a subdirectory's has IN_ISDIR. */
-        if (!(ev.mask & IN_OPEN) || (ev.mask & IN_ISDIR) || ev.len == 0)
+        if (!(ev.mask & (IN_OPEN | WATCH_CHANGE)) || (ev.mask & IN_ISDIR) || ev.len == 0)
             continue;
         size_t name_len = strnlen(name, ev.len);
         if (name_len == 0 || name_len > NAME_MAX)
@@ -718,6 +758,10 @@ int source_watch_feed(struct source_index *idx, const void *events, size_t len)
         /* Files sharing rclone's name are all marked: the reconcile step wants a superset. */
         struct source_entry *e = NULL;
         while ((e = lookup(idx, dir->path, dir->path_len, encoded, encoded_len, e))) {
+            if (ev.mask & WATCH_CHANGE) {
+                e->flags |= SOURCE_CHANGED;
+                continue;
+            }
             if (!(e->flags & SOURCE_OPENED)) {
                 e->flags |= SOURCE_OPENED;
                 idx->opened_files++;

@@ -28,7 +28,8 @@
  * such files out one per Copied line, uncounted first.
  *
  * The listing is fixed when source_list() returns: a file created after it is not in it even if
- * rclone uploads it, and a file that grew since counts its listed size.
+ * rclone uploads it, and a file written to after it keeps its listed size, marked
+ * SOURCE_CHANGED by the watch (rclone uploads the size it finds when it reaches the file).
  *
  * Memory: one entry (24 bytes) per file, every path string in one arena (the path's bytes plus
  * its NUL), and a hash index of 8-byte slots kept at most 3/4 full: about 40 bytes per file
@@ -51,6 +52,11 @@ enum source_flag {
     SOURCE_NOTED = 1u << 3,      /* the worker's: recorded in its stage slot's open files */
     SOURCE_CONFIRMED = 1u << 4,  /* the worker's: rclone itself had it open (its descriptors,
                                   * or its transferring list), not only some process */
+    SOURCE_HELD = 1u << 5,       /* the worker's: a remote source's file left out of the
+                                  * stage (it did not fit the stage's byte budget) */
+    SOURCE_CHANGED = 1u << 6,    /* written to, or another file put under its name, since the
+                                  * watch began: its listed size is no evidence of what rclone
+                                  * uploads (rclone stats a file when it reaches it) */
 };
 
 struct source_entry {
@@ -115,6 +121,15 @@ struct source_index {
  */
 int source_list(const char *root, struct source_index *out, char *err, size_t err_len);
 
+/*
+ * A listing made elsewhere (a remote source: rclone lsjson's paths, already in rclone's form),
+ * into a zeroed index: source_add() once per file, then source_index_done(), after which
+ * source_find() and the rest work as on a listed folder (the open-watch excepted). 0, or
+ * -EINVAL (done already, a negative size), -ENOMEM, -EOVERFLOW.
+ */
+int source_add(struct source_index *idx, const char *path, size_t len, int64_t size);
+int source_index_done(struct source_index *idx);
+
 /* The entry whose path is exactly these len bytes (no NUL needed), or NULL. O(1). When files
  * share the path, an uncounted one while there is one. */
 struct source_entry *source_find(struct source_index *idx, const char *path, size_t len);
@@ -137,6 +152,10 @@ typedef int (*source_entry_fn)(void *ctx, struct source_entry *entry);
  */
 int source_foreach(struct source_index *idx, uint32_t any_of, uint32_t none_of,
                    source_entry_fn fn, void *ctx);
+
+/* Whether the watch has seen every open and change since it started (it started, never
+ * overflowed, and watches no directory reached by two paths). */
+bool source_watch_complete(const struct source_index *idx);
 
 /*
  * The any_of flags that select the files that may have been in flight: SOURCE_OPENED |
@@ -174,7 +193,8 @@ int source_remove_arrived(const char *root, const char *path, int64_t size, int6
 #define SOURCE_WATCH_OVERFLOW 1
 
 /*
- * Watches every listed directory for opens (inotify IN_OPEN) and stores the inotify fd
+ * Watches every listed directory for opens (inotify IN_OPEN, SOURCE_OPENED) and for changes to
+ * listed files (writes, a file put under a listed name: SOURCE_CHANGED) and stores the inotify fd
  * (non-blocking, close-on-exec) in *fd_out for the caller's poll(); POLLIN means "call
  * source_watch_drain()". Call it after source_list() and before rclone starts: the kernel queues
  * every open from then on, so no open is missed however late the queue is drained, up to

@@ -23,6 +23,7 @@
 #include "rclone_log.h"
 #include "rclone_proc.h"
 #include "reconcile.h"
+#include "remote_source.h"
 #include "sandbox.h"
 #include "source.h"
 #include "triggers.h"
@@ -55,6 +56,8 @@ struct worker {
 	int32_t row, slot;
 	struct ledger_stage stage;     /* our copy of the slot, for stats updates */
 	struct source_index source;
+	bool remote;                   /* STAGE_SOURCE_REMOTE: listed with lsjson, not watched */
+	int64_t *listed_mtime_ns;      /* remote: per entry, its modification time there */
 	int watch_fd;                  /* inotify on the source: which files rclone opened */
 	struct rclone_log_reader reader;
 	struct rclone_log_event *event; /* 8.5 KiB: one, on the heap */
@@ -63,7 +66,7 @@ struct worker {
 	int rc_ready;
 	struct rc_stats stats;         /* 260 KiB: kept here, not on the stack */
 	char rc_user[RC_CLIENT_USER_LEN + 1], rc_pass[RC_CLIENT_PASS_LEN + 1];
-	struct rclone_cmd cmd, ls_cmd, features_cmd;
+	struct rclone_cmd cmd, ls_cmd, features_cmd, list_cmd;
 	struct rclone_proc proc;
 	struct reconcile reconcile;
 	char files_from[PATH_MAX];
@@ -169,7 +172,8 @@ static void note(struct worker *w, const char *path, int64_t size, int64_t mtime
 	w->note_mtimes[w->note_count++] = mtime_ns;
 }
 
-static void note_late(struct worker *w, const char *path)
+/* why: what makes the remote the only one to know the file's size, for the log. */
+static void note_late(struct worker *w, const char *path, const char *why)
 {
 	if (w->late_count == w->late_cap) {
 		size_t cap = w->late_cap ? w->late_cap * 2 : 16;
@@ -192,8 +196,19 @@ static void note_late(struct worker *w, const char *path)
 	/* In the slot too: should this worker die, the supervisor counts it from the remote. */
 	note(w, copy, LEDGER_OPEN_SIZE_LATE, 0);
 	flush_notes(w);
-	log_info("rclone copied %s, which was not in the listing (it came into the source during "
-		 "the stage): counted from the remote when rclone ends", path);
+	log_info("rclone copied %s, %s: counted from the remote when rclone ends", path, why);
+}
+
+/* Whether the listed size may not be what rclone uploaded: rclone stats a file when it reaches
+ * it, and a file written to since the listing (the watch saw it, or it is still there at
+ * another size) went up at the size rclone found. */
+static bool listed_size_stale(const struct worker *w, const struct source_entry *e)
+{
+	if (e->flags & SOURCE_CHANGED)
+		return true;
+	struct stat sb;
+	return source_stat(w->spec->source, e->path, &sb) == 0 && S_ISREG(sb.st_mode) &&
+	       sb.st_size != e->size;
 }
 
 /* The hot path: one completed file, counted once, at once. */
@@ -209,11 +224,16 @@ static void worker_on_copied(struct worker *w, const struct rclone_log_event *ev
 	struct source_entry *e = source_find(&w->source, ev->object, ev->object_len);
 	if (!e) {
 		w->out->unknown_files++;
-		note_late(w, ev->object);
+		note_late(w, ev->object, "which was not in the listing (it came into the source "
+			  "during the stage)");
 		return;
 	}
 	if (source_mark_counted(e))
 		return; /* a second Copied for one file (failed, then retried) counts once */
+	if (listed_size_stale(w, e)) {
+		note_late(w, e->path, "which changed after the listing");
+		return;
+	}
 	int rc = count_file(w, e);
 	if (rc != LEDGER_OK) {
 		log_error("cannot record %s in the ledger: %s", ev->object, ledger_strerror(rc));
@@ -264,6 +284,12 @@ static void worker_on_line(void *ctx, const char *line, size_t len)
 	switch (rclone_log_parse(line, len, ev)) {
 	case RCLONE_LOG_COPIED:
 		worker_on_copied(w, ev);
+		break;
+	case RCLONE_LOG_MOVED_SERVER_SIDE:
+		/* From a remote source, a file that reached the destination (Google counts a
+		 * server-side copy); from a local one, a rename on this machine, no upload. */
+		if (w->remote)
+			worker_on_copied(w, ev);
 		break;
 	case RCLONE_LOG_FAILED:
 		w->out->failed_lines++;
@@ -341,8 +367,11 @@ static void poll_stats(struct worker *w)
 		source_mark_in_flight(e);
 		if (!(e->flags & (SOURCE_CONFIRMED | SOURCE_COUNTED))) {
 			struct stat sb;
-			confirm(w, e, source_stat(w->spec->source, e->path, &sb) == 0 ?
-					      mtime_ns_of(&sb) : 0);
+			if (w->remote)
+				confirm(w, e, w->listed_mtime_ns[e - w->source.entries]);
+			else
+				confirm(w, e, source_stat(w->spec->source, e->path, &sb) == 0 ?
+						      mtime_ns_of(&sb) : 0);
 		}
 	}
 	flush_notes(w);
@@ -368,6 +397,14 @@ static int64_t mono_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* Reads the open-watch's queue into the listing's flags. */
+static void read_watch(struct worker *w)
+{
+	if (source_watch_drain(&w->source) == SOURCE_WATCH_OVERFLOW)
+		log_warn("too many file events at once; the in-flight check will look at every "
+			 "unfinished file");
+}
+
 static int read_rclone(struct worker *w, char *buf)
 {
 	ssize_t n = read(w->proc.out_fd, buf, WORKER_READ_CHUNK);
@@ -375,6 +412,10 @@ static int read_rclone(struct worker *w, char *buf)
 		return errno == EINTR || errno == EAGAIN ? 1 : 0;
 	if (n == 0)
 		return 0;
+	/* A change to a file comes before rclone's stat of it, so before its Copied line: the
+	 * watch's queue read after these lines holds every change that concerns them. */
+	if (w->watch_fd >= 0)
+		read_watch(w);
 	log_rate_note(&w->read_rate, (size_t)n, mono_us());
 	rclone_log_feed(&w->reader, buf, (size_t)n, worker_on_line, w);
 	return 1;
@@ -419,9 +460,7 @@ static void drain_watch(struct worker *w)
 		return;
 	w->last_drain_ms = ledger_now_ms();
 	w->watch_pending = false;
-	if (source_watch_drain(&w->source) == SOURCE_WATCH_OVERFLOW)
-		log_warn("too many file events at once; the in-flight check will look at every "
-			 "unfinished file");
+	read_watch(w);
 	size_t n;
 	struct source_entry *const *fresh = source_take_opened(&w->source, &n);
 	for (size_t i = 0; i < n; i++) {
@@ -529,7 +568,7 @@ static int count_in_flight(void *ctx, struct reconcile_candidate *c)
 		log_error("cannot record %s in the ledger: %s", c->path, ledger_strerror(rc));
 		return 1;
 	}
-	if (strcmp(w->spec->command, "move") == 0)
+	if (strcmp(w->spec->command, "move") == 0 && !w->remote)
 		reconcile_remove_arrived(w->spec->source, &w->reconcile, c);
 	return 0;
 }
@@ -597,6 +636,23 @@ static int add_started(struct worker *w, struct candidates *c)
 	return 0;
 }
 
+/* A remote source's files that the stage handed rclone and no line reported: a server-side
+ * move takes milliseconds and shows in no open file, so any of them may have moved in the
+ * moment rclone was cut. Checked with the listed time (a moved file keeps it). */
+static int add_remote(struct worker *w, struct candidates *c)
+{
+	for (size_t i = 0; i < w->source.file_count; i++) {
+		struct source_entry *e = &w->source.entries[i];
+		if (e->flags & (SOURCE_COUNTED | SOURCE_HELD))
+			continue;
+		if (push_candidate(c, (struct reconcile_candidate){
+				.path = e->path, .size = e->size, .kind = RECONCILE_STARTED,
+				.mtime_ns = w->listed_mtime_ns[i], .user = e }) != 0)
+			return -1;
+	}
+	return 0;
+}
+
 /* What the slot keeps for the supervisor: the files no check could settle. The rest (arrived
  * and counted, or absent, or, after a clean exit, failed uploads rclone reported) are freed. */
 static void settle_slot(struct worker *w, const struct candidates *c)
@@ -623,13 +679,14 @@ static int check_in_flight(struct worker *w, bool cut, int64_t stopped_ms,
 	drain_watch(w);
 	struct candidates c = { 0 };
 	int rc = 0;
-	if ((cut && add_started(w, &c) != 0) || add_late(w, &c) != 0) {
+	if ((cut && (w->remote ? add_remote(w, &c) : add_started(w, &c)) != 0) ||
+	    add_late(w, &c) != 0) {
 		snprintf(err, err_len, "out of memory");
 		rc = -1;
 	} else if (cut || c.n) {
 		if (reconcile_features(&w->reconcile, err, err_len) < 0)
 			rc = -1;
-		else if (cut && w->reconcile.window_ns == RECONCILE_NO_MODTIME &&
+		else if (cut && !w->remote && w->reconcile.window_ns == RECONCILE_NO_MODTIME &&
 			 source_foreach(&w->source, source_reconcile_flags(&w->source),
 					SOURCE_COUNTED | SOURCE_CONFIRMED, add_opened, &c) != 0) {
 			snprintf(err, err_len, "out of memory");
@@ -699,8 +756,30 @@ static int prepare(struct worker *w, char *err, size_t err_len)
 	snprintf(w->files_from, sizeof(w->files_from), "%s/inflight-%d-%d.txt",
 		 spec->work_dir ? spec->work_dir : "/tmp", (int)getpid(), spec->stage_number);
 	if (rclone_cmd_build_lsjson(spec, w->files_from, &w->ls_cmd, err, err_len) < 0 ||
-	    rclone_cmd_build_features(spec, &w->features_cmd, err, err_len) < 0)
+	    rclone_cmd_build_features(spec, &w->features_cmd, err, err_len) < 0 ||
+	    (w->remote && rclone_cmd_build_list(spec, &w->list_cmd, err, err_len) < 0))
 		return -1;
+	return 0;
+}
+
+/* A remote source's listing, and the files rclone gets (remote_source.h). 0, -1 with a message,
+ * or REMOTE_SOURCE_STOPPED. */
+static int list_remote(struct worker *w, char *err, size_t err_len)
+{
+	const struct stage_spec *spec = w->spec;
+	int rc = remote_source_list(&w->list_cmd, worker_sigpipe[0], &w->source,
+				    &w->listed_mtime_ns, err, err_len);
+	if (rc != 0)
+		return rc;
+	/* The budget is what rclone_cmd_build made of the quota's and the user's --max-transfer. */
+	if (remote_source_choose(&w->source, w->cmd.max_transfer_bytes, w->cmd.files_from,
+				 &w->out->held_files, &w->out->held_bytes, err, err_len) < 0)
+		return -1;
+	if (w->out->held_files)
+		log_info("%lld of the %zu files in %s (%lld bytes) wait for a later run: they do "
+			 "not fit in the %lld bytes this account has left", (long long)
+			 w->out->held_files, w->source.file_count, spec->source,
+			 (long long)w->out->held_bytes, (long long)w->cmd.max_transfer_bytes);
 	return 0;
 }
 
@@ -710,8 +789,12 @@ static int prepare_source(struct worker *w, char *err, size_t err_len)
 {
 	const struct stage_spec *spec = w->spec;
 	int rc;
-	if (source_list(spec->source, &w->source, err, err_len) < 0)
+	if (w->remote) {
+		if ((rc = list_remote(w, err, err_len)) != 0)
+			return rc;
+	} else if (source_list(spec->source, &w->source, err, err_len) < 0) {
 		return -1;
+	}
 	memset(&w->stage, 0, sizeof(w->stage));
 	w->stage.pid = (int32_t)getpid();
 	w->stage.row = w->row;
@@ -725,8 +808,8 @@ static int prepare_source(struct worker *w, char *err, size_t err_len)
 	w->stage.transfers = spec->transfers;
 	w->stage.max_backlog = spec->max_backlog;
 	w->stage.started_at_ms = ledger_now_ms();
-	w->stage.files_total = (int64_t)w->source.file_count;
-	w->stage.bytes_total = w->source.total_bytes;
+	w->stage.files_total = (int64_t)w->source.file_count - w->out->held_files;
+	w->stage.bytes_total = w->source.total_bytes - w->out->held_bytes;
 	w->stage.rc_eta_s = -1;
 	if ((rc = ledger_stage_claim(&w->ledger, &w->stage, &w->slot)) != LEDGER_OK) {
 		snprintf(err, err_len, "no stage slot: %s", ledger_strerror(rc));
@@ -751,6 +834,7 @@ enum stage_result worker_run(const struct stage_spec *spec, struct stage_outcome
 	w->watch_fd = -1;
 	w->slot = -1;
 	w->proc.pid = -1;
+	w->remote = spec->source_kind == STAGE_SOURCE_REMOTE;
 	setpgid(0, 0);
 	if (install_signals() < 0) {
 		snprintf(err, sizeof(err), "cannot install signal handlers: %s", strerror(errno));
@@ -765,9 +849,16 @@ enum stage_result worker_run(const struct stage_spec *spec, struct stage_outcome
 		snprintf(err, sizeof(err), "cannot fork: %s", strerror(errno));
 		goto out;
 	}
-	if (prepare_source(w, err, sizeof(err)) < 0)
+	int listed = prepare_source(w, err, sizeof(err));
+	if (listed == REMOTE_SOURCE_STOPPED) {
+		log_info("stop requested while the source was being listed: nothing was moved");
+		out->result = STAGE_INTERRUPTED;
 		goto out;
-	if (source_watch_start(&w->source, spec->source, &w->watch_fd, err, sizeof(err)) < 0) {
+	}
+	if (listed < 0)
+		goto out;
+	if (!w->remote &&
+	    source_watch_start(&w->source, spec->source, &w->watch_fd, err, sizeof(err)) < 0) {
 		log_warn("%s; an interrupted stage will check every unfinished file on the remote",
 			 err);
 		err[0] = '\0';
@@ -780,9 +871,9 @@ enum stage_result worker_run(const struct stage_spec *spec, struct stage_outcome
 		goto out;
 	}
 	out->result = STAGE_DONE;
-	log_info("stage %d started: %s %s → %s (%zu files, %lld bytes)", spec->stage_number,
-		 spec->command, spec->source, spec->destination, w->source.file_count,
-		 (long long)w->source.total_bytes);
+	log_info("stage %d started: %s %s → %s (%lld files, %lld bytes)", spec->stage_number,
+		 spec->command, spec->source, spec->destination, (long long)w->stage.files_total,
+		 (long long)w->stage.bytes_total);
 	/* What remains before the sandbox (which forbids forking and what the dynamic loader
 	 * does) waits until rclone has something to say: done at once it competed with rclone's
 	 * exec for a CPU (~7 ms of forks and ~10 ms of loading libcurl on a small VM), and
@@ -870,6 +961,8 @@ out:
 	rclone_cmd_free(&w->cmd);
 	rclone_cmd_free(&w->ls_cmd);
 	rclone_cmd_free(&w->features_cmd);
+	rclone_cmd_free(&w->list_cmd);
+	free(w->listed_mtime_ns);
 	free(w->confirmed);
 	free(w->waiting);
 	unlink(w->files_from);

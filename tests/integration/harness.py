@@ -76,6 +76,10 @@ class FakeRemote:
         """A PUT received whole is stored and counted, then its reply waits ms."""
         self._request("POST", "_fake/reply_delay?ms=%d" % ms)
 
+    def set_move_reply_delay(self, ms):
+        """A MOVE or COPY is done, then its reply waits ms."""
+        self._request("POST", "_fake/move_reply_delay?ms=%d" % ms)
+
     def stored(self, user, rel):
         """Where the fake keeps user's file rel: a test may put a file there (as if uploaded
         long ago) or look at what arrived."""

@@ -1,8 +1,8 @@
-"""cplow's command line as cloudplow's users type it (README, "Using it"): options before or
-after the command, --opt value and --opt=value, cloudplow's log level names in any case,
---logfile (reopened on SIGHUP), --cachefile, update_config, sync, and the CLOUDPLOW_*
-environment variables its Docker images set, with cplow's own CPLOW_* winning. The real binary,
-each form."""
+"""cplow's command line as cloudplow's users type it (docs/operations.md, "Commands and
+options"): options before or after the command, --opt value and --opt=value, cloudplow's log
+level names in any case, --logfile (reopened on SIGHUP), --cachefile, update_config, sync, and
+the CLOUDPLOW_* environment variables its Docker images set, with cplow's own CPLOW_* winning.
+The real binary, each form."""
 import json
 import os
 import shutil

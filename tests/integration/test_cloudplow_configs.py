@@ -64,9 +64,10 @@ class CloudplowConfigsTest(unittest.TestCase):
                              capture_output=True, text=True, env=self.env, timeout=60)
         self.assertEqual(out.returncode, 0, "%s:\n%s" % (name, out.stderr))
         effective = json.loads(out.stdout)
-        # Only notes: warnings, the ignored sections' names, the quota that applies.
+        # Only notes: warnings, the ignored sections' names, the quota that applies, what the
+        # movers and hidden cleaners do.
         for line in out.stderr.splitlines():
-            self.assertRegex(line, r"^cplow: (warning: |uploader )", name)
+            self.assertRegex(line, r"^cplow: (warning: |uploader |hidden )", name)
         # and it plans an upload (nothing to move in the empty folders)
         dry = subprocess.run([CPLOW, "--config", path, "upload", "--dry-run"],
                              capture_output=True, text=True, env=self.env, timeout=120)

@@ -2,7 +2,7 @@
 `cplow upload` killed, stopped or broken at a random moment (every kind of trial the script's
 header lists: each role x signal, rclone's own exit 7 and panic, a worker dead inside a ledger
 write, the supervisor killed with rclone's lines unread and /dev/shm lost), then finished by a
-second run; the ledger must never over-count, must be exact where the README promises it, the
+second run; the ledger must never over-count, must be exact where docs/ledger.md promises it, the
 ledger file must equal the shared ledger once every process of a run has ended, and no file may
 be lost or duplicated. Any failure the script reports fails this test, with the
 script's own report (its table and the failed trials, whose logs it keeps) in the message.

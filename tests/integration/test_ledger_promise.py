@@ -309,6 +309,17 @@ class PidReuseTest(PromiseTest):
             return all(not os.path.exists("/proc/%d" % p) for p in procs)
         wait_for("the killed processes to be reaped", reaped, timeout=30)
 
+    def kill_whole_tree(self, run):
+        """The whole tree at once, as a power cut of cplow alone would: the slot stays
+        RUNNING, with its pending files."""
+        procs = self.tree_of(run)
+        for p in procs:
+            os.kill(p, signal.SIGSTOP)
+        for p in procs:
+            os.kill(p, signal.SIGKILL)
+        run.p.wait()
+        self.reap(procs)
+
     def test_a_stale_slot_whose_pid_another_process_got_is_released(self):
         self.tree(count=20, seed=110)
         cfg = self.write_config(self.config_dict())
@@ -316,14 +327,7 @@ class PidReuseTest(PromiseTest):
         run = self.cplow(cfg, "upload")
         self.wait_uploading(cfg, run)
         stage = self.running_stages(cfg)[0]
-        procs = self.tree_of(run)
-        # The whole tree at once, as a power cut of cplow alone would: the slot stays RUNNING.
-        for p in procs:
-            os.kill(p, signal.SIGSTOP)
-        for p in procs:
-            os.kill(p, signal.SIGKILL)
-        run.p.wait()
-        self.reap(procs)
+        self.kill_whole_tree(run)
         self.assertEqual([s["pid"] for s in self.running_stages(cfg)], [stage["pid"]])
         impostor = self.spawn_with_pid(stage["pid"])
         if impostor is None:
@@ -345,6 +349,36 @@ class PidReuseTest(PromiseTest):
         truth = self.truth()
         for remote, _ in ACCOUNTS:
             self.assertLessEqual(self.ledger(cfg).get(remote, 0), truth[remote])
+
+
+    def test_a_dry_run_counts_a_dead_runs_arrived_files_but_deletes_none(self):
+        # The whole tree killed mid-upload leaves its in-flight files pending in the slot; the
+        # next cplow checks them on the remote. Under core.dry_run that check deleted the
+        # local copies of those that arrived, as a real run's move would: a dry run deletes
+        # nothing. It still counts them: the remote took their bytes.
+        self.small_tree(60, seed=112)
+        cfg = self.write_config(self.config_dict())
+        self.fake.set_delay(SLOW_MS)
+        run = self.cplow(cfg, "upload")
+        self.wait_uploading(cfg, run)
+        self.wait_in_flight(2)
+        self.kill_whole_tree(run)
+        self.assertTrue(self.running_stages(cfg), "no slot left by the killed tree")
+        left = sorted(os.path.relpath(os.path.join(d, f), self.src)
+                      for d, _, fs in os.walk(self.src) for f in fs)
+        self.fake.set_delay(0)
+        dry = self.config_dict()
+        dry["core"]["dry_run"] = True
+        self.write_config(dry, cfg)
+        again = self.cplow(cfg, "upload")
+        self.assertEqual(again.wait(180), 0, again.log()[-4000:])
+        self.assertTrue(again.log_lines("unfinished files of the stage in slot"),
+                        again.log()[-4000:])
+        now = sorted(os.path.relpath(os.path.join(d, f), self.src)
+                     for d, _, fs in os.walk(self.src) for f in fs)
+        self.assertEqual(now, left, "the dry run deleted files from the source: "
+                         + "\n".join(again.log_lines("in-flight check")))
+        self.assert_equals_truth(self.ledger(cfg), "after the dry run's check: the ledger")
 
 
 @unittest.skipUnless(os.geteuid() == 0, "needs root to act as another user")
@@ -394,3 +428,46 @@ class SquattedNameTest(PromiseTest):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+# ---- the wall clock set back under a running flusher ---------------------------------------------
+
+FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+
+
+class ClockStepTest(PromiseTest):
+    def test_a_wall_clock_set_back_an_hour_does_not_hold_the_file_back(self):
+        # cplow's wall clock is libfaketime's, read from a file (its monotonic clock stays
+        # real): set back two hours mid-upload, as NTP or an operator may. The flusher timed
+        # its interval on the wall clock and waited the two hours before its next write, while
+        # the workers went on counting into shared memory only.
+        clock = os.path.join(self.work, "faketime")
+
+        def set_clock(spec):
+            with open(clock + ".tmp", "w") as f:
+                f.write(spec + "\n")
+            os.replace(clock + ".tmp", clock)
+        set_clock("+0")
+        self.env.update({
+            "LD_PRELOAD": FAKETIME_LIB, "FAKETIME_TIMESTAMP_FILE": clock,
+            "FAKETIME_DONT_FAKE_MONOTONIC": "1", "FAKETIME_CACHE_DURATION": "1",
+            "ASAN_OPTIONS": "verify_asan_link_order=0:" + os.environ.get("ASAN_OPTIONS", "")})
+        self.tree(seed=131)
+        cfg = self.write_config(self.config_dict(flush_interval_ms=100))
+        self.fake.set_delay(SLOW_MS)
+        run = self.cplow(cfg, "upload")
+        self.wait_uploading(cfg, run)
+        wait_for("the file to hold the first bytes", lambda: self.file_bytes(cfg), timeout=30)
+        set_clock("-2h")
+        time.sleep(1.5)  # libfaketime reads its file at most once a second
+        before = sum(self.ledger(cfg).values())
+        wait_for("more bytes counted after the step",
+                 lambda: run.p.poll() is not None or sum(self.ledger(cfg).values()) > before,
+                 timeout=60, step=0.05)
+        live = self.ledger(cfg)
+        self.assertGreater(sum(live.values()), before, run.log()[-3000:])
+        # Within a few flush intervals, as before the step: not two hours later.
+        wait_for("the file to catch up with the shared ledger",
+                 lambda: sum((self.file_bytes(cfg) or {}).values()) >= sum(live.values()),
+                 timeout=5, step=0.05)
+        self.finish(cfg, run)

@@ -266,6 +266,46 @@ exec /usr/bin/rclone "$@"
         self.assertEqual(os.listdir(src) and
                          [f for _, _, fs in os.walk(src) for f in fs], [], "not all moved")
 
+    def test_a_file_that_grows_after_the_listing_counts_what_rclone_uploaded(self):
+        # A file still being written (a download manager's copy into the folder) is listed
+        # at the size it had then; rclone stats it later, when it reaches it, and uploads
+        # what it finds. A wrapper appends to two listed files just before it execs the real
+        # rclone: the ledger must count what the remote accepted, never the listed sizes.
+        fake = self.start_fake(kim=AMPLE)
+        src, files = self.source(6, seed=21, min_size=10 << 10, max_size=100 << 10, dirs=0)
+        grown = sorted(files)[:2]
+        wrapper = os.path.join(self.work, "rclone-grow")
+        with open(wrapper, "w") as f:
+            f.write("#!/bin/sh\ncase \" $* \" in *\" move \"*)\n")
+            for name in grown:
+                f.write("  head -c 300000 /dev/urandom >> '%s'\n" % os.path.join(src, name))
+            f.write(";; esac\nexec /usr/bin/rclone \"$@\"\n")
+        os.chmod(wrapper, 0o755)
+        outcome, run = run_stage(fake.remote_env("fake", "kim"),
+                                 *stage_args(self.shm, "media", "acct", src, "fake:media",
+                                             self.work, "--sandbox", "--rclone", wrapper))
+        self.assertEqual(outcome["result"], "done", run.stderr[-3000:])
+        self.assertEqual(outcome["files"], len(files))
+        truth = self.assert_ledger_is_truth("kim")
+        self.assertEqual(truth, sum(files.values()) + 300000 * len(grown))
+        self.assertEqual(outcome["bytes"], truth)
+
+    def test_files_rclone_copies_in_parallel_chunks_are_counted(self):
+        # The real rclone writes a file at offsets in parallel (--multi-thread-streams, to a
+        # destination that takes such writes: a local or mounted path) and logs
+        # "Multi-thread Copied (new)" for it, which was not taken for a completed file.
+        src, files = self.source(4, seed=23, min_size=2 << 20, max_size=3 << 20, dirs=0)
+        dest = os.path.join(self.work, "mounted")
+        os.makedirs(dest)
+        outcome, run = run_stage({}, *stage_args(self.shm, "media", "acct", src,
+                                                 ":local:" + dest, self.work,
+                                                 "--command", "copy",
+                                                 "--extra", "--multi-thread-streams=4",
+                                                 "--extra", "--multi-thread-cutoff=1M"))
+        self.assertEqual(outcome["result"], "done", run.stderr[-3000:])
+        self.assertEqual(outcome["files"], len(files))
+        self.assertEqual(ledger_bytes(self.shm, "media", "acct"), sum(files.values()))
+
     def test_a_sandboxed_stage_still_passes(self):
         fake = self.start_fake(gina=AMPLE)
         src, files = self.source(20, seed=7, max_size=1 << 20)

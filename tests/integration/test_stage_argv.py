@@ -1,6 +1,6 @@
 """A stage's rclone command, one source of truth: what `upload --dry-run` prints is what runs,
-and what the user wrote in rclone_extras is honoured as cloudplow honoured it (README, "One
-upload stage"). The real rclone against the fake remote; rclone's argv read from /proc."""
+and what the user wrote in rclone_extras is honoured as cloudplow honoured it (docs/operations.md,
+"One upload stage"). The real rclone against the fake remote; rclone's argv read from /proc."""
 import json
 import os
 import re

@@ -544,6 +544,22 @@ UNSHARE = ("unshare", "--pid", "--fork", "--mount-proc")
 
 @unittest.skipUnless(os.geteuid() == 0 and shutil.which("unshare"),
                      "needs root and unshare for a PID namespace")
+class StuckRoleTest(SupervisorTest):
+    def test_a_dashboard_that_does_not_stop_is_killed_and_the_loop_goes_on(self):
+        # logrotate's SIGHUP restarts the dashboard: the supervisor sent SIGTERM and waited for
+        # it with no deadline, in its loop. A dashboard that does not end (stopped here, as a
+        # debugger or a hung library call would hold it) held every stage's bookkeeping, the
+        # heartbeat and the stop signals with it.
+        cfg, run = self.start_slow_upload(seed=141)
+        _, _, dashboard, _ = self.roles(run)
+        os.kill(dashboard, signal.SIGSTOP)
+        self.strays.append((dashboard, _stat(dashboard)[4]))
+        os.kill(run.pid, signal.SIGHUP)
+        wait_for("the stopped dashboard to be killed", lambda: not alive(dashboard),
+                 timeout=30, step=0.1)
+        self.finish(cfg, run)
+
+
 class Pid1Test(SupervisorTest):
     def cplow_as_pid1(self, cfg):
         run = self.cplow(cfg, "upload", wrap=UNSHARE)
@@ -704,7 +720,7 @@ class SandboxLiveTest(SupervisorTest):
 
 class LibrariesAndPrioritiesTest(SupervisorTest):
     """libcurl and libmicrohttpd are loaded by the processes that use them, when they need them
-    (worker/lazy_curl.c, supervisor/lazy_mhd.c): not by cplow's start, not in every role. And
+    (common/lazy_curl.c, common/lazy_mhd.c): not by cplow's start, not in every role. And
     rclone and the dashboard run nicer than the worker and the flusher, whose wake-ups are the
     accounting."""
 

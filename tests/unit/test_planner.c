@@ -139,7 +139,8 @@ static void sim_start(struct sim *s)
 	s->cfg.stage_count = 4;
 	s->remote = (struct config_remote){ .name = "media", .upload_remote = "fake1:/m" };
 	s->u = (struct config_uploader){ .name = "media", .remote = &s->remote,
-					 .rotate_remotes = remotes, .rotate_remote_count = 3 };
+					 .rotate_remotes = remotes, .rotate_remote_count = 3,
+					 .quota_enabled = true };
 	char err[256];
 	cr_assert_eq(planner_accounts(&s->u, &s->accounts, err, sizeof(err)), 0, "%s", err);
 }
@@ -254,6 +255,48 @@ Test(planner, a_lower_max_transfer_in_rclone_extras_caps_every_planned_stage)
 	n = planner_simulate(&s.cfg, "media", &s.accounts, &s.l, &s.copy, ledger_now_ms(), 250000,
 			     steps, 32, &left, &stop);
 	cr_assert_eq(steps[0].plan.max_transfer_bytes, 300000);
+	sim_end(&s);
+}
+
+/* An uploader whose quota is off (a local or S3 remote) uploads as cloudplow did: no stage
+ * flags, no account skipped for its usage, one stage for the whole source. */
+Test(planner, without_a_quota_a_full_account_still_uploads_everything_without_stage_flags)
+{
+	struct sim s;
+	sim_start(&s);
+	s.u.quota_enabled = false;
+	s.cfg.uploaders = &s.u;
+	s.cfg.uploader_count = 1;
+	int32_t row;
+	cr_assert_eq(ledger_row_get(&s.l, "media", "fake1", &row), LEDGER_OK);
+	cr_assert_eq(ledger_add(&s.l, row, DAILY, ledger_now_ms()), LEDGER_OK); /* 1.5 x daily */
+	cr_assert_eq(ledger_read(&s.l, &s.copy, 2000), LEDGER_OK);
+	struct plan p;
+	planner_choose(&s.cfg, "media", &s.accounts, &s.l, &s.copy, NULL, NULL, ledger_now_ms(),
+		       &p);
+	cr_assert_eq(p.account, 0, "a full account is not skipped without a quota");
+	cr_assert_not(p.quota);
+	cr_assert_eq(p.strategy, &planner_no_quota);
+	cr_assert_eq(p.max_transfer_bytes, 0);
+	cr_assert_eq(p.max_size_bytes, 0);
+	cr_assert_eq(p.strategy->transfers, 0);
+	cr_assert_null(p.strategy->order_by);
+	cr_assert_eq(p.strategy->max_backlog, 0);
+	struct planner_step steps[8];
+	struct plan stop;
+	int64_t left = -1;
+	size_t n = planner_simulate(&s.cfg, "media", &s.accounts, &s.l, &s.copy, ledger_now_ms(),
+				    5 * DAILY, steps, 8, &left, &stop);
+	cr_assert_eq(n, 1);
+	cr_assert_eq(steps[0].moved_bytes, 5 * DAILY);
+	cr_assert_eq(left, 0);
+	/* The same uploader with its quota on skips the full account. */
+	s.u.quota_enabled = true;
+	planner_choose(&s.cfg, "media", &s.accounts, &s.l, &s.copy, NULL, NULL, ledger_now_ms(),
+		       &p);
+	cr_assert_eq(p.account, 1);
+	cr_assert(p.quota);
+	cr_assert_gt(p.max_transfer_bytes, 0);
 	sim_end(&s);
 }
 

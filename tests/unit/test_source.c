@@ -608,6 +608,47 @@ Test(source, watcher_marks_the_files_a_child_opened, .init = setup, .fini = tear
     source_free(&idx);
 }
 
+/* rclone stats a file when it reaches it, long after the listing: a listed file written to
+ * since, or replaced under its name, is marked, so its Copied line is not counted at the
+ * listed size. Reading a file is no change. */
+Test(source, watcher_marks_listed_files_written_or_replaced_after_the_listing, .init = setup,
+     .fini = teardown, .timeout = 30)
+{
+    make_mixed_tree();
+    struct source_index idx;
+    list_ok(&idx);
+    int fd = watch_ok(&idx);
+
+    pid_t pid = test_fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        int a = open(at("a.txt"), O_WRONLY | O_APPEND);
+        int n = open(at("dir one/replacement"), O_WRONLY | O_CREAT, 0644);
+        int r = open(at("dir one/nested/deeper/x.bin"), O_RDONLY);
+        if (a < 0 || n < 0 || r < 0 || write(a, "more", 4) != 4 || write(n, "x", 1) != 1)
+            _exit(1);
+        close(a);
+        close(n);
+        close(r);
+        if (rename(at("dir one/replacement"), at("dir one/file with spaces.mkv")) < 0 ||
+            truncate(at("empty"), 0) < 0)
+            _exit(2);
+        _exit(0);
+    }
+    cr_assert_eq(wait_child(pid), 0);
+    wait_readable(fd);
+    cr_assert_eq(source_watch_drain(&idx), 0);
+    cr_assert(source_watch_complete(&idx));
+    cr_assert(find(&idx, "a.txt")->flags & SOURCE_CHANGED);
+    cr_assert(find(&idx, "dir one/file with spaces.mkv")->flags & SOURCE_CHANGED);
+    cr_assert(find(&idx, "empty")->flags & SOURCE_CHANGED, "a truncate is a change");
+    cr_assert_eq(find(&idx, "dir one/nested/deeper/x.bin")->flags & SOURCE_CHANGED, 0);
+    cr_assert_eq(find(&idx, "big.img")->flags, 0);
+    /* A change is no open: only what was opened is an in-flight candidate. */
+    cr_assert_eq(find(&idx, "dir one/file with spaces.mkv")->flags & SOURCE_OPENED, 0);
+    source_free(&idx);
+}
+
 Test(source, watcher_ignores_directory_opens_stats_and_unlisted_files, .init = setup,
      .fini = teardown, .timeout = 30)
 {
