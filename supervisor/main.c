@@ -119,7 +119,7 @@ static int usage(FILE *out)
 		"  clean [--dry-run]     delete on the remotes what the hidden folders' *_HIDDEN~\n"
 		"                        markers name, then the markers (cloudplow's UnionFS\n"
 		"                        cleaner; upload and run do it before uploading)\n"
-		"  update_config, sync   cloudplow's: accepted, and each says why it does nothing\n"
+		"  update_config, sync   cloudplow's: each says why cplow does not (sync exits 2)\n"
 		"Options go before or after the command, as --opt VALUE or --opt=VALUE.\n"
 		"LEVEL: debug, info, warn, error, or cloudplow's DEBUG, INFO, WARNING, ERROR,\n"
 		"CRITICAL (any case). --logfile: every line goes there too (reopened on SIGHUP).\n"

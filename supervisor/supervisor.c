@@ -1192,6 +1192,8 @@ static int setup_uploaders(struct sup *s, char *err, size_t err_len)
 			chosen = chosen || strcmp(o->uploaders[k], u->name) == 0;
 		if (!chosen)
 			continue;
+		log_info("uploader %s: quota %s (%s)", u->name, u->quota_enabled ? "on" : "off",
+			 u->quota_reason);
 		struct up *up = &s->ups[s->up_count];
 		up->u = u;
 		if (planner_accounts(u, &up->accounts, err, err_len) < 0)
@@ -1336,10 +1338,6 @@ static int load_config(const char *path, struct config *out, const char *refused
 		probe_config(out, &errors);
 	for (size_t i = 0; rc == 0 && i < errors.count; i++)
 		log_warn("config: %s", errors.lines[i]);
-	for (size_t i = 0; rc == 0 && i < out->uploader_count; i++)
-		log_info("uploader %s: quota %s (%s)", out->uploaders[i].name,
-			  out->uploaders[i].quota_enabled ? "on" : "off",
-			  out->uploaders[i].quota_reason);
 	config_errors_free(&errors);
 	return rc;
 }

@@ -445,6 +445,7 @@ class PlexDownloadersTest(unittest.TestCase):
         with open(cfg) as f:
             data = json.load(f)
         data["plex"]["poll_interval"] = 3600   # one poll: the second stage gets held state
+        data["uploader"]["media"]["quota"] = True   # the fake is WebDAV: auto would be off
         data["quota"] = {"daily_bytes": 8 << 20, "min_free_bytes": 1,
                          "continue_min_bytes": 256 << 10}
         with open(cfg, "w") as f:
