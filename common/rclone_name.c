@@ -23,14 +23,6 @@ static void put_bytes(char *out, size_t *o, const char *bytes, size_t len)
     *o += len;
 }
 
-/* Every rune written here is in U+0800-U+FFFF: three bytes. */
-static void put_rune3(char *out, size_t *o, uint32_t r)
-{
-    out[(*o)++] = (char)(0xE0 | (r >> 12));
-    out[(*o)++] = (char)(0x80 | ((r >> 6) & 0x3F));
-    out[(*o)++] = (char)(0x80 | (r & 0x3F));
-}
-
 static bool name_is(const char *name, size_t len, const char *literal)
 {
     return len == strlen(literal) && memcmp(name, literal, len) == 0;
@@ -98,15 +90,15 @@ static size_t standard_encode_json(const char *in, size_t n, char *out)
         uint32_t r;
         size_t len = utf8_decode_go((const unsigned char *)in + i, n - i, &r);
         if (r == 0) {
-            put_rune3(out, &o, RUNE_SYMBOL_NUL);
+            o += utf8_encode(RUNE_SYMBOL_NUL, out + o);
         } else if (r >= 0x01 && r <= 0x1F) {
-            put_rune3(out, &o, RUNE_SYMBOL_NUL + r);
+            o += utf8_encode(RUNE_SYMBOL_NUL + r, out + o);
         } else if (r == 0x7F) {
-            put_rune3(out, &o, RUNE_SYMBOL_DEL);
+            o += utf8_encode(RUNE_SYMBOL_DEL, out + o);
         } else if (r == '/') {
             put_bytes(out, &o, FULLWIDTH_SLASH, 3);
         } else if (r == UTF8_RUNE_ERROR && len == 1) {
-            put_rune3(out, &o, UTF8_RUNE_ERROR);
+            o += utf8_encode(UTF8_RUNE_ERROR, out + o);
         } else {
             /* The characters that stand for others are quoted to stand for themselves. */
             if (r == RUNE_QUOTE || r == RUNE_SLASH || r == RUNE_SYMBOL_DEL ||

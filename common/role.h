@@ -5,14 +5,14 @@
  * is counted, how long its stop may take, the library it loads lazily), and one routine forks,
  * restarts and stops every role by its row. The rows are in roles/roles.c, beside the run
  * functions; the supervisor reaches the roles only through role_table, never through their
- * headers (supervisor/keep.c says when each is wanted).
+ * headers (supervisor.c and notify_hooks.c say when each is wanted).
  *
  * A role runs on the state the supervisor had when it forked it (its config, the ledger's
  * name): a role that must see a new config is started again. Every role:
  *   - enters its row's sandbox once its set-up is done;
  *   - is restarted with procs_backoff's capped backoff when it dies;
- *   - stops on SIGTERM, within its row's stop_ms (then it is SIGKILLed); the notifier and the
- *     downloaders' role stop when their pipe from the supervisor closes, after what it holds.
+ *   - stops on SIGTERM, within its row's stop_ms (then it is SIGKILLed); the notifier stops
+ *     when its pipe from the supervisor closes, after what it holds.
  * Workers (one per stage) and the checks of a dead worker's files are forked with the same
  * procs_fork() but are not roles: they run once, on a stage spec, and are never restarted.
  */

@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "err.h"
 
 extern char **environ;
@@ -33,13 +34,6 @@ extern char **environ;
 #define TRAIL_MAX 480
 
 /* --- rclone config dump ----------------------------------------------------------------- */
-
-static int64_t monotonic_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 struct buf {
 	char *data;
@@ -172,7 +166,7 @@ static int run_capture(char *const argv[], char *const envp[], int timeout_ms, s
 	close(status_pipe[1]);
 	out_pipe[1] = err_pipe[1] = status_pipe[1] = -1;
 
-	int64_t deadline = monotonic_ms() + timeout_ms;
+	int64_t deadline = clock_mono_ms() + timeout_ms;
 	int exec_errno = 0;
 	struct pollfd fds[3] = {
 		{.fd = out_pipe[0], .events = POLLIN},
@@ -183,7 +177,7 @@ static int run_capture(char *const argv[], char *const envp[], int timeout_ms, s
 	int open_fds = 3;
 	bool timed_out = false;
 	while (open_fds > 0) {
-		int64_t left = deadline - monotonic_ms();
+		int64_t left = deadline - clock_mono_ms();
 		if (left <= 0) {
 			timed_out = true;
 			break;
@@ -231,7 +225,7 @@ static int run_capture(char *const argv[], char *const envp[], int timeout_ms, s
 			pid = -1;
 			goto out;
 		}
-		if (monotonic_ms() >= deadline) {
+		if (clock_mono_ms() >= deadline) {
 			timed_out = true;
 			break;
 		}

@@ -17,6 +17,7 @@
 #include "procs.h"
 #include "role.h"
 #include "stage.h"
+#include "utf8.h"
 
 _Static_assert(NOTIFY_UPLOADER_MAX == LEDGER_UPLOADER_MAX, "an uploader's name fits the event");
 _Static_assert(NOTIFY_STRATEGY_MAX == LEDGER_STRATEGY_MAX, "a strategy's name fits the event");
@@ -85,9 +86,7 @@ static void copy_str(char *dst, size_t size, const char *src)
 {
 	size_t n = strlen(src);
 	if (n >= size) {
-		n = size - 1;
-		while (n > 0 && ((unsigned char)src[n] & 0xC0) == 0x80)
-			n--;
+		n = utf8_cut(src, size - 1);
 	}
 	memcpy(dst, src, n);
 	dst[n] = '\0';
