@@ -9,11 +9,13 @@
 
 #include "inspect_view.h"
 #include "ledger.h"
+#include "version.h"
 
-static int usage(void)
+static int usage(FILE *out)
 {
-	fprintf(stderr, "usage: cplow-inspect [--config PATH | --shm NAME] [--json] [--watch SECONDS]\n");
-	return 2;
+	fprintf(out, "usage: cplow-inspect [--config PATH | --shm NAME] [--json] [--watch SECONDS]\n"
+		"       cplow-inspect --help | --version\n");
+	return out == stdout ? 0 : 2;
 }
 
 int main(int argc, char **argv)
@@ -24,7 +26,12 @@ int main(int argc, char **argv)
 	int json = 0;
 	double watch = 0;
 	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--json") == 0)
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+			return usage(stdout);
+		else if (strcmp(argv[i], "--version") == 0) {
+			version_print(stdout, "cplow-inspect");
+			return 0;
+		} else if (strcmp(argv[i], "--json") == 0)
 			json = 1;
 		else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
 			config = argv[++i];
@@ -33,7 +40,7 @@ int main(int argc, char **argv)
 		else if (strcmp(argv[i], "--watch") == 0 && i + 1 < argc)
 			watch = atof(argv[++i]);
 		else
-			return usage();
+			return usage(stderr);
 	}
 	char name[128];
 	if (shm) {
@@ -44,7 +51,7 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	} else {
-		return usage();
+		return usage(stderr);
 	}
 	return inspect_run("cplow-inspect", name, json, watch);
 }

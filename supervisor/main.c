@@ -27,6 +27,7 @@
 #include "planner.h"
 #include "probe.h"
 #include "supervisor.h"
+#include "version.h"
 
 #define MAX_UPLOADERS 64
 
@@ -47,7 +48,7 @@ enum {
 enum opt {
 	OPT_CONFIG, OPT_LOGLEVEL, OPT_LOGFILE, OPT_CACHEFILE, OPT_HELP, OPT_VERSION,
 	OPT_UPLOADER, OPT_ACCOUNT, OPT_FROM, OPT_DRY_RUN, OPT_RESET_LEDGER, OPT_PROGRESS,
-	OPT_QUIET, OPT_JSON, OPT_WATCH, OPT_KEYS, OPT_COUNT
+	OPT_QUIET, OPT_JSON, OPT_WATCH, OPT_KEYS, OPT_UPLOADERS, OPT_COUNT
 };
 
 /* One row per option. The first four are cloudplow's, with its environment variables as
@@ -78,6 +79,7 @@ static const struct option_row {
 	[OPT_JSON] = { "--json", NULL, false, CMD_STATUS, NULL, NULL },
 	[OPT_WATCH] = { "--watch", NULL, true, CMD_STATUS, NULL, NULL },
 	[OPT_KEYS] = { "--keys", NULL, false, CMD_CHECK_CONFIG, NULL, NULL },
+	[OPT_UPLOADERS] = { "--uploaders", NULL, false, CMD_CHECK_CONFIG, NULL, NULL },
 };
 
 /* The command line, parsed. */
@@ -102,6 +104,7 @@ static int usage(FILE *out)
 {
 	fprintf(out,
 		"usage: cplow [--config PATH] [--loglevel LEVEL] [--logfile PATH] COMMAND [OPTIONS]\n"
+		"       cplow --help | --version (release, git commit, ledger layout)\n"
 		"  upload [-u NAME]... [--dry-run] [--reset-ledger] [--progress|--quiet]\n"
 		"                        upload now (every uploader, or the named ones)\n"
 		"  run [--reset-ledger] [--progress|--quiet]\n"
@@ -109,8 +112,10 @@ static int usage(FILE *out)
 		"A live line per stage is shown on a terminal (--progress: always; --quiet: never).\n"
 		"  status [--json] [--watch SECONDS]\n"
 		"                        show the live quota ledger (as cplow-inspect)\n"
-		"  check-config [--keys] validate the config (every error, then exit 2) and print it\n"
-		"                        with defaults; --keys: every key, its type and default\n"
+		"  check-config [--keys|--uploaders]\n"
+		"                        validate the config (every error, then exit 2) and print it\n"
+		"                        with defaults; --keys: every key, its type and default;\n"
+		"                        --uploaders: the uploaders' names, one a line\n"
 		"  reset-quota [--uploader NAME] [--account NAME]\n"
 		"                        forget the usage of the matching accounts\n"
 		"  import-cloudplow [--from FILE] [--dry-run]\n"
@@ -193,6 +198,14 @@ static int check_config(const struct cli *cli)
 		print_errors(&errors);
 		config_errors_free(&errors);
 		return SUPERVISOR_EXIT_CONFIG;
+	}
+	/* For shell completion (-u NAME): the names alone, without asking rclone. */
+	if (cli->value[OPT_UPLOADERS]) {
+		for (size_t i = 0; i < c.uploader_count; i++)
+			printf("%s\n", c.uploaders[i].name);
+		config_errors_free(&errors);
+		config_free(&c);
+		return SUPERVISOR_EXIT_OK;
 	}
 	for (size_t i = 0; i < c.warning_count; i++)
 		fprintf(stderr, "cplow: warning: %s\n", c.warnings[i]);
@@ -413,7 +426,7 @@ static int parse(int argc, char **argv, struct cli *cli)
 	if (cli->value[OPT_HELP])
 		return usage(stdout);
 	if (cli->value[OPT_VERSION]) {
-		printf("cplow %s\n", CPLOW_VERSION);
+		version_print(stdout, "cplow");
 		return SUPERVISOR_EXIT_OK;
 	}
 	if (!word)

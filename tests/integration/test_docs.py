@@ -33,6 +33,14 @@ def run(args, **kw):
     return subprocess.run(args, capture_output=True, text=True, timeout=60, **kw)
 
 
+def check_with_keys(tmp, keys, command):
+    """command (a generator's --check) run on the key table keys, as if cplow printed it."""
+    path = os.path.join(tmp, "keys.tsv")
+    with open(path, "w") as f:
+        f.write(keys)
+    return run(command + ["--keys-from", path])
+
+
 class ConfigReferenceTest(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="test-docs-")
@@ -44,10 +52,7 @@ class ConfigReferenceTest(unittest.TestCase):
         shutil.rmtree(self.tmp)
 
     def check(self, keys):
-        path = os.path.join(self.tmp, "keys.tsv")
-        with open(path, "w") as f:
-            f.write(keys)
-        return run([PYTHON, GEN, "--check", "--keys-from", path, "--doc", self.doc])
+        return check_with_keys(self.tmp, keys, [PYTHON, GEN, "--check", "--doc", self.doc])
 
     def test_configuration_md_is_what_check_config_keys_prints(self):
         p = run([PYTHON, GEN, "--check", "--cplow", CPLOW, "--doc", self.doc])

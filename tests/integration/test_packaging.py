@@ -60,6 +60,15 @@ def dockerfile_instructions(path=DOCKERFILE):
     return out
 
 
+def image_env(runtime):
+    """{name: value} of the ENV instructions among runtime's (INSTRUCTION, arguments)."""
+    env = {}
+    for word, args in runtime:
+        if word == "ENV":
+            env.update(part.split("=", 1) for part in shlex.split(args))
+    return env
+
+
 def exec_form(args):
     value = json.loads(args)
     assert isinstance(value, list) and all(isinstance(a, str) for a in value), args
@@ -246,11 +255,16 @@ class DockerfileTest(unittest.TestCase):
         runtime = [(word, args) for stage, word, args in self.ins if stage == last]
         users = [args for word, args in runtime if word == "USER"]
         self.assertEqual(users, ["cplow"])
-        self.assertEqual(exec_form(dict(runtime)["ENTRYPOINT"])[:3],
-                         ["cplow", "--config", IMAGE_CONFIG])
+        # The config comes from cloudplow's variable, never from the command line, so that a
+        # user's CLOUDPLOW_CONFIG or CPLOW_CONFIG moves it (an --config would beat both).
+        self.assertEqual(exec_form(dict(runtime)["ENTRYPOINT"]), ["cplow"])
         self.assertEqual(exec_form(dict(runtime)["CMD"]), ["run"])
+        env = image_env(runtime)
+        self.assertEqual(env.get("CLOUDPLOW_CONFIG"), IMAGE_CONFIG)
+        self.assertNotIn("CPLOW_CONFIG", env)
         health = dict(runtime)["HEALTHCHECK"]
-        self.assertIn("CMD cplow-inspect --config %s" % IMAGE_CONFIG, health)
+        self.assertIn("CMD cplow-inspect --json", health)
+        self.assertNotIn("--config", health)
         self.assertIn("VOLUME", dict(runtime))
         self.assertIn(IMAGE_CONFIG.rsplit("/", 1)[0], dict(runtime)["VOLUME"])
 
@@ -327,6 +341,13 @@ class EntrypointTest(SupervisorTest):
         self.argv = exec_form(runtime["ENTRYPOINT"]) + exec_form(runtime["CMD"])
         self.health = runtime["HEALTHCHECK"].split(" CMD ", 1)[1]
         self.env["HOME"] = self.confdir  # the image's ENV HOME=/config
+        # The image's config variable, its path mapped to this test's folder (what a volume at
+        # /config gives the container).
+        image = image_env([(word, args) for stage, word, args in ins
+                           if stage == max(i[0] for i in ins)])
+        self.env.pop("CPLOW_CONFIG", None)
+        self.env["CLOUDPLOW_CONFIG"] = self.mapped(image["CLOUDPLOW_CONFIG"],
+                                                   os.path.join(self.confdir, "config.json"))
 
     def ledger_name(self, config):
         # The ledger's name includes the uid: look it up as cplow's user.
@@ -342,8 +363,9 @@ class EntrypointTest(SupervisorTest):
         when given one (as Docker runs it), else here. Returns its exit status."""
         cmd = self.mapped(self.health, config).replace("cplow-inspect", self.inspect_bin, 1)
         enter = ("nsenter", "--target", str(namespace_of), "--pid", "--mount") if namespace_of else ()
+        env = dict(self.env, CLOUDPLOW_CONFIG=config)
         return subprocess.run(list(enter) + list(self.as_user) + ["sh", "-c", cmd],
-                              capture_output=True, timeout=30).returncode
+                              capture_output=True, timeout=30, env=env).returncode
 
     def test_the_entrypoint_as_pid_1_uploads_is_healthy_and_exits_143_on_sigterm(self):
         self.tree(seed=21)
