@@ -13,7 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "account.h"
+#include "account_names.h"
 #include "internal.h"
 #include "ledger_file.h"
 #include "triggers.h"

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "account.h"
+#include "account_names.h"
 #include "internal.h"
 #include "rclone_cmd.h"
 

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "internal.h"
+#include "utf8.h"
 
 /* --- messages -------------------------------------------------------------------------- */
 
@@ -104,8 +105,7 @@ void ck_show(char *out, size_t len, const char *s, size_t max, bool quoted)
 		return;
 	out[0] = '\0';
 	if (keep > max)
-		for (keep = max; keep > 0 && ((unsigned char)s[keep] & 0xC0) == 0x80; keep--)
-			;
+		keep = utf8_cut(s, max);
 	bool ok = !quoted || put(out, len, &o, "\"");
 	for (size_t i = 0; ok && i < keep; i++) {
 		unsigned char ch = (unsigned char)s[i];

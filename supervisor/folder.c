@@ -14,21 +14,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "err.h"
 #include "utf8.h"
 
 /* readlink() of a /proc fd link is at most a page (the kernel's d_path buffer); anything
  * larger means the path is not one we can use. */
 #define LINK_MAX_BYTES ((size_t)64 * 1024)
-
-static void set_err(char *err, size_t err_len, const char *fmt, ...)
-{
-    if (!err || err_len == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, err_len, fmt, ap);
-    va_end(ap);
-}
 
 static void clear_err(char *err, size_t err_len)
 {
@@ -164,7 +155,7 @@ struct size_walk {
 static void size_unreadable(struct size_walk *w, const char *what, int errnum)
 {
     if (w->usage.unreadable_count++ == 0)
-        set_err(w->err, w->err_len, "%s %s: %s", what, w->path.s, strerror(errnum));
+        err_set(w->err, w->err_len, -errnum, "%s %s: %s", what, w->path.s, strerror(errnum));
 }
 
 static void size_count_file(struct size_walk *w, const struct stat *st)
@@ -278,7 +269,7 @@ int folder_size(const char *root, const char *const *excludes, size_t n_excludes
     int fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) {
         int rc = -errno;
-        set_err(err, err_len, "open %s: %s", root, strerror(errno));
+        err_set(err, err_len, -errno, "open %s: %s", root, strerror(errno));
         return rc;
     }
     size_t len = root_display_len(root);
@@ -299,7 +290,7 @@ done:
     rc = 0;
 out:
     if (rc == -ENOMEM)
-        set_err(err, err_len, "walking %s: %s", root, strerror(ENOMEM));
+        err_set(err, err_len, -ENOMEM, "walking %s: %s", root, strerror(ENOMEM));
     if (fd >= 0)
         close(fd);
     free(w.path.s);
@@ -417,20 +408,20 @@ int folder_open_files(const char *root, struct folder_open *out, char *err, size
 
     clear_err(err, err_len);
     if (!link) {
-        set_err(err, err_len, "scanning /proc: %s", strerror(ENOMEM));
+        err_set(err, err_len, -ENOMEM, "scanning /proc: %s", strerror(ENOMEM));
         goto out;
     }
     o.root = realpath(root, NULL);
     if (!o.root) {
         rc = -errno;
-        set_err(err, err_len, "realpath %s: %s", root, strerror(errno));
+        err_set(err, err_len, -errno, "realpath %s: %s", root, strerror(errno));
         goto out;
     }
     size_t root_len = strlen(o.root);
     proc = opendir("/proc");
     if (!proc) {
         rc = -errno;
-        set_err(err, err_len, "opendir /proc: %s", strerror(errno));
+        err_set(err, err_len, -errno, "opendir /proc: %s", strerror(errno));
         goto out;
     }
     for (;;) {
@@ -439,7 +430,7 @@ int folder_open_files(const char *root, struct folder_open *out, char *err, size
         if (!ent) {
             if (errno != 0) {
                 rc = -errno;
-                set_err(err, err_len, "readdir /proc: %s", strerror(errno));
+                err_set(err, err_len, -errno, "readdir /proc: %s", strerror(errno));
                 goto out;
             }
             break;
@@ -448,7 +439,7 @@ int folder_open_files(const char *root, struct folder_open *out, char *err, size
             continue;
         rc = scan_process(dirfd(proc), ent->d_name, o.root, root_len, &found, &o, &link, &cap);
         if (rc < 0) {
-            set_err(err, err_len, "scanning /proc: %s", strerror(-rc));
+            err_set(err, err_len, rc, "scanning /proc: %s", strerror(-rc));
             goto out;
         }
     }
@@ -561,25 +552,6 @@ static bool go_is_space(uint32_t r)
     }
 }
 
-static void put_rune(char *out, size_t *o, uint32_t r)
-{
-    if (r < 0x80) {
-        out[(*o)++] = (char)r;
-    } else if (r < 0x800) {
-        out[(*o)++] = (char)(0xC0 | (r >> 6));
-        out[(*o)++] = (char)(0x80 | (r & 0x3F));
-    } else if (r < 0x10000) {
-        out[(*o)++] = (char)(0xE0 | (r >> 12));
-        out[(*o)++] = (char)(0x80 | ((r >> 6) & 0x3F));
-        out[(*o)++] = (char)(0x80 | (r & 0x3F));
-    } else {
-        out[(*o)++] = (char)(0xF0 | (r >> 18));
-        out[(*o)++] = (char)(0x80 | ((r >> 12) & 0x3F));
-        out[(*o)++] = (char)(0x80 | ((r >> 6) & 0x3F));
-        out[(*o)++] = (char)(0x80 | (r & 0x3F));
-    }
-}
-
 int folder_rclone_pattern(const char *rel_path, char **out)
 {
     size_t n = strlen(rel_path);
@@ -608,15 +580,15 @@ int folder_rclone_pattern(const char *rel_path, char **out)
         }
         last_was_star = false;
         if (r < 0x20) {
-            put_rune(pattern, &o, 0x2400 + r);
+            o += utf8_encode(0x2400 + r, pattern + o);
         } else if (r == 0x7F) {
-            put_rune(pattern, &o, 0x2421);
+            o += utf8_encode(0x2421, pattern + o);
         } else if (r < 0x80 && strchr("*?[]{}\\", (int)r)) {
             pattern[o++] = '\\';
             pattern[o++] = (char)r;
         } else if (i + len == n && go_is_space(r)) {
             pattern[o++] = '[';
-            put_rune(pattern, &o, r);
+            o += utf8_encode(r, pattern + o);
             pattern[o++] = ']';
         } else {
             memcpy(pattern + o, s + i, len);
@@ -734,8 +706,8 @@ struct rm_walk {
 static void rm_failed(struct rm_walk *w, const char *what, const char *name, int errnum)
 {
     if (w->failed_count++ == 0)
-        set_err(w->err, w->err_len, "%s %s%s%s%s%s: %s", what, w->root, w->path.len ? "/" : "",
-                w->path.s, *name ? "/" : "", name, strerror(errnum));
+        err_set(w->err, w->err_len, -errnum, "%s %s%s%s%s%s: %s", what, w->root,
+                w->path.len ? "/" : "", w->path.s, *name ? "/" : "", name, strerror(errnum));
 }
 
 /* Pushes name onto the relative path (no leading '/' at the root). */
@@ -840,7 +812,7 @@ int folder_remove_empty_dirs(const char *root, int min_depth, struct folder_remo
     int fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) {
         int rc = -errno;
-        set_err(err, err_len, "open %s: %s", root, strerror(errno));
+        err_set(err, err_len, -errno, "open %s: %s", root, strerror(errno));
         return rc;
     }
     int rc = pathbuf_set(&w.path, "", 0);
@@ -859,7 +831,7 @@ int folder_remove_empty_dirs(const char *root, int min_depth, struct folder_remo
     w.removed.count = 0;
 out:
     if (rc == -ENOMEM)
-        set_err(err, err_len, "removing empty directories below %s: %s", root,
+        err_set(err, err_len, -ENOMEM, "removing empty directories below %s: %s", root,
                 strerror(ENOMEM));
     strlist_free(&w.removed);
     free(w.path.s);

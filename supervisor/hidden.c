@@ -416,17 +416,6 @@ int hidden_clean(const struct config *c, const struct hidden_options *o,
 
 /* ---- the child ---- */
 
-static int stop_pipe[2] = { -1, -1 };
-
-static void on_stop(int sig)
-{
-	(void)sig;
-	int saved = errno;
-	ssize_t w = write(stop_pipe[1], "s", 1);
-	(void)w;
-	errno = saved;
-}
-
 pid_t hidden_start(const struct config *c, int close_fd)
 {
 	pid_t pid = procs_fork(close_fd, SIGTERM);
@@ -434,15 +423,11 @@ pid_t hidden_start(const struct config *c, int close_fd)
 		return pid;
 	setpgid(0, 0); /* one kill of its group ends its rclone too */
 	log_set_tag("hidden");
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_stop;
-	sigemptyset(&sa.sa_mask);
-	sa.sa_flags = SA_RESTART;
-	if (pipe2(stop_pipe, O_CLOEXEC | O_NONBLOCK) < 0 || sigaction(SIGTERM, &sa, NULL) < 0 ||
-	    sigaction(SIGINT, &sa, NULL) < 0)
+	static const int caught[] = { SIGTERM, SIGINT };
+	int stop_fd = procs_signals_install(caught, 2, NULL, 0, 0, NULL);
+	if (stop_fd < 0)
 		_exit(2);
-	struct hidden_options o = { .dry_run = c->core.dry_run, .stop_fd = stop_pipe[0] };
+	struct hidden_options o = { .dry_run = c->core.dry_run, .stop_fd = stop_fd };
 	struct hidden_result r;
 	int rc = hidden_clean(c, &o, &r);
 	_exit(rc < 0 ? 2 : rc);

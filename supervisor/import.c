@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "fmt.h"
 #include "ledger_file.h"
 #include "lock.h"
 #include "planner.h"
@@ -163,7 +164,6 @@ struct run {
 	char ledger_name[128];
 };
 
-static void human_time(int64_t ms, char *out, size_t len);
 
 static const char *file_name_of(const char *path)
 {
@@ -287,7 +287,7 @@ static void print_skip_reason(const struct run *r, const struct plan_row *p)
 								     : "another");
 		return;
 	case SKIP_ENDED:
-		human_time(s->usage.reset_at_ms, t, sizeof(t));
+		fmt_utc(s->usage.reset_at_ms, t, sizeof(t));
 		fprintf(r->out, "its window ended at %s: none of its %lld bytes count any more\n", t,
 			(long long)s->usage.used_bytes);
 		return;
@@ -298,27 +298,15 @@ static void print_skip_reason(const struct run *r, const struct plan_row *p)
 	}
 }
 
-static void human_time(int64_t ms, char *out, size_t len)
-{
-	time_t t = (time_t)(ms / 1000);
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	strftime(out, len, "%Y-%m-%d %H:%M:%S UTC", &tm);
-}
-
+/* "745487360000 bytes (694.3 GiB)"; below 1 KiB only the bytes. */
 static void human_bytes(int64_t b, char *out, size_t len)
 {
-	static const char *const units[] = { "KiB", "MiB", "GiB", "TiB" };
-	double v = (double)b;
-	int unit = -1;
-	while (v >= 1024 && unit < 3) {
-		v /= 1024;
-		unit++;
-	}
-	if (unit < 0)
+	double v;
+	int unit = fmt_scale((double)b, 4, false, &v);
+	if (unit == 0)
 		snprintf(out, len, "%lld bytes", (long long)b);
 	else
-		snprintf(out, len, "%lld bytes (%.1f %s)", (long long)b, v, units[unit]);
+		snprintf(out, len, "%lld bytes (%.1f %s)", (long long)b, v, fmt_binary_units[unit]);
 }
 
 /* "745487360000 bytes (694.3 GiB), 92.6 % of the day, resets 2024-12-19 21:20:00 UTC" */
@@ -328,7 +316,7 @@ static void describe(const struct run *r, const struct ledger_usage *u, char *ou
 	char b[64], t[64], ban[LEDGER_CAUSE_MAX + 96] = "";
 	human_bytes(used, b, sizeof(b));
 	if (u->banned_until_ms > r->now) {
-		human_time(u->banned_until_ms, t, sizeof(t));
+		fmt_utc(u->banned_until_ms, t, sizeof(t));
 		snprintf(ban, sizeof(ban), ", banned until %s%s%s%s", t, *u->ban_cause ? " (" : "",
 			 u->ban_cause, *u->ban_cause ? ")" : "");
 	}
@@ -337,7 +325,7 @@ static void describe(const struct run *r, const struct ledger_usage *u, char *ou
 	else if (u->reset_at_ms == 0)
 		snprintf(t, sizeof(t), "never (no reset time)");
 	else
-		human_time(u->reset_at_ms, t, sizeof(t));
+		fmt_utc(u->reset_at_ms, t, sizeof(t));
 	snprintf(out, len, "%s, %.1f %% of the day, resets %s%s", b,
 		 r->daily_bytes > 0 ? 100.0 * (double)used / (double)r->daily_bytes : 0.0, t, ban);
 }

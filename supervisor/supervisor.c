@@ -15,10 +15,8 @@
 
 #include "account.h"
 #include "config.h"
-#include "dashboard.h"
 #include "dead_check.h"
 #include "downloaders.h"
-#include "flusher.h"
 #include "folder.h"
 #include "hidden.h"
 #include "ledger.h"
@@ -26,25 +24,21 @@
 #include "lock.h"
 #include "log.h"
 #include "mover.h"
-#include "notify.h"
+#include "notify_hooks.h"
 #include "planner.h"
-#include "plex.h"
 #include "probe.h"
 #include "proc.h"
 #include "procs.h"
 #include "progress.h"
 #include "rclone_cmd.h"
 #include "rclone_proc.h"
-#include "reconcile.h"
+#include "role.h"
 #include "sdnotify.h"
-#include "worker.h"
+#include "stage.h"
 
 #define SUP_TICK_MS 1000
 #define SUP_READ_TIMEOUT_MS 2000
 #define SUP_FAILURES_PER_ACCOUNT 3
-#define SUP_FLUSHER_STOP_MS 10000
-/* It answers no request longer than a ledger read: what does not end by then is stuck. */
-#define SUP_DASHBOARD_STOP_MS 5000
 
 enum up_state_kind {
 	UP_IDLE,       /* ready for its next stage (upload) or its next check (run) */
@@ -107,13 +101,10 @@ struct sup {
 	int lock_fd;
 	int signal_fd;
 	char work_dir[PATH_MAX - 64]; /* room for the file names put in it */
-	pid_t flusher;
-	struct procs_backoff flusher_backoff;
+	/* The flusher, the dashboard and the Plex throttle (the notifier's is notify_hooks'). */
+	struct role_state roles[ROLE_COUNT];
 	uint64_t flushed_rows;        /* row_generation of our own last write (flush_here) */
 	uint64_t start_time;          /* ours (proc.h), for the ledger's header */
-	pid_t dashboard;
-	struct procs_backoff dashboard_backoff;
-	struct plex_role plex;        /* the Plex throttle (plex.h) */
 	struct downloaders downloaders; /* NZBGet/SABnzbd paused while stages run */
 	struct up *ups;
 	size_t up_count;
@@ -328,27 +319,20 @@ static int resize_ledger(struct sup *s, char *err, size_t err_len)
 
 /* ---- the flusher ---- */
 
-static void start_flusher(struct sup *s)
+/* Forks role id with the supervisor's state now. */
+static void start_role(struct sup *s, enum role_id id)
 {
-	/* No signal on the supervisor's death: its workers go on counting for seconds after it
-	 * (their own stop), and the flusher outlives it until they are gone (flusher_run). Two
-	 * flushers never write the file at once (the ledger's flush lock), and one outliving us
-	 * ends when the next cplow runs. */
-	pid_t parent = getpid();
-	pid_t pid = procs_fork(s->lock_fd, 0);
-	if (pid < 0) {
-		log_error("cannot fork the flusher: %s", strerror(errno));
-		procs_backoff_died(&s->flusher_backoff, ledger_now_ms());
-		return;
-	}
-	if (pid == 0) {
-		log_set_tag("flusher");
-		struct flusher_options o = { s->ledger_name, s->cfg.quota.cache_path,
-					     s->cfg.quota.flush_interval_ms, parent };
-		_exit(flusher_run(&o));
-	}
-	s->flusher = pid;
-	procs_backoff_started(&s->flusher_backoff, ledger_now_ms());
+	struct role_ctx x = { .cfg = &s->cfg, .ledger = &s->ledger, .ledger_name = s->ledger_name,
+			      .supervisor = getpid(), .fd = -1, .reply_fd = -1,
+			      .close_fd = s->lock_fd };
+	role_start(&role_table[id], &s->roles[id], &x);
+}
+
+/* Starts role id when the config wants it, it is down and its backoff is over. */
+static void keep_role(struct sup *s, enum role_id id, bool wanted)
+{
+	if (wanted && !s->stopping && role_due(&s->roles[id], ledger_now_ms()))
+		start_role(s, id);
 }
 
 /* A write when no flusher is there to make it: the last one, or while a dead flusher waits for
@@ -389,56 +373,24 @@ static void flush_if_last(const struct sup *s, pid_t supervisor)
 
 static void stop_flusher(struct sup *s)
 {
-	if (s->flusher <= 0) {
+	if (s->roles[ROLE_FLUSHER].pid <= 0) {
 		flush_here(s, "final flush");
 		return;
 	}
-	bool killed;
-	int st = procs_stop(s->flusher, SIGTERM, SUP_FLUSHER_STOP_MS, &killed);
-	s->flusher = 0;
-	if (killed)
-		log_error("the flusher did not stop in %d s; killed it", SUP_FLUSHER_STOP_MS / 1000);
-	else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-		log_error("the flusher's final flush failed (status %d)", st);
-	else
+	int st = role_stop(&role_table[ROLE_FLUSHER], &s->roles[ROLE_FLUSHER]);
+	if (st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0)
 		return;
+	if (st >= 0)
+		log_error("the flusher's final flush failed (status %d)", st);
 	/* What it did not write, we do: a killed flusher made no final write at all. */
 	flush_here(s, "final flush");
 }
 
-/* ---- the dashboard ---- */
-
-static void start_dashboard(struct sup *s)
+/* The roles a new config (or a new log file) must reach: they start again. */
+static void stop_roles(struct sup *s)
 {
-	pid_t pid = procs_fork(s->lock_fd, SIGTERM);
-	if (pid < 0) {
-		log_error("cannot fork the dashboard: %s", strerror(errno));
-		procs_backoff_died(&s->dashboard_backoff, ledger_now_ms());
-		return;
-	}
-	if (pid == 0) {
-		log_set_tag("dashboard");
-		/* The network-facing role keeps no writable mapping of the ledger: it maps its
-		 * own, read-only (a write through it faults). */
-		struct ledger mine = s->ledger;
-		ledger_detach(&mine);
-		/* _exit: its seccomp filter forbids what exit-time handlers may need. */
-		_exit(dashboard_run(&s->cfg, s->ledger_name));
-	}
-	s->dashboard = pid;
-	procs_backoff_started(&s->dashboard_backoff, ledger_now_ms());
-}
-
-static void stop_dashboard(struct sup *s)
-{
-	if (s->dashboard <= 0)
-		return;
-	bool killed;
-	procs_stop(s->dashboard, SIGTERM, SUP_DASHBOARD_STOP_MS, &killed);
-	if (killed)
-		log_error("the dashboard did not stop in %d s; killed it",
-			  SUP_DASHBOARD_STOP_MS / 1000);
-	s->dashboard = 0;
+	role_stop(&role_table[ROLE_DASHBOARD], &s->roles[ROLE_DASHBOARD]);
+	role_stop(&role_table[ROLE_PLEX], &s->roles[ROLE_PLEX]);
 }
 
 /* ---- stages ---- */
@@ -1307,6 +1259,21 @@ static void signal_workers(struct sup *s, int sig)
 	signal_stages(s, sig, true);
 }
 
+/* A role of ours died: it is started again after its backoff. */
+static bool role_was_reaped(struct sup *s, pid_t pid, int status)
+{
+	static const enum role_id ours[] = { ROLE_FLUSHER, ROLE_PLEX, ROLE_DASHBOARD };
+	for (size_t i = 0; i < sizeof(ours) / sizeof(ours[0]); i++) {
+		const struct role *r = &role_table[ours[i]];
+		if (!role_reaped(r, &s->roles[ours[i]], pid, status))
+			continue;
+		if (r->counted)
+			atomic_fetch_add(&s->ledger.hdr->restarts, 1);
+		return true;
+	}
+	return false;
+}
+
 static void reap(struct sup *s)
 {
 	pid_t pid;
@@ -1314,22 +1281,8 @@ static void reap(struct sup *s)
 	while (procs_reap(&pid, &status)) {
 		if (notify_reaped(pid, status))
 			continue;
-		if (pid == s->flusher) {
-			s->flusher = 0;
-			log_error("the flusher died (status %d); restarting it", status);
-			atomic_fetch_add(&s->ledger.hdr->restarts, 1);
-			procs_backoff_died(&s->flusher_backoff, ledger_now_ms());
+		if (role_was_reaped(s, pid, status))
 			continue;
-		}
-		if (plex_role_reaped(&s->plex, pid, status, &s->ledger))
-			continue;
-		if (pid == s->dashboard) {
-			s->dashboard = 0;
-			log_error("the dashboard died (status %d); restarting it", status);
-			atomic_fetch_add(&s->ledger.hdr->restarts, 1);
-			procs_backoff_died(&s->dashboard_backoff, ledger_now_ms());
-			continue;
-		}
 		if (stale_check_reaped(s, pid, status))
 			continue;
 		if (pid == s->cleaner) {
@@ -1411,13 +1364,17 @@ static bool reload_changes_capacity(const struct sup *s, struct config *next)
 	return true;
 }
 
+/* The supervisor's signals (README: signals), in handle_signals' order. */
+static const int sup_signals[] = { SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGCHLD };
+
 static void handle_signals(struct sup *s)
 {
-	struct procs_signals sig;
-	procs_take_signals(&sig);
-	int stops = sig.interrupt + sig.terminate;
+	enum { INT, TERM, HUP, USR1, CHLD };
+	int sig[5];
+	procs_signals_take(sup_signals, 5, sig);
+	int stops = sig[INT] + sig[TERM];
 	if (stops && s->stopping == 0) {
-		s->stop_signal = sig.terminate ? SIGTERM : SIGINT;
+		s->stop_signal = sig[TERM] ? SIGTERM : SIGINT;
 		log_info("%s: stopping every stage gracefully (again to stop at once)",
 			 s->stop_signal == SIGTERM ? "SIGTERM" : "SIGINT");
 		s->stopping = 1;
@@ -1431,22 +1388,21 @@ static void handle_signals(struct sup *s)
 		signal_workers(s, SIGKILL);
 	}
 	/* logrotate renames the log file and sends SIGHUP: lines from now on go to a new one. */
-	if (sig.hangup && log_reopen_file() < 0)
+	if (sig[HUP] && log_reopen_file() < 0)
 		log_error("SIGHUP: cannot open the log file again (%s); it stays where it was",
 			  strerror(errno));
 	size_t len = 0;
-	char *text = sig.hangup && !s->stopping ? read_config_text(s->opt->config_path, &len) : NULL;
+	char *text = sig[HUP] && !s->stopping ? read_config_text(s->opt->config_path, &len) : NULL;
 	if (text && s->cfg_text && !s->reload_pending && len == s->cfg_len &&
 	    memcmp(text, s->cfg_text, len) == 0) {
 		/* logrotate's signal: the stages go on; the roles that may not open the log file
 		 * again (log_file_pin) start again to write to the new one. */
 		log_info("SIGHUP: the config is as it was: the log file is opened again, the stages "
 			 "go on");
-		stop_dashboard(s);
-		plex_role_stop(&s->plex);
+		stop_roles(s);
 		notify_restart();
 		free(text);
-	} else if (sig.hangup && !s->stopping) {
+	} else if (sig[HUP] && !s->stopping) {
 		struct config next;
 		if (load_config(s->opt->config_path, &next,
 				"SIGHUP: the new config is refused, the old one stays: ") == 0 &&
@@ -1464,8 +1420,8 @@ static void handle_signals(struct sup *s)
 		}
 		free(text);
 	}
-	if (sig.flush && s->flusher > 0)
-		kill(s->flusher, SIGUSR1);
+	if (sig[USR1] && s->roles[ROLE_FLUSHER].pid > 0)
+		kill(s->roles[ROLE_FLUSHER].pid, SIGUSR1);
 }
 
 static int apply_reload(struct sup *s, char *err, size_t err_len)
@@ -1497,9 +1453,8 @@ static int apply_reload(struct sup *s, char *err, size_t err_len)
 	free(done);
 	/* The flusher and the dashboard pick the new config up by starting again. */
 	stop_flusher(s);
-	start_flusher(s);
-	stop_dashboard(s);
-	plex_role_stop(&s->plex);
+	start_role(s, ROLE_FLUSHER);
+	stop_roles(s);
 	return rc;
 }
 
@@ -1578,11 +1533,12 @@ static bool all_finished(const struct sup *s)
 static int64_t next_deadline(const struct sup *s, int64_t now)
 {
 	int64_t at = now + SUP_TICK_MS;
-	if (s->flusher == 0 && s->flusher_backoff.restart_at_ms && s->flusher_backoff.restart_at_ms < at)
-		at = s->flusher_backoff.restart_at_ms;
-	if (s->cfg.dashboard.enabled && s->dashboard == 0 && s->dashboard_backoff.restart_at_ms &&
-	    s->dashboard_backoff.restart_at_ms < at)
-		at = s->dashboard_backoff.restart_at_ms;
+	const struct role_state *f = &s->roles[ROLE_FLUSHER], *d = &s->roles[ROLE_DASHBOARD];
+	if (f->pid == 0 && f->backoff.restart_at_ms && f->backoff.restart_at_ms < at)
+		at = f->backoff.restart_at_ms;
+	if (s->cfg.dashboard.enabled && d->pid == 0 && d->backoff.restart_at_ms &&
+	    d->backoff.restart_at_ms < at)
+		at = d->backoff.restart_at_ms;
 	return at;
 }
 
@@ -1592,9 +1548,8 @@ static void loop(struct sup *s)
 		int64_t now = ledger_now_ms();
 		heartbeat(s);
 		notify_tick(&s->ledger);
-		if (s->flusher == 0 && !s->stopping && now >= s->flusher_backoff.restart_at_ms)
-			start_flusher(s);
-		plex_role_keep(&s->plex, &s->cfg, s->ledger_name, s->lock_fd, s->stopping);
+		keep_role(s, ROLE_FLUSHER, true);
+		keep_role(s, ROLE_PLEX, s->cfg.plex.enabled);
 		if (s->reload_pending && running_workers(s) == 0) {
 			char err[CONFIG_ERR_MAX];
 			if (apply_reload(s, err, sizeof(err)) < 0) {
@@ -1610,9 +1565,7 @@ static void loop(struct sup *s)
 		}
 		/* After the stages: loading libmicrohttpd and GnuTLS takes the dashboard ~10 ms of
 		 * CPU, which on two cores delayed a first stage's rclone by as much. */
-		if (s->cfg.dashboard.enabled && s->dashboard == 0 && !s->stopping &&
-		    now >= s->dashboard_backoff.restart_at_ms)
-			start_dashboard(s);
+		keep_role(s, ROLE_DASHBOARD, s->cfg.dashboard.enabled);
 		if (running_workers(s) == 0 && !s->reload_pending)
 			downloaders_resume(&s->downloaders);
 		if (running_workers(s) == 0 &&
@@ -1631,7 +1584,7 @@ static void loop(struct sup *s)
 		}
 		handle_signals(s);
 		reap(s);
-		if (s->flusher == 0 &&
+		if (s->roles[ROLE_FLUSHER].pid == 0 &&
 		    atomic_load(&s->ledger.hdr->row_generation) != s->flushed_rows)
 			flush_here(s, "writing the ledger file while the flusher is down");
 	}
@@ -1932,7 +1885,8 @@ int supervisor_main(const struct supervisor_options *opt)
 	if (ledger_session_start(&s->ledger, ledger_now_ms()) != LEDGER_OK)
 		log_warn("cannot start the session's totals in the ledger; the dashboard's session "
 			 "shows only running stages");
-	if ((s->signal_fd = procs_signals_install()) < 0) {
+	static const int ignored[] = { SIGPIPE };
+	if ((s->signal_fd = procs_signals_install(sup_signals, 5, ignored, 1, 0, NULL)) < 0) {
 		log_error("cannot install signal handlers: %s", strerror(errno));
 		code = SUPERVISOR_EXIT_FAILED;
 		goto out;
@@ -1965,14 +1919,14 @@ int supervisor_main(const struct supervisor_options *opt)
 	}
 	heartbeat(s);
 	downloaders_recover(&s->downloaders, &s->cfg);
-	start_flusher(s);
+	start_role(s, ROLE_FLUSHER);
 	sdnotify_ready(); /* lock held, ledger restored, flusher forked: systemd's Type=notify */
 	loop(s);
 	signal_workers(s, SIGKILL); /* none should be left; a reload failure can leave some */
 	reap(s);
 	downloaders_resume(&s->downloaders);
-	plex_role_stop(&s->plex);
-	stop_dashboard(s);
+	role_stop(&role_table[ROLE_PLEX], &s->roles[ROLE_PLEX]);
+	role_stop(&role_table[ROLE_DASHBOARD], &s->roles[ROLE_DASHBOARD]);
 	stop_flusher(s);
 	if (s->progress)
 		progress_finish();

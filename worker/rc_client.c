@@ -14,6 +14,8 @@
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 
+#include "err.h"
+#include "http_client.h"
 #include "lazy_curl.h"
 
 _Static_assert(sizeof(((struct rc_client *)0)->curl_error) == CURL_ERROR_SIZE,
@@ -43,16 +45,8 @@ const char *rc_client_strerror(int err)
     return "unknown";
 }
 
-static void set_error(struct rc_client *c, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void set_error(struct rc_client *c, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(c->error, sizeof c->error, fmt, ap);
-    va_end(ap);
-}
+/* The one error formatter (err.h), into the client's message. */
+#define rc_err(c, code, ...) err_set((c)->error, sizeof((c)->error), (code), __VA_ARGS__)
 
 /* Copies the first line of text a server sent, printable ASCII only, so that a quoted error
  * cannot break a log line or smuggle terminal escapes into it. */
@@ -177,7 +171,7 @@ static int set_base_url(struct rc_client *c, const char *base_url)
 out:
     /* The URL is quoted only by what was wrong with it: a mistyped one may hold a secret. */
     if (rc < 0)
-        set_error(c, "rc_client: refusing the RC URL: %s", why);
+        rc_err(c, 0, "rc_client: refusing the RC URL: %s", why);
     curl_free(normal);
     curl_free(part);
     curl_free(host);
@@ -218,60 +212,31 @@ static curl_socket_t open_socket(void *ctx, curlsocktype purpose, struct curl_so
     return socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
 }
 
-static size_t on_body(char *data, size_t size, size_t nmemb, void *ctx)
-{
-    struct rc_client *c = ctx;
-    size_t len = size * nmemb; /* size is always 1 for body data */
-    if (len > RC_CLIENT_BODY_MAX - c->body_len) {
-        c->body_error = RC_CLIENT_ERR_PARSE;
-        return 0;
-    }
-    size_t need = c->body_len + len + 1;
-    if (need > c->body_cap) {
-        size_t cap = c->body_cap ? c->body_cap : BODY_INITIAL_CAP;
-        while (cap < need)
-            cap *= 2;
-        char *grown = realloc(c->body, cap);
-        if (!grown) {
-            c->body_error = RC_CLIENT_ERR_NOMEM;
-            return 0;
-        }
-        c->body = grown;
-        c->body_cap = cap;
-    }
-    memcpy(c->body + c->body_len, data, len);
-    c->body_len += len;
-    c->body[c->body_len] = '\0';
-    return len;
-}
-
 int rc_client_init(struct rc_client *c, const char *base_url, const char *user, const char *pass,
                    int timeout_ms)
 {
     *c = (struct rc_client){ 0 };
+    c->body = (struct http_body){ .max = RC_CLIENT_BODY_MAX, .initial_cap = BODY_INITIAL_CAP };
     if (!base_url || !user || !*user || !pass || !*pass) {
-        set_error(c, "rc_client: a URL, a user and a password are all needed");
-        return RC_CLIENT_ERR_INVALID;
+        return rc_err(c, RC_CLIENT_ERR_INVALID,
+                      "rc_client: a URL, a user and a password are all needed");
     }
     c->timeout_ms = timeout_ms > 0 ? timeout_ms : RC_CLIENT_TIMEOUT_MS_DEFAULT;
     char load_err[256];
     if (lazy_curl_load(load_err, sizeof(load_err)) < 0) {
-        set_error(c, "rc_client: %s", load_err);
-        return RC_CLIENT_ERR_CURL;
+        return rc_err(c, RC_CLIENT_ERR_CURL, "rc_client: %s", load_err);
     }
     int rc = set_base_url(c, base_url);
     if (rc < 0)
         return rc;
 
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        set_error(c, "rc_client: libcurl failed to initialise");
-        return RC_CLIENT_ERR_CURL;
+        return rc_err(c, RC_CLIENT_ERR_CURL, "rc_client: libcurl failed to initialise");
     }
     CURL *curl = curl_easy_init();
     if (!curl) {
         curl_global_cleanup();
-        set_error(c, "rc_client: libcurl could not allocate a handle");
-        return RC_CLIENT_ERR_NOMEM;
+        return rc_err(c, RC_CLIENT_ERR_NOMEM, "rc_client: libcurl could not allocate a handle");
     }
     c->curl = curl; /* from here on, rc_client_free() also drops the global reference */
 
@@ -283,8 +248,7 @@ int rc_client_init(struct rc_client *c, const char *base_url, const char *user, 
     if (!headers || !curl_slist_append(headers, "Expect:")) {
         curl_slist_free_all(headers);
         rc_client_free(c);
-        set_error(c, "rc_client: out of memory");
-        return RC_CLIENT_ERR_NOMEM;
+        return rc_err(c, RC_CLIENT_ERR_NOMEM, "rc_client: out of memory");
     }
     c->headers = headers;
 
@@ -310,8 +274,8 @@ int rc_client_init(struct rc_client *c, const char *base_url, const char *user, 
     SET(CURLOPT_HTTPHEADER, headers);
     SET(CURLOPT_POST, 1L);
     SET(CURLOPT_USERAGENT, "cplow");
-    SET(CURLOPT_WRITEFUNCTION, on_body);
-    SET(CURLOPT_WRITEDATA, c);
+    SET(CURLOPT_WRITEFUNCTION, http_body_write);
+    SET(CURLOPT_WRITEDATA, &c->body);
     SET(CURLOPT_ERRORBUFFER, c->curl_error);
 #undef SET
     if (e != CURLE_OK) {
@@ -319,7 +283,7 @@ int rc_client_init(struct rc_client *c, const char *base_url, const char *user, 
         char why[RC_CLIENT_ERROR_MAX];
         snprintf(why, sizeof why, "%s", curl_easy_strerror(e));
         rc_client_free(c);
-        set_error(c, "rc_client: setting up libcurl: %s", why);
+        rc_err(c, 0, "rc_client: setting up libcurl: %s", why);
         return e == CURLE_OUT_OF_MEMORY ? RC_CLIENT_ERR_NOMEM : RC_CLIENT_ERR_CURL;
     }
     return 0;
@@ -332,7 +296,7 @@ void rc_client_free(struct rc_client *c)
         curl_global_cleanup();
     }
     curl_slist_free_all(c->headers);
-    free(c->body);
+    free(c->body.data);
     *c = (struct rc_client){ 0 };
 }
 
@@ -340,31 +304,29 @@ static void describe_http_failure(struct rc_client *c, const char *method)
 {
     /* rclone's own errors are {"error": "...", "status": N, ...}; its 401 is plain text. */
     char quoted[QUOTE_MAX];
-    cJSON *root = cJSON_ParseWithLength(c->body ? c->body : "", c->body_len);
+    cJSON *root = cJSON_ParseWithLength(c->body.data ? c->body.data : "", c->body.len);
     const cJSON *msg = cJSON_GetObjectItemCaseSensitive(root, "error");
     if (cJSON_IsString(msg))
         quote_line(quoted, sizeof quoted, msg->valuestring, strlen(msg->valuestring));
     else
-        quote_line(quoted, sizeof quoted, c->body ? c->body : "", c->body_len);
+        quote_line(quoted, sizeof quoted, c->body.data ? c->body.data : "", c->body.len);
     cJSON_Delete(root);
-    set_error(c, "%s: HTTP %ld%s%s", method, c->http_status, quoted[0] ? ": " : "", quoted);
+    rc_err(c, 0, "%s: HTTP %ld%s%s", method, c->http_status, quoted[0] ? ": " : "", quoted);
 }
 
 /* One POST of `json` to `method`; on 0 the answer is in c->body (status 200). */
 static int post(struct rc_client *c, const char *method, const char *json)
 {
     if (!c->curl) {
-        set_error(c, "%s: the client is not initialised", method);
-        return RC_CLIENT_ERR_INVALID;
+        return rc_err(c, RC_CLIENT_ERR_INVALID, "%s: the client is not initialised", method);
     }
     size_t method_len = strlen(method);
     if (method_len >= METHOD_NAME_MAX) {
-        set_error(c, "%s: method name too long", method);
-        return RC_CLIENT_ERR_INVALID;
+        return rc_err(c, RC_CLIENT_ERR_INVALID, "%s: method name too long", method);
     }
     memcpy(c->url + c->base_len, method, method_len + 1);
-    c->body_len = 0;
-    c->body_error = 0;
+    c->body.len = 0;
+    c->body.error = HTTP_BODY_OK;
     c->refused_address = false;
     c->http_status = 0;
     c->curl_error[0] = '\0';
@@ -402,8 +364,9 @@ static int post(struct rc_client *c, const char *method, const char *json)
             rc = RC_CLIENT_ERR_CONNECT;
             break;
         case CURLE_WRITE_ERROR:
-            rc = c->body_error ? c->body_error : RC_CLIENT_ERR_CURL;
-            if (c->body_error == RC_CLIENT_ERR_PARSE)
+            rc = c->body.error == HTTP_BODY_TOO_BIG ? RC_CLIENT_ERR_PARSE
+                 : c->body.error == HTTP_BODY_NOMEM ? RC_CLIENT_ERR_NOMEM : RC_CLIENT_ERR_CURL;
+            if (c->body.error == HTTP_BODY_TOO_BIG)
                 detail = "the answer is larger than RC_CLIENT_BODY_MAX";
             break;
         case CURLE_OUT_OF_MEMORY:
@@ -413,7 +376,7 @@ static int post(struct rc_client *c, const char *method, const char *json)
             rc = RC_CLIENT_ERR_CURL;
             break;
         }
-        set_error(c, "%s: %s", method, detail);
+        rc_err(c, 0, "%s: %s", method, detail);
         return rc;
     }
     if (status != 200) {
@@ -426,10 +389,10 @@ static int post(struct rc_client *c, const char *method, const char *json)
 /* The answer as a JSON object, or NULL with c->error set. */
 static cJSON *answer_object(struct rc_client *c, const char *method)
 {
-    cJSON *root = cJSON_ParseWithLength(c->body ? c->body : "", c->body_len);
+    cJSON *root = cJSON_ParseWithLength(c->body.data ? c->body.data : "", c->body.len);
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
-        set_error(c, "%s: the answer is not a JSON object", method);
+        rc_err(c, 0, "%s: the answer is not a JSON object", method);
         return NULL;
     }
     return root;
@@ -471,7 +434,7 @@ int rc_client_stats(struct rc_client *c, struct rc_stats *out)
     const cJSON *transferring = cJSON_GetObjectItemCaseSensitive(root, "transferring");
     if (!cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(root, "bytes")) ||
         (transferring && !cJSON_IsArray(transferring) && !cJSON_IsNull(transferring))) {
-        set_error(c, "%s: the answer is not rclone's stats object", method);
+        rc_err(c, 0, "%s: the answer is not rclone's stats object", method);
         rc = RC_CLIENT_ERR_PARSE;
         goto out;
     }
@@ -541,8 +504,7 @@ int rc_client_bwlimit(struct rc_client *c, const char *rate, int64_t *bytes_per_
         }
         request = print_request(obj);
         if (!request) {
-            set_error(c, "%s: out of memory", method);
-            return RC_CLIENT_ERR_NOMEM;
+            return rc_err(c, RC_CLIENT_ERR_NOMEM, "%s: out of memory", method);
         }
     }
     int rc = post(c, method, request ? request : "{}");
@@ -558,7 +520,7 @@ int rc_client_bwlimit(struct rc_client *c, const char *rate, int64_t *bytes_per_
         if (bytes_per_second_out)
             *bytes_per_second_out = double_to_int64(bps->valuedouble);
     } else {
-        set_error(c, "%s: the answer has no bytesPerSecond", method);
+        rc_err(c, 0, "%s: the answer has no bytesPerSecond", method);
         rc = RC_CLIENT_ERR_PARSE;
     }
     cJSON_Delete(root);
@@ -569,8 +531,8 @@ int rc_client_stat(struct rc_client *c, const char *fs, const char *remote, int6
 {
     static const char method[] = "operations/stat";
     if (!fs || !remote) {
-        set_error(c, "%s: an fs and a remote path are both needed", method);
-        return RC_CLIENT_ERR_INVALID;
+        return rc_err(c, RC_CLIENT_ERR_INVALID,
+                      "%s: an fs and a remote path are both needed", method);
     }
     /* filesOnly: a directory of that name answers null too, so "found" always means a file. */
     cJSON *obj = cJSON_CreateObject();
@@ -583,8 +545,7 @@ int rc_client_stat(struct rc_client *c, const char *fs, const char *remote, int6
     }
     char *request = print_request(obj);
     if (!request) {
-        set_error(c, "%s: out of memory", method);
-        return RC_CLIENT_ERR_NOMEM;
+        return rc_err(c, RC_CLIENT_ERR_NOMEM, "%s: out of memory", method);
     }
     int rc = post(c, method, request);
     cJSON_free(request);
@@ -597,13 +558,13 @@ int rc_client_stat(struct rc_client *c, const char *fs, const char *remote, int6
     const cJSON *item = cJSON_GetObjectItemCaseSensitive(root, "item");
     const cJSON *size = cJSON_GetObjectItemCaseSensitive(item, "Size");
     if (cJSON_IsNull(item) || cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(item, "IsDir"))) {
-        set_error(c, "%s: no such file", method);
+        rc_err(c, 0, "%s: no such file", method);
         rc = RC_CLIENT_ERR_NOTFOUND;
     } else if (cJSON_IsObject(item) && cJSON_IsNumber(size)) {
         if (size_out)
             *size_out = double_to_int64(size->valuedouble);
     } else {
-        set_error(c, "%s: the answer has neither an item with a Size nor null", method);
+        rc_err(c, 0, "%s: the answer has neither an item with a Size nor null", method);
         rc = RC_CLIENT_ERR_PARSE;
     }
     cJSON_Delete(root);

@@ -26,6 +26,7 @@
 #include <linux/limits.h> /* strict ISO C without _GNU_SOURCE hides it in <limits.h> */
 #endif
 
+#include "http_client.h"
 #include "ledger.h"
 
 #define RC_CLIENT_TIMEOUT_MS_DEFAULT 500
@@ -65,10 +66,7 @@ struct rc_client {
     void *headers;                /* struct curl_slist * */
     char url[RC_CLIENT_URL_MAX];  /* the base URL ending in '/', then the method's name */
     size_t base_len;
-    char *body;                   /* the last response, NUL-terminated, reused across calls */
-    size_t body_len;
-    size_t body_cap;
-    int body_error;               /* why the last response was cut off: 0, NOMEM or PARSE */
+    struct http_body body;        /* the last response, NUL-terminated, reused across calls */
     bool refused_address;         /* the last call resolved to an address off loopback */
     int timeout_ms;
     char curl_error[256];         /* libcurl's CURLOPT_ERRORBUFFER, CURL_ERROR_SIZE bytes */

@@ -8,6 +8,8 @@
 
 #include <cjson/cJSON.h>
 
+#include "utf8.h"
+
 /* A reader's buffer starts here rather than at the exact need: most partial lines are short
  * JSON lines split by a pipe read, and this size absorbs them without regrowth. */
 #define READER_INITIAL_CAP 4096
@@ -134,9 +136,7 @@ static bool has_prefix(const char *s, size_t len, const char *prefix)
 static size_t copy_bounded(char *dst, size_t cap, const char *src, size_t len, bool *truncated)
 {
     if (len >= cap) {
-        len = cap - 1;
-        while (len > 0 && ((unsigned char)src[len] & 0xC0) == 0x80)
-            len--;
+        len = utf8_cut(src, cap - 1);
         *truncated = true;
     }
     memcpy(dst, src, len);

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "ledger.h"
 #include "log.h"
 #include "source.h"
@@ -57,18 +58,11 @@ void reconcile_cancel(struct reconcile *rc)
 	rc->prepared = 0;
 }
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int64_t time_left(struct reconcile *rc)
 {
 	if (rc->deadline_ms == 0)
-		rc->deadline_ms = mono_ms() + RECONCILE_DEADLINE_MS;
-	return rc->deadline_ms - mono_ms();
+		rc->deadline_ms = clock_mono_ms() + RECONCILE_DEADLINE_MS;
+	return rc->deadline_ms - clock_mono_ms();
 }
 
 /* Waits up to ms, or less if the deadline comes first or a stop is asked for. */
@@ -80,11 +74,11 @@ static enum read_end pause_for(struct reconcile *rc, int64_t ms)
 		if (wait <= 0)
 			return ms <= 0 ? READ_DONE : READ_TIMED_OUT;
 		struct pollfd p = { rc->stop_fd, POLLIN, 0 };
-		int64_t t0 = mono_ms();
+		int64_t t0 = clock_mono_ms();
 		int k = poll(&p, rc->stop_fd >= 0 ? 1 : 0, (int)wait);
 		if (k > 0)
 			return READ_STOPPED;
-		ms -= mono_ms() - t0;
+		ms -= clock_mono_ms() - t0;
 	}
 }
 

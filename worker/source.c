@@ -1,5 +1,5 @@
 #include "source.h"
-#include "utf8.h"
+#include "rclone_name.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -28,10 +28,6 @@
 #define WATCH_MASK (IN_OPEN | IN_MODIFY | IN_CREATE | IN_MOVED_TO | IN_ONLYDIR)
 #define WATCH_CHANGE (IN_MODIFY | IN_CREATE | IN_MOVED_TO)
 
-/* rclone's form of a name is at most three times as long (a control byte becomes a
- * three-byte symbol), plus room for the few whole-name replacements. */
-#define RCLONE_NAME_MAX (3 * NAME_MAX + 16)
-
 struct source_arena_block {
     struct source_arena_block *next;
     size_t used;
@@ -51,146 +47,7 @@ struct source_slot {
     uint32_t entry;      /* index + 1; 0 = empty */
 };
 
-/* --- rclone's names --------------------------------------------------------------------- */
-
-/*
- * rclone does not print a local name as it is on disk. Its local backend decodes the name from
- * the backend's encoding (lib/encoder Base on Linux: NUL, slash and dot names), encodes it in
- * rclone's Standard encoding (which adds control characters and DEL), and Go's JSON encoder
- * then turns each invalid UTF-8 byte into U+FFFD. rclone 1.60 logs "new\nline" as "new␊line".
- * Every name rclone writes (Copied lines, core/stats, lsjson) has that form, so the index is
- * keyed on it. A name without control bytes, DEL, invalid UTF-8, '‛' (U+201B, rclone's quote
- * character), '／', '．' or the symbols U+2400-U+2421 comes out unchanged.
- */
-
-#define QUOTE "\xE2\x80\x9B"           /* ‛ U+201B */
-#define FULLWIDTH_SLASH "\xEF\xBC\x8F" /* ／ U+FF0F */
-#define FULLWIDTH_DOT "\xEF\xBC\x8E"   /* ． U+FF0E */
-#define RUNE_QUOTE 0x201Bu
-#define RUNE_SLASH 0xFF0Fu
-#define RUNE_SYMBOL_NUL 0x2400u        /* ␀; U+2401-U+241F stand for 0x01-0x1F */
-#define RUNE_SYMBOL_DEL 0x2421u        /* ␡ */
-
 static void remember_fresh(struct source_index *idx, struct source_entry *e);
-
-static void put_bytes(char *out, size_t *o, const char *bytes, size_t len)
-{
-    memcpy(out + *o, bytes, len);
-    *o += len;
-}
-
-/* Every rune written here is in U+0800-U+FFFF: three bytes. */
-static void put_rune3(char *out, size_t *o, uint32_t r)
-{
-    out[(*o)++] = (char)(0xE0 | (r >> 12));
-    out[(*o)++] = (char)(0x80 | ((r >> 6) & 0x3F));
-    out[(*o)++] = (char)(0x80 | (r & 0x3F));
-}
-
-static bool name_is(const char *name, size_t len, const char *literal)
-{
-    return len == strlen(literal) && memcmp(name, literal, len) == 0;
-}
-
-static size_t put_whole(char *out, const char *literal)
-{
-    size_t len = strlen(literal);
-    memcpy(out, literal, len);
-    return len;
-}
-
-/* lib/encoder's Base.Decode. Never longer than its input; may hold NUL and '/'. */
-static size_t base_decode(const char *in, size_t n, char *out)
-{
-    size_t o = 0;
-    if (name_is(in, n, FULLWIDTH_DOT))
-        return put_whole(out, ".");
-    if (name_is(in, n, FULLWIDTH_DOT FULLWIDTH_DOT))
-        return put_whole(out, "..");
-    if (name_is(in, n, QUOTE FULLWIDTH_DOT))
-        return put_whole(out, FULLWIDTH_DOT);
-    if (name_is(in, n, QUOTE FULLWIDTH_DOT QUOTE FULLWIDTH_DOT))
-        return put_whole(out, FULLWIDTH_DOT FULLWIDTH_DOT);
-
-    bool unquote_next = false;
-    for (size_t i = 0; i < n;) {
-        uint32_t r;
-        size_t len = utf8_decode_go((const unsigned char *)in + i, n - i, &r);
-        bool unquote = unquote_next;
-        unquote_next = false;
-        if (r == RUNE_SYMBOL_NUL && !unquote) {
-            out[o++] = '\0';
-        } else if (r == RUNE_QUOTE && !unquote) {
-            unquote_next = true;
-        } else if (r == RUNE_SLASH && !unquote) {
-            out[o++] = '/';
-        } else {
-            /* A quote before anything it does not quote stands for itself. */
-            if (unquote && r != RUNE_SYMBOL_NUL && r != RUNE_QUOTE && r != RUNE_SLASH)
-                put_bytes(out, &o, QUOTE, 3);
-            put_bytes(out, &o, in + i, len);
-        }
-        i += len;
-    }
-    if (unquote_next)
-        put_bytes(out, &o, QUOTE, 3);
-    return o;
-}
-
-/* lib/encoder's Standard.Encode, then JSON's U+FFFD for invalid bytes. At most 3n + 12. */
-static size_t standard_encode_json(const char *in, size_t n, char *out)
-{
-    size_t o = 0;
-    if (name_is(in, n, "."))
-        return put_whole(out, FULLWIDTH_DOT);
-    if (name_is(in, n, ".."))
-        return put_whole(out, FULLWIDTH_DOT FULLWIDTH_DOT);
-    if (name_is(in, n, FULLWIDTH_DOT))
-        return put_whole(out, QUOTE FULLWIDTH_DOT);
-    if (name_is(in, n, FULLWIDTH_DOT FULLWIDTH_DOT))
-        return put_whole(out, QUOTE FULLWIDTH_DOT QUOTE FULLWIDTH_DOT);
-
-    for (size_t i = 0; i < n;) {
-        uint32_t r;
-        size_t len = utf8_decode_go((const unsigned char *)in + i, n - i, &r);
-        if (r == 0) {
-            put_rune3(out, &o, RUNE_SYMBOL_NUL);
-        } else if (r >= 0x01 && r <= 0x1F) {
-            put_rune3(out, &o, RUNE_SYMBOL_NUL + r);
-        } else if (r == 0x7F) {
-            put_rune3(out, &o, RUNE_SYMBOL_DEL);
-        } else if (r == '/') {
-            put_bytes(out, &o, FULLWIDTH_SLASH, 3);
-        } else if (r == UTF8_RUNE_ERROR && len == 1) {
-            put_rune3(out, &o, UTF8_RUNE_ERROR);
-        } else {
-            /* The characters that stand for others are quoted to stand for themselves. */
-            if (r == RUNE_QUOTE || r == RUNE_SLASH || r == RUNE_SYMBOL_DEL ||
-                (r >= RUNE_SYMBOL_NUL && r <= RUNE_SYMBOL_NUL + 0x1F))
-                put_bytes(out, &o, QUOTE, 3);
-            put_bytes(out, &o, in + i, len);
-        }
-        i += len;
-    }
-    return o;
-}
-
-/* rclone's form of one on-disk name of at most NAME_MAX bytes: the name itself when rclone
- * keeps it, else its rewrite in buf (RCLONE_NAME_MAX bytes). */
-static const char *rclone_name(const char *name, size_t len, char *buf, size_t *out_len)
-{
-    /* Printable ASCII, which most media names are, is never rewritten. */
-    size_t i = 0;
-    while (i < len && (unsigned char)name[i] >= 0x20 && (unsigned char)name[i] < 0x7F)
-        i++;
-    if (i == len) {
-        *out_len = len;
-        return name;
-    }
-    char decoded[NAME_MAX + 1];
-    *out_len = standard_encode_json(decoded, base_decode(name, len, decoded), buf);
-    return buf;
-}
 
 /* --- arena and hashing ------------------------------------------------------------------ */
 
@@ -403,7 +260,7 @@ static int join_rclone_path(struct source_index *idx, size_t dir_index, const ch
         return -ENAMETOOLONG; /* no filesystem rclone can read hands these out */
     char buf[RCLONE_NAME_MAX];
     size_t encoded_len;
-    const char *encoded = rclone_name(name, name_len, buf, &encoded_len);
+    const char *encoded = rclone_name_of(name, name_len, buf, &encoded_len);
     const struct source_dir *dir = &idx->dirs[dir_index];
     return join_path(idx, dir->path, dir->path_len, encoded, encoded_len, path, path_len);
 }
@@ -694,15 +551,8 @@ int source_foreach(struct source_index *idx, uint32_t any_of, uint32_t none_of,
 /* root/path on disk, or SOURCE_REMOVE_ENCODED. */
 static int disk_path(const char *root, const char *path, char *full, size_t len)
 {
-    /* U+2400..U+243F (control-byte symbols), U+201B (rclone's quote), U+FFFD (invalid
-     * UTF-8): the file's real name cannot be told from these. */
-    for (const unsigned char *p = (const unsigned char *)path; *p; p++)
-        if ((p[0] == 0xE2 && p[1] == 0x90) || (p[0] == 0xE2 && p[1] == 0x80 && p[2] == 0x9B) ||
-            (p[0] == 0xEF && p[1] == 0xBF && p[2] == 0xBD))
-            return SOURCE_REMOVE_ENCODED;
-    if ((size_t)snprintf(full, len, "%s/%s", root, path) >= len)
-        return -ENAMETOOLONG;
-    return 0;
+    int rc = rclone_name_disk_path(root, path, full, len);
+    return rc == RCLONE_NAME_ENCODED ? SOURCE_REMOVE_ENCODED : rc;
 }
 
 int source_stat(const char *root, const char *path, struct stat *st)
@@ -903,7 +753,7 @@ int source_watch_feed(struct source_index *idx, const void *events, size_t len)
             continue;
         char buf[RCLONE_NAME_MAX];
         size_t encoded_len;
-        const char *encoded = rclone_name(name, name_len, buf, &encoded_len);
+        const char *encoded = rclone_name_of(name, name_len, buf, &encoded_len);
         const struct source_dir *dir = &idx->dirs[idx->dir_of_wd[ev.wd] - 1];
         /* Files sharing rclone's name are all marked: the reconcile step wants a superset. */
         struct source_entry *e = NULL;

@@ -188,8 +188,10 @@ class WindowChangeTest(PromiseTest):
         wait_for("the first stage of the run", lambda: run.log_lines("stage 1 on fake1"),
                  timeout=60)
         first = self.bytes_left(run.log(), "fake1")
-        wait_for("the first upload to end", lambda: run.log_lines("uploader media: stage 1 "),
-                 timeout=60)
+        # "stage 1 done": "uploader media: stage 1 " also matched the plan's line, and a look
+        # at the stages before the worker took its slot found the run idle before it began.
+        wait_for("the first upload to end",
+                 lambda: run.log_lines("uploader media: stage 1 done"), timeout=60)
         wait_for("the run to go idle", lambda: not self.running_stages(cfg), timeout=60)
         used = self.assert_equals_truth(self.ledger(cfg), "before the reload")["fake1"]
         self.assertEqual(first, QUOTA - (used - sum(more.values())))

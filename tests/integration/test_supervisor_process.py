@@ -720,7 +720,7 @@ class SandboxLiveTest(SupervisorTest):
 
 class LibrariesAndPrioritiesTest(SupervisorTest):
     """libcurl and libmicrohttpd are loaded by the processes that use them, when they need them
-    (worker/lazy_curl.c, supervisor/lazy_mhd.c): not by cplow's start, not in every role. And
+    (common/lazy_curl.c, common/lazy_mhd.c): not by cplow's start, not in every role. And
     rclone and the dashboard run nicer than the worker and the flusher, whose wake-ups are the
     accounting."""
 

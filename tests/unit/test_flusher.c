@@ -158,8 +158,10 @@ Test(flusher, sigterm_flushes_the_last_change_and_exits_0, .init = setup, .fini 
 	int32_t row;
 	cr_assert_eq(ledger_row_get(&L, "media", "sa1", &row), LEDGER_OK);
 	/* A long interval: only the final flush can have written the second add in time. */
-	pid_t pid = start_flusher(60000);
+	/* Added before the start, so its start-up write holds it: added after, it raced that
+	 * write, and one that came first left the add to the 60 s interval. */
 	cr_assert_eq(ledger_add(&L, row, 10, ledger_now_ms()), LEDGER_OK);
+	pid_t pid = start_flusher(60000);
 	cr_assert(wait_file_bytes("media", "sa1", 10, 5000));
 	cr_assert_eq(ledger_add(&L, row, 5, ledger_now_ms()), LEDGER_OK);
 	int st = stop(pid, SIGTERM);
@@ -172,8 +174,10 @@ Test(flusher, sigusr1_flushes_at_once, .init = setup, .fini = teardown, .timeout
 {
 	int32_t row;
 	cr_assert_eq(ledger_row_get(&L, "media", "sa1", &row), LEDGER_OK);
-	pid_t pid = start_flusher(60000);
+	/* Added before the start, so its start-up write holds it: added after, it raced that
+	 * write, and one that came first left the add to the 60 s interval. */
 	cr_assert_eq(ledger_add(&L, row, 10, ledger_now_ms()), LEDGER_OK);
+	pid_t pid = start_flusher(60000);
 	cr_assert(wait_file_bytes("media", "sa1", 10, 5000));
 	cr_assert_eq(ledger_add(&L, row, 5, ledger_now_ms()), LEDGER_OK);
 	cr_assert_eq(kill(pid, SIGUSR1), 0);

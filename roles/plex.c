@@ -2,26 +2,25 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "http_client.h"
 #include "log.h"
+#include "procs.h"
+#include "role.h"
 #include "sandbox.h"
 
 #define PLEX_TICK_MS 500              /* how soon a new stage gets the limit in force */
 #define PLEX_TIMEOUT_MIN_MS 3000
 #define PLEX_TIMEOUT_MAX_MS 10000
-#define PLEX_STOP_WAIT_MS 15000
 
 /* ---- the answer ---- */
 
@@ -153,24 +152,10 @@ struct plex {
 	char token_header[1024];
 };
 
-static volatile sig_atomic_t plex_stop;
-static int plex_pipe[2] = { -1, -1 };
-
-static void on_stop(int sig)
+/* SIGTERM: the supervisor stopping, or restarting the role. */
+static bool stop_asked(void)
 {
-	(void)sig;
-	int saved = errno;
-	plex_stop = 1;
-	ssize_t w = write(plex_pipe[1], "s", 1);
-	(void)w;
-	errno = saved;
-}
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return *procs_signals_seen(SIGTERM) != 0;
 }
 
 static bool any_stage_running(const struct plex *p)
@@ -267,7 +252,7 @@ static void poll_plex(struct plex *p)
 		.timeout_ms = interval_ms < PLEX_TIMEOUT_MIN_MS   ? PLEX_TIMEOUT_MIN_MS
 			      : interval_ms > PLEX_TIMEOUT_MAX_MS ? PLEX_TIMEOUT_MAX_MS
 								  : interval_ms,
-		.abort_flag = &plex_stop,
+		.abort_flag = procs_signals_seen(SIGTERM),
 	};
 	struct http_response r;
 	char err[HTTP_CLIENT_ERR_MAX + 64] = "", why[HTTP_CLIENT_ERR_MAX] = "";
@@ -286,7 +271,7 @@ static void poll_plex(struct plex *p)
 			snprintf(err, sizeof(err), "%s", why);
 		http_client_response_free(&r);
 	}
-	if (plex_stop)
+	if (stop_asked())
 		return;
 	if (*err) {
 		if (!p->failing)
@@ -315,33 +300,18 @@ static void poll_plex(struct plex *p)
 			 streams, c->max_streams_before_throttle);
 }
 
-static int install_signals(void)
-{
-	if (pipe2(plex_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
-		return -1;
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_stop;
-	sigemptyset(&sa.sa_mask);
-	sa.sa_flags = SA_RESTART;
-	if (sigaction(SIGTERM, &sa, NULL) < 0)
-		return -1;
-	/* A terminal's ^C or hangup reaches the whole process group: the supervisor decides
-	 * when this role stops (SIGTERM), and lifts nothing too early. */
-	sa.sa_handler = SIG_IGN;
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	sigaction(SIGPIPE, &sa, NULL);
-	return 0;
-}
-
 int plex_run(const struct config *c, const char *ledger_name)
 {
 	struct plex p;
 	memset(&p, 0, sizeof(p));
 	p.cfg = c;
 	int code = 1;
-	if (install_signals() < 0) {
+	/* A terminal's ^C or hangup reaches the whole process group: the supervisor decides
+	 * when this role stops (SIGTERM), and lifts nothing too early. */
+	static const int caught[] = { SIGTERM };
+	static const int ignored[] = { SIGINT, SIGHUP, SIGPIPE };
+	int stop_fd = procs_signals_install(caught, 1, ignored, 3, 0, NULL);
+	if (stop_fd < 0) {
 		log_error("cannot install signal handlers: %s", strerror(errno));
 		return 1;
 	}
@@ -363,14 +333,14 @@ int plex_run(const struct config *c, const char *ledger_name)
 		log_warn("%s", err);
 	/* Name resolution may need what this machine's NSS needs: refusals are errors, and only
 	 * what no library does by accident kills (sandbox.h). */
-	if (sandbox_enter(SANDBOX_PLEX, NULL, 0, err, sizeof(err)) < 0)
+	if (sandbox_enter(role_table[ROLE_PLEX].sandbox, NULL, 0, err, sizeof(err)) < 0)
 		log_warn("running without a sandbox: %s", err);
 	char shown[256];
 	http_client_shown_url(c->plex.url, shown, sizeof(shown));
 	log_info("watching Plex at %s every %d s while stages run", shown, c->plex.poll_interval_s);
 	int64_t interval_ms = (int64_t)c->plex.poll_interval_s * 1000;
-	while (!plex_stop) {
-		int64_t now = mono_ms();
+	while (!stop_asked()) {
+		int64_t now = clock_mono_ms();
 		if (any_stage_running(&p)) {
 			/* After a spell without stages the old answer is stale: ask at once, and
 			 * let the answer apply at once. */
@@ -380,14 +350,14 @@ int plex_run(const struct config *c, const char *ledger_name)
 			}
 			if (now >= p.next_poll_ms) {
 				poll_plex(&p);
-				p.next_poll_ms = mono_ms() + interval_ms;
+				p.next_poll_ms = clock_mono_ms() + interval_ms;
 			}
-			p.last_busy_ms = mono_ms();
+			p.last_busy_ms = clock_mono_ms();
 		}
-		if (plex_stop)
+		if (stop_asked())
 			break;
 		apply(&p, false);
-		struct pollfd pfd = { plex_pipe[0], POLLIN, 0 };
+		struct pollfd pfd = { stop_fd, POLLIN, 0 };
 		poll(&pfd, 1, PLEX_TICK_MS);
 	}
 	apply(&p, true);
@@ -398,58 +368,4 @@ out:
 	explicit_bzero(p.token_header, sizeof(p.token_header));
 	ledger_detach(&p.ledger);
 	return code;
-}
-
-/* ---- the supervisor's side ---- */
-
-void plex_role_keep(struct plex_role *r, const struct config *c, const char *ledger_name,
-		    int lock_fd, bool stopping)
-{
-	if (!c->plex.enabled || r->pid > 0 || stopping ||
-	    ledger_now_ms() < r->backoff.restart_at_ms)
-		return;
-	pid_t pid = procs_fork(lock_fd, SIGTERM);
-	if (pid < 0) {
-		log_error("cannot fork the Plex throttle: %s", strerror(errno));
-		procs_backoff_died(&r->backoff, ledger_now_ms());
-		return;
-	}
-	if (pid == 0) {
-		log_set_tag("plex");
-		prctl(PR_SET_NAME, "cplow-plex"); /* in ps and top, beside the other cplows */
-		_exit(plex_run(c, ledger_name));
-	}
-	r->pid = pid;
-	procs_backoff_started(&r->backoff, ledger_now_ms());
-}
-
-bool plex_role_reaped(struct plex_role *r, pid_t pid, int status, struct ledger *l)
-{
-	if (r->pid <= 0 || pid != r->pid)
-		return false;
-	r->pid = 0;
-	log_error("the Plex throttle died (status %d); restarting it", status);
-	atomic_fetch_add(&l->hdr->restarts, 1);
-	procs_backoff_died(&r->backoff, ledger_now_ms());
-	return true;
-}
-
-void plex_role_stop(struct plex_role *r)
-{
-	if (r->pid <= 0)
-		return;
-	kill(r->pid, SIGTERM);
-	int st;
-	int64_t deadline = ledger_now_ms() + PLEX_STOP_WAIT_MS;
-	while (waitpid(r->pid, &st, WNOHANG) == 0) {
-		if (ledger_now_ms() >= deadline) {
-			kill(r->pid, SIGKILL);
-			waitpid(r->pid, &st, 0);
-			break;
-		}
-		struct timespec ts = { 0, 10 * 1000000L };
-		nanosleep(&ts, NULL);
-	}
-	r->pid = 0;
-	r->backoff = (struct procs_backoff){ 0 };
 }

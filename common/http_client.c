@@ -7,34 +7,30 @@
 
 #include "lazy_curl.h"
 
-struct sink {
-	struct http_response *out;
-	size_t cap;
-	int too_big;
-};
-
-static size_t on_body(char *data, size_t size, size_t n, void *ctx)
+size_t http_body_write(char *data, size_t size, size_t n, void *ctx)
 {
-	struct sink *s = ctx;
-	size_t len = size * n;
-	struct http_response *r = s->out;
-	if (r->body_len + len > HTTP_CLIENT_BODY_MAX) {
-		s->too_big = 1;
+	struct http_body *b = ctx;
+	size_t len = size * n; /* size is always 1 for body data */
+	if (len > b->max - b->len) {
+		b->error = HTTP_BODY_TOO_BIG;
 		return 0;
 	}
-	if (r->body_len + len + 1 > s->cap) {
-		size_t cap = s->cap ? s->cap : 4096;
-		while (cap < r->body_len + len + 1)
+	size_t need = b->len + len + 1;
+	if (need > b->cap) {
+		size_t cap = b->cap ? b->cap : b->initial_cap ? b->initial_cap : 4096;
+		while (cap < need)
 			cap *= 2;
-		char *grown = realloc(r->body, cap);
-		if (!grown)
+		char *grown = realloc(b->data, cap);
+		if (!grown) {
+			b->error = HTTP_BODY_NOMEM;
 			return 0;
-		r->body = grown;
-		s->cap = cap;
+		}
+		b->data = grown;
+		b->cap = cap;
 	}
-	memcpy(r->body + r->body_len, data, len);
-	r->body_len += len;
-	r->body[r->body_len] = '\0';
+	memcpy(b->data + b->len, data, len);
+	b->len += len;
+	b->data[b->len] = '\0';
 	return len;
 }
 
@@ -66,7 +62,7 @@ int http_client_request(const struct http_request *rq, struct http_response *out
 {
 	char curl_error[CURL_ERROR_SIZE] = "", shown[256];
 	struct curl_slist *headers = NULL;
-	struct sink sink = { out, 0, 0 };
+	struct http_body body = { .max = HTTP_CLIENT_BODY_MAX };
 	int rc = -1;
 	memset(out, 0, sizeof(*out));
 	http_client_shown_url(rq->url, shown, sizeof(shown));
@@ -107,8 +103,8 @@ int http_client_request(const struct http_request *rq, struct http_response *out
 	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout);
 	curl_easy_setopt(curl, CURLOPT_USERAGENT, "cplow");
 	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(curl, CURLOPT_WRITEDATA, &sink);
+	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, http_body_write);
+	curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
 	curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, curl_error);
 	if (rq->abort_flag) {
 		curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
@@ -121,8 +117,10 @@ int http_client_request(const struct http_request *rq, struct http_response *out
 		curl_easy_setopt(curl, CURLOPT_POSTFIELDS, rq->post_json);
 	}
 	CURLcode e = curl_easy_perform(curl);
+	out->body = body.data; /* freed with the response, whatever happened */
+	out->body_len = body.len;
 	if (e != CURLE_OK) {
-		if (sink.too_big)
+		if (body.error == HTTP_BODY_TOO_BIG)
 			snprintf(err, err_len, "%s: the answer is larger than %u bytes", shown,
 				 HTTP_CLIENT_BODY_MAX);
 		else if (e == CURLE_ABORTED_BY_CALLBACK)

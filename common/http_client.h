@@ -13,6 +13,31 @@
 #define HTTP_CLIENT_BODY_MAX (4u << 20)  /* a larger answer is an error */
 #define HTTP_CLIENT_ERR_MAX 256
 
+/*
+ * An answer's body as libcurl hands it over, kept NUL-terminated in memory up to a bound: the
+ * write callback of every cplow HTTP client (this one and the worker's RC client). Set
+ * CURLOPT_WRITEFUNCTION to http_body_write and CURLOPT_WRITEDATA to the struct; zero len and
+ * error before each request (data is reused).
+ */
+enum http_body_error {
+	HTTP_BODY_OK = 0,
+	HTTP_BODY_TOO_BIG = 1,        /* the answer passed max: cut off */
+	HTTP_BODY_NOMEM = 2,
+};
+
+struct http_body {
+	char *data;                   /* NUL-terminated once anything came; free() it */
+	size_t len;
+	size_t cap;
+	size_t max;                   /* a larger answer is an error */
+	size_t initial_cap;           /* the first allocation; 0: 4096 */
+	enum http_body_error error;   /* why the body was cut off (libcurl: CURLE_WRITE_ERROR) */
+};
+
+/* libcurl's write callback for a struct http_body: returns 0 (which ends the transfer) when the
+ * body would pass its max or memory runs out, with the body's error saying which. */
+size_t http_body_write(char *data, size_t size, size_t n, void *body);
+
 struct http_request {
 	const char *url;
 	const char *const *headers;   /* "Name: value", NULL-terminated; may be NULL */

@@ -6,7 +6,7 @@
 
 /*
  * A shared library loaded when a process first needs it, with the symbols it must have.
- * worker/lazy_curl.c and supervisor/lazy_mhd.c are its users (see lazy_curl.h for why).
+ * common/lazy_curl.c and common/lazy_mhd.c are its users (see lazy_curl.h for why).
  * Not thread-safe: cplow's processes load before they start any thread.
  */
 

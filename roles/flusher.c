@@ -10,8 +10,11 @@
 
 #include "ledger.h"
 #include "ledger_file.h"
+#include "clock.h"
 #include "log.h"
 #include "proc.h"
+#include "procs.h"
+#include "role.h"
 #include "sandbox.h"
 
 /* Upper bound on one idle wait, so a missed wake-up costs at most this much, and an orphaned
@@ -21,46 +24,19 @@
  * or a read-only mount is not retried (and logged) every interval. */
 #define FLUSHER_BACKOFF_MAX_MS 5000
 
-static volatile sig_atomic_t flusher_stop;
-static volatile sig_atomic_t flusher_now;
 static struct ledger *flusher_ledger;
 
-static void on_signal(int sig)
+/* Called by the signal handler: bumps the futex word, so a wait that has not begun yet returns
+ * at once. */
+static void wake(void)
 {
-	if (sig == SIGUSR1)
-		flusher_now = 1;
-	else
-		flusher_stop = 1;
-	/* Bumps the futex word, so a wait that has not begun yet returns at once. */
 	if (flusher_ledger)
 		ledger_wake(flusher_ledger);
 }
 
-static void install_handlers(void)
+static bool stop_asked(void)
 {
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	/* No SA_RESTART: a pending stop must interrupt the throttle sleep and the futex wait. */
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGUSR1, &sa, NULL);
-	sigset_t unblock;
-	sigemptyset(&unblock);
-	sigaddset(&unblock, SIGTERM);
-	sigaddset(&unblock, SIGINT);
-	sigaddset(&unblock, SIGUSR1);
-	sigprocmask(SIG_UNBLOCK, &unblock, NULL);
-}
-
-/* The interval's clock: the wall clock steps (NTP, an operator, a VM resumed), and one set back
- * an hour held every write back an hour. */
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return *procs_signals_seen(SIGTERM) || *procs_signals_seen(SIGINT);
 }
 
 static void sleep_ms(int64_t ms)
@@ -157,7 +133,9 @@ int flusher_run(const struct flusher_options *opt)
 		return 1;
 	}
 	flusher_ledger = &l;
-	install_handlers();
+	/* No SA_RESTART: a pending stop must interrupt the throttle sleep and the futex wait. */
+	static const int caught[] = { SIGTERM, SIGINT, SIGUSR1 };
+	procs_signals_install(caught, 3, NULL, 0, PROCS_NO_RESTART, wake);
 	ledger_file_keep_heap();
 	ledger_flusher_set(&l, getpid());
 	uint64_t parent_start = 0; /* a new cplow may get the dead one's pid */
@@ -165,16 +143,20 @@ int flusher_run(const struct flusher_options *opt)
 		parent_start = 0;
 	/* From here on it reads shared memory and writes files; nothing else. */
 	char err[256];
-	if (sandbox_enter(SANDBOX_FLUSHER, NULL, 0, err, sizeof(err)) < 0)
+	if (sandbox_enter(role_table[ROLE_FLUSHER].sandbox, NULL, 0, err, sizeof(err)) < 0)
 		log_warn("running without a sandbox: %s", err);
 
 	/* Write at start even without a change, so the file shows what a restart restored. */
 	uint64_t written = (uint64_t)-1; /* the row_generation the file holds */
 	int64_t last_write_ms = INT64_MIN / 2;
 	int last_ok = 0;
-	bool orphaned = false;
+	bool orphaned = false, now = false; /* now: SIGUSR1 asked for a write at once */
 	struct failures failures = { 0 };
-	while (!flusher_stop) {
+	static const int flush_signal[] = { SIGUSR1 };
+	while (!stop_asked()) {
+		int asked;
+		procs_signals_take(flush_signal, 1, &asked);
+		now = now || asked;
 		if (!orphaned && opt->parent_pid > 0 && getppid() != opt->parent_pid) {
 			orphaned = true;
 			log_warn("cplow (pid %d) is gone; writing the ledger file until its last "
@@ -185,7 +167,7 @@ int flusher_run(const struct flusher_options *opt)
 				 "ends", (int)opt->parent_pid);
 			break;
 		}
-		if (atomic_load(&l.hdr->row_generation) == written && !flusher_now) {
+		if (atomic_load(&l.hdr->row_generation) == written && !now) {
 			ledger_wait_change(&l, written, FLUSHER_IDLE_WAIT_MS);
 			/* Woken without a row change (the idle bound, a signal): the file is still
 			 * current, which the last-flush age shows. generation is read first, so it
@@ -198,13 +180,13 @@ int flusher_run(const struct flusher_options *opt)
 		/* The interval runs from the start of the last write, so a slow disk does not
 		 * add its time to the next change's wait; after failures, the backoff's. */
 		int64_t due = last_write_ms + (failures.count ? failures.delay_ms : interval) -
-			      mono_ms();
-		if (due > 0 && !flusher_now) {
+			      clock_mono_ms();
+		if (due > 0 && !now) {
 			sleep_ms(due < FLUSHER_IDLE_WAIT_MS ? due : FLUSHER_IDLE_WAIT_MS);
 			continue; /* re-check stop, the parent and the clock */
 		}
-		flusher_now = 0;
-		last_write_ms = mono_ms();
+		now = false;
+		last_write_ms = clock_mono_ms();
 		last_ok = flush_once(&l, &copy, opt->cache_path, interval, &written,
 				     &failures) == 0;
 		if (!last_ok)

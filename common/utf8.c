@@ -39,3 +39,34 @@ invalid:
     *rune = UTF8_RUNE_ERROR;
     return 1;
 }
+
+size_t utf8_encode(uint32_t r, char *out)
+{
+    if (r < 0x80) {
+        out[0] = (char)r;
+        return 1;
+    }
+    if (r < 0x800) {
+        out[0] = (char)(0xC0 | (r >> 6));
+        out[1] = (char)(0x80 | (r & 0x3F));
+        return 2;
+    }
+    if (r < 0x10000) {
+        out[0] = (char)(0xE0 | (r >> 12));
+        out[1] = (char)(0x80 | ((r >> 6) & 0x3F));
+        out[2] = (char)(0x80 | (r & 0x3F));
+        return 3;
+    }
+    out[0] = (char)(0xF0 | (r >> 18));
+    out[1] = (char)(0x80 | ((r >> 12) & 0x3F));
+    out[2] = (char)(0x80 | ((r >> 6) & 0x3F));
+    out[3] = (char)(0x80 | (r & 0x3F));
+    return 4;
+}
+
+size_t utf8_cut(const char *s, size_t n)
+{
+    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+        n--;
+    return n;
+}

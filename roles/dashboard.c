@@ -26,12 +26,13 @@
 #include "lazy_mhd.h"
 #include "ledger_file.h"
 #include "log.h"
+#include "procs.h"
+#include "role.h"
 #include "sandbox.h"
 
 #define DASH_READ_TIMEOUT_MS 200
 #define DASH_COPY_MAX_AGE_MS 1000  /* heartbeat and flush times live outside the generation */
 #define DASH_CONNECTIONS_MAX 512
-#define DASH_NICE 10             /* see dashboard_serve */
 #define DASH_CONNECTION_TIMEOUT_S 10
 #define DASH_LISTEN_BACKLOG 1024
 #define DASH_GIB 1073741824.0
@@ -50,18 +51,10 @@ struct dash {
 	int port;                  /* bound: what Host must name without a token */
 };
 
-static volatile sig_atomic_t stop_requested;
-static int wake_pipe[2] = { -1, -1 };
-
-static void on_stop(int sig)
+/* SIGTERM (the supervisor) or SIGINT: the loop ends at its next wake-up. */
+static bool stop_requested(void)
 {
-	int saved = errno;
-	stop_requested = sig;
-	if (wake_pipe[1] >= 0) {
-		ssize_t n = write(wake_pipe[1], "x", 1);
-		(void)n; /* a full pipe already wakes the loop */
-	}
-	errno = saved;
+	return *procs_signals_seen(SIGTERM) || *procs_signals_seen(SIGINT);
 }
 
 /* ---- the ledger copy ---- */
@@ -867,7 +860,7 @@ static unsigned connection_limit(void)
 	return DASH_CONNECTIONS_MAX;
 }
 
-static int serve_loop(struct MHD_Daemon *mhd)
+static int serve_loop(struct MHD_Daemon *mhd, int wake_fd)
 {
 	const union MHD_DaemonInfo *info = MHD_get_daemon_info(mhd, MHD_DAEMON_INFO_EPOLL_FD);
 	if (!info) {
@@ -875,8 +868,8 @@ static int serve_loop(struct MHD_Daemon *mhd)
 		return 1;
 	}
 	struct pollfd pfd[2] = { { .fd = info->epoll_fd, .events = POLLIN },
-				 { .fd = wake_pipe[0], .events = POLLIN } };
-	while (!stop_requested) {
+				 { .fd = wake_fd, .events = POLLIN } };
+	while (!stop_requested()) {
 		MHD_UNSIGNED_LONG_LONG timeout_ms = 0;
 		int wait_ms = 1000;
 		if (MHD_get_timeout(mhd, &timeout_ms) == MHD_YES && timeout_ms < (MHD_UNSIGNED_LONG_LONG)wait_ms)
@@ -885,7 +878,7 @@ static int serve_loop(struct MHD_Daemon *mhd)
 			log_error("poll failed: %s", strerror(errno));
 			return 1;
 		}
-		if (stop_requested)
+		if (stop_requested())
 			break;
 		if (MHD_run(mhd) != MHD_YES) {
 			log_error("libmicrohttpd failed; stopping the dashboard");
@@ -899,14 +892,10 @@ int dashboard_serve(const struct config *c, const char *ledger_name, int ready_f
 {
 	struct dash d = { .cfg = c };
 	struct MHD_Daemon *mhd = NULL;
-	int listen_fd = -1, port = 0, rc = 1, attached = 0;
+	int listen_fd = -1, port = 0, rc = 1, attached = 0, wake_fd;
 	char err[256];
-	/* The dashboard is for people and scrapers, never worth a moment of an upload: at a lower
-	 * priority it runs on what rclone and the worker leave (its start-up, ~10 ms of loading
-	 * libmicrohttpd, used to hold a first stage's rclone back by as much on two cores).
-	 * Unprivileged, this cannot be undone, and need not be. */
-	if (setpriority(PRIO_PROCESS, 0, DASH_NICE) < 0)
-		log_debug("cannot lower the dashboard's priority: %s", strerror(errno));
+	/* Its nice value is its row's (roles.c): people and scrapers are never worth a moment of
+	 * an upload. */
 	ledger_file_keep_heap(); /* every /api/state renders the whole ledger again */
 	const char *host = c->dashboard.host ? c->dashboard.host : CONFIG_DASHBOARD_HOST_DEFAULT;
 	d.refresh_seconds = c->dashboard.refresh_seconds > 0 ? c->dashboard.refresh_seconds :
@@ -923,15 +912,12 @@ int dashboard_serve(const struct config *c, const char *ledger_name, int ready_f
 		log_error("cannot allocate the ledger copy: %s", strerror(errno));
 		goto out;
 	}
-	if (pipe2(wake_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+	static const int caught[] = { SIGTERM, SIGINT };
+	static const int ignored[] = { SIGPIPE };
+	if ((wake_fd = procs_signals_install(caught, 2, ignored, 1, PROCS_NO_RESTART, NULL)) < 0) {
 		log_error("cannot make the wake-up pipe: %s", strerror(errno));
 		goto out;
 	}
-	struct sigaction sa = { .sa_handler = on_stop };
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
 
 	listen_fd = listen_on(host, c->dashboard.port, &port);
 	if (listen_fd < 0)
@@ -954,7 +940,7 @@ int dashboard_serve(const struct config *c, const char *ledger_name, int ready_f
 		goto out;
 	}
 	listen_fd = -1; /* MHD's now */
-	if (sandbox_enter(SANDBOX_DASHBOARD, NULL, 0, err, sizeof(err)) < 0) {
+	if (sandbox_enter(role_table[ROLE_DASHBOARD].sandbox, NULL, 0, err, sizeof(err)) < 0) {
 		log_error("%s", err);
 		goto out;
 	}
@@ -968,7 +954,7 @@ int dashboard_serve(const struct config *c, const char *ledger_name, int ready_f
 		close(ready_fd);
 		ready_fd = -1;
 	}
-	rc = serve_loop(mhd);
+	rc = serve_loop(mhd, wake_fd);
 out:
 	if (ready_fd >= 0)
 		close(ready_fd);
@@ -976,11 +962,6 @@ out:
 		MHD_stop_daemon(mhd);
 	if (listen_fd >= 0)
 		close(listen_fd);
-	for (int i = 0; i < 2; i++)
-		if (wake_pipe[i] >= 0) {
-			close(wake_pipe[i]);
-			wake_pipe[i] = -1;
-		}
 	free(d.order);
 	if (attached) {
 		ledger_copy_free(&d.copy);

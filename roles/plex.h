@@ -26,11 +26,8 @@
 
 #include <stdbool.h>
 #include <stddef.h>
-#include <sys/types.h>
 
 #include "config.h"
-#include "ledger.h"
-#include "procs.h"
 
 /* Consecutive polls a changed rate must hold before it applies. */
 #define PLEX_HOLD_POLLS 2
@@ -68,18 +65,5 @@ bool plex_throttle_feed(struct plex_throttle *t, const char *wanted);
 /* The role: runs until SIGTERM (SIGINT and SIGHUP are ignored: they reach the whole process
  * group from a terminal), then lifts the limits it set; returns an exit code. */
 int plex_run(const struct config *c, const char *ledger_name);
-
-/* The supervisor's side: forks the role when plex is enabled and it is not running (after its
- * backoff), reaps it, stops it. */
-struct plex_role {
-	pid_t pid;
-	struct procs_backoff backoff;
-};
-
-void plex_role_keep(struct plex_role *r, const struct config *c, const char *ledger_name,
-		    int lock_fd, bool stopping);
-/* true when pid was the role's (it is restarted later, counted in the ledger's restarts). */
-bool plex_role_reaped(struct plex_role *r, pid_t pid, int status, struct ledger *l);
-void plex_role_stop(struct plex_role *r);
 
 #endif

@@ -19,10 +19,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
+#include "err.h"
+
 extern char **environ;
 
-/* Longest remote name handled; rclone sets none, but an environment variable name holds it. */
-#define NAME_MAX_LEN 255
 /* Remotes nested deeper than this are taken for a cycle rclone would also never finish. */
 #define NEST_MAX 32
 /* A config dump larger than this is not an rclone.conf anyone keeps. */
@@ -32,212 +33,7 @@ extern char **environ;
 /* What the "no drive remote behind it" message shows of the remotes it followed. */
 #define TRAIL_MAX 480
 
-static int fail(char *err, size_t err_len, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int fail(char *err, size_t err_len, int rc, const char *fmt, ...)
-{
-	if (err && err_len) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err, err_len, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
-
-/* --- remote names and references ------------------------------------------------------- */
-
-/* rclone 1.60's remote name, narrowed to the names its config file can hold (see account.h). */
-static bool valid_name(const char *name, size_t len)
-{
-	if (len == 0 || len > NAME_MAX_LEN || name[0] == '-' || name[0] == ' ' ||
-	    name[len - 1] == ' ')
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)name[i];
-		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-			  c == '_' || c == '-' || c == '.' || c == ' ';
-		if (!ok)
-			return false;
-	}
-	return true;
-}
-
-static bool param_char(char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-	       c == '_';
-}
-
-enum ref_kind {
-	REF_LOCAL,       /* a path on this machine */
-	REF_NAMED,       /* "remote:path" or "remote,param=value:path" */
-	REF_ON_THE_FLY,  /* ":backend:path", configured only by its connection string */
-};
-
-/* Where things are in a reference; pointers into the parsed string. */
-struct ref {
-	enum ref_kind kind;
-	const char *name;      /* the remote, or the backend of an on-the-fly reference */
-	size_t name_len;
-	const char *params;    /* between the name's ',' and the config string's ':' */
-	size_t params_len;     /* 0: none */
-	const char *path;      /* after the config string's ':', or the whole local path */
-	bool sets_account;     /* a service_account_file/_credentials parameter */
-};
-
-static bool is_account_param(const char *param, size_t len)
-{
-	static const char *const names[] = {"service_account_file", "service_account_credentials"};
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-		if (strlen(names[i]) == len && memcmp(param, names[i], len) == 0)
-			return true;
-	return false;
-}
-
-/* The parameters of a connection string, from just after the name's ','; *end gets the index
- * of the ':' that closes them. Mirrors rclone's fspath.Parse, quoted values included, because
- * a quoted value may hold the ':' that would otherwise seem to end them. */
-static int parse_params(const char *s, size_t start, size_t *end, bool *sets_account)
-{
-	enum { PARAM, VALUE, QUOTED, AFTER_QUOTE } state = PARAM;
-	size_t prev = start;
-	char quote = 0;
-	for (size_t i = start; s[i]; i++) {
-		char c = s[i];
-		switch (state) {
-		case PARAM:
-			if (c == ':' || c == ',' || c == '=') {
-				if (i == prev)
-					return -EINVAL;
-				if (is_account_param(s + prev, i - prev))
-					*sets_account = true;
-				prev = i + 1;
-				if (c == ':') {
-					*end = i;
-					return 0;
-				}
-				if (c == '=')
-					state = VALUE;
-			} else if (!param_char(c)) {
-				return -EINVAL;
-			}
-			break;
-		case VALUE:
-			if ((c == '\'' || c == '"') && i == prev) {
-				quote = c;
-				state = QUOTED;
-			} else if (c == ':' || c == ',') {
-				prev = i + 1;
-				if (c == ':') {
-					*end = i;
-					return 0;
-				}
-				state = PARAM;
-			}
-			break;
-		case QUOTED:
-			if (c == quote)
-				state = AFTER_QUOTE;
-			break;
-		case AFTER_QUOTE:
-			if (c == ':' || c == ',') {
-				prev = i + 1;
-				if (c == ':') {
-					*end = i;
-					return 0;
-				}
-				state = PARAM;
-			} else if (c == quote) {
-				state = QUOTED; /* a doubled quote stands for itself */
-			} else {
-				return -EINVAL;
-			}
-			break;
-		}
-	}
-	return -EINVAL;
-}
-
-/* rclone's fspath.Parse on Linux: no ':' at all, or a '/' before the first ':' or ',', makes a
- * local path. */
-static int parse_ref(const char *s, struct ref *out)
-{
-	struct ref r = {0};
-	if (!*s)
-		return -EINVAL;
-	if (!strchr(s, ':')) {
-		r.kind = REF_LOCAL;
-		r.path = s;
-		*out = r;
-		return 0;
-	}
-	size_t start = s[0] == ':' ? 1 : 0;
-	size_t i = start;
-	for (; s[i] && s[i] != ':' && s[i] != ','; i++) {
-		if (s[i] == '/' || s[i] == '\\') {
-			if (start)
-				return -EINVAL; /* rclone: an on-the-fly remote was meant */
-			r.kind = REF_LOCAL;
-			r.path = s;
-			*out = r;
-			return 0;
-		}
-	}
-	if (!s[i] || !valid_name(s + start, i - start))
-		return -EINVAL;
-	r.kind = start ? REF_ON_THE_FLY : REF_NAMED;
-	r.name = s + start;
-	r.name_len = i - start;
-	if (s[i] == ',') {
-		size_t end;
-		if (parse_params(s, i + 1, &end, &r.sets_account) < 0)
-			return -EINVAL;
-		r.params = s + i + 1;
-		r.params_len = end - (i + 1);
-		r.path = s + end + 1;
-	} else {
-		r.path = s + i + 1;
-	}
-	*out = r;
-	return 0;
-}
-
-int account_destination(const char *upload_remote, const char *account_remote, char *out,
-			size_t len)
-{
-	if (!upload_remote || !account_remote || !out)
-		return -EINVAL;
-	struct ref r;
-	if (parse_ref(upload_remote, &r) < 0 || r.kind != REF_NAMED)
-		return -EINVAL;
-	size_t account_len = strlen(account_remote);
-	if (!valid_name(account_remote, account_len))
-		return -EINVAL;
-	int n;
-	if (r.params_len)
-		n = snprintf(NULL, 0, "%s,%.*s:%s", account_remote, (int)r.params_len, r.params,
-			     r.path);
-	else
-		n = snprintf(NULL, 0, "%s:%s", account_remote, r.path);
-	if (n < 0 || (size_t)n >= len)
-		return -ENAMETOOLONG;
-	if (r.params_len)
-		snprintf(out, len, "%s,%.*s:%s", account_remote, (int)r.params_len, r.params, r.path);
-	else
-		snprintf(out, len, "%s:%s", account_remote, r.path);
-	return 0;
-}
-
 /* --- rclone config dump ----------------------------------------------------------------- */
-
-static int64_t monotonic_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 struct buf {
 	char *data;
@@ -370,7 +166,7 @@ static int run_capture(char *const argv[], char *const envp[], int timeout_ms, s
 	close(status_pipe[1]);
 	out_pipe[1] = err_pipe[1] = status_pipe[1] = -1;
 
-	int64_t deadline = monotonic_ms() + timeout_ms;
+	int64_t deadline = clock_mono_ms() + timeout_ms;
 	int exec_errno = 0;
 	struct pollfd fds[3] = {
 		{.fd = out_pipe[0], .events = POLLIN},
@@ -381,7 +177,7 @@ static int run_capture(char *const argv[], char *const envp[], int timeout_ms, s
 	int open_fds = 3;
 	bool timed_out = false;
 	while (open_fds > 0) {
-		int64_t left = deadline - monotonic_ms();
+		int64_t left = deadline - clock_mono_ms();
 		if (left <= 0) {
 			timed_out = true;
 			break;
@@ -429,7 +225,7 @@ static int run_capture(char *const argv[], char *const envp[], int timeout_ms, s
 			pid = -1;
 			goto out;
 		}
-		if (monotonic_ms() >= deadline) {
+		if (clock_mono_ms() >= deadline) {
 			timed_out = true;
 			break;
 		}
@@ -524,32 +320,32 @@ static int run_rclone(const char *rclone_binary, const char *rclone_config, cons
 	int status = 0;
 	rc = run_capture(argv, env, ACCOUNT_DUMP_TIMEOUT_MS, out, &errout, &status);
 	if (rc == -ETIMEDOUT) {
-		fail(err, err_len, rc, "%s %s did not finish within %d s; killed it", rclone_binary,
+		err_set(err, err_len, rc, "%s %s did not finish within %d s; killed it", rclone_binary,
 		     name, ACCOUNT_DUMP_TIMEOUT_MS / 1000);
 		goto out;
 	}
 	if (rc == -ENOMEM) {
-		fail(err, err_len, rc, "out of memory reading %s %s", rclone_binary, name);
+		err_set(err, err_len, rc, "out of memory reading %s %s", rclone_binary, name);
 		goto out;
 	}
 	if (rc < 0) {
-		fail(err, err_len, -EIO, "cannot run %s: %s", rclone_binary, strerror(-rc));
+		err_set(err, err_len, -EIO, "cannot run %s: %s", rclone_binary, strerror(-rc));
 		rc = -EIO;
 		goto out;
 	}
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		const char *why = last_line(&errout);
 		if (WIFSIGNALED(status))
-			fail(err, err_len, -EIO, "%s %s was killed by signal %d%s%s", rclone_binary,
+			err_set(err, err_len, -EIO, "%s %s was killed by signal %d%s%s", rclone_binary,
 			     name, WTERMSIG(status), *why ? ": " : "", why);
 		else
-			fail(err, err_len, -EIO, "%s %s exited %d%s%s", rclone_binary, name,
+			err_set(err, err_len, -EIO, "%s %s exited %d%s%s", rclone_binary, name,
 			     WEXITSTATUS(status), *why ? ": " : "", why);
 		rc = -EIO;
 		goto out;
 	}
 	if (out->over) {
-		rc = fail(err, err_len, -EIO, "%s %s printed more than %zu MiB", rclone_binary,
+		rc = err_set(err, err_len, -EIO, "%s %s printed more than %zu MiB", rclone_binary,
 			  name, out->limit >> 20);
 		goto out;
 	}
@@ -572,7 +368,7 @@ static int config_dump(const char *rclone_binary, const char *rclone_config, cJS
 	cJSON *json = rc == 0 && out.data ? cJSON_ParseWithLength(out.data, out.len) : NULL;
 	if (rc == 0 && !cJSON_IsObject(json)) {
 		dump_delete(json);
-		rc = fail(err, err_len, -EIO, "%s config dump printed no JSON object", rclone_binary);
+		rc = err_set(err, err_len, -EIO, "%s config dump printed no JSON object", rclone_binary);
 	} else if (rc == 0) {
 		*dump = json;
 	}
@@ -596,7 +392,7 @@ int account_list_remotes(const char *rclone_binary, const char *rclone_config,
 		if (!grown || !(grown[list.count] = strndup(line, (size_t)(colon - line)))) {
 			if (grown)
 				list.names = grown;
-			rc = fail(err, err_len, -ENOMEM, "out of memory");
+			rc = err_set(err, err_len, -ENOMEM, "out of memory");
 			break;
 		}
 		list.names = grown;
@@ -625,7 +421,7 @@ void account_remotes_free(struct account_remotes *remotes)
 /* --- following remotes ------------------------------------------------------------------ */
 
 struct hop {
-	char name[NAME_MAX_LEN + 1];
+	char name[ACCOUNT_NAME_MAX + 1];
 	const char *type;    /* from the environment or the dump, both alive while resolving */
 };
 
@@ -669,7 +465,7 @@ static int env_name(char *out, size_t len, const char *prefix, const char *middl
 static const char *option(const struct resolver *r, const char *name, const char *type,
 			  const char *key)
 {
-	char var[NAME_MAX_LEN + 64];
+	char var[ACCOUNT_NAME_MAX + 64];
 	const char *v;
 	if (env_name(var, sizeof(var), "RCLONE_CONFIG_", name, key) == 0 && (v = getenv(var)))
 		return v;
@@ -760,7 +556,7 @@ static int mark_done(struct resolver *r, const char *name)
 
 static int add_drive(struct resolver *r, const char *name)
 {
-	char upper[NAME_MAX_LEN + 1];
+	char upper[ACCOUNT_NAME_MAX + 1];
 	size_t i = 0;
 	for (; name[i]; i++)
 		upper[i] = (name[i] >= 'a' && name[i] <= 'z') ? (char)(name[i] - 'a' + 'A') : name[i];
@@ -770,7 +566,7 @@ static int add_drive(struct resolver *r, const char *name)
 		if (strcmp(r->drives[k], upper) == 0)
 			return 0;
 	if (r->drive_count == ACCOUNT_ENV_MAX)
-		return fail(r->err, r->err_len, -E2BIG,
+		return err_set(r->err, r->err_len, -E2BIG,
 			    "upload_remote \"%s\" has more than %d drive remotes behind it",
 			    r->upload_remote, ACCOUNT_ENV_MAX);
 	char *copy = strdup(upper);
@@ -835,14 +631,14 @@ static int split_list(struct resolver *r, const char *list, const char *what,
 		p++; /* the separator */
 	}
 	if (fields == 0) {
-		char who[NAME_MAX_LEN + 64];
-		rc = fail(r->err, r->err_len, -EINVAL, "%s has an empty %s",
+		char who[ACCOUNT_NAME_MAX + 64];
+		rc = err_set(r->err, r->err_len, -EINVAL, "%s has an empty %s",
 			  referrer(r, who, sizeof(who)), what);
 	}
 	goto out;
 bad:;
-	char who[NAME_MAX_LEN + 64];
-	rc = fail(r->err, r->err_len, -EINVAL, "%s has a badly quoted %s: %s",
+	char who[ACCOUNT_NAME_MAX + 64];
+	rc = err_set(r->err, r->err_len, -EINVAL, "%s has a badly quoted %s: %s",
 		  referrer(r, who, sizeof(who)), what, list);
 out:
 	free(field);
@@ -860,17 +656,17 @@ static int follow_combined(struct resolver *r, char *field, const char *what)
 {
 	char *eq = strchr(field, '=');
 	if (!eq) {
-		char who[NAME_MAX_LEN + 64];
-		return fail(r->err, r->err_len, -EINVAL, "%s has \"%s\" in its %s, without \"=\"",
+		char who[ACCOUNT_NAME_MAX + 64];
+		return err_set(r->err, r->err_len, -EINVAL, "%s has \"%s\" in its %s, without \"=\"",
 			    referrer(r, who, sizeof(who)), field, what);
 	}
 	return follow(r, eq + 1);
 }
 
-static int follow_named(struct resolver *r, const struct ref *ref, const char *text)
+static int follow_named(struct resolver *r, const struct account_ref *ref, const char *text)
 {
-	char who[NAME_MAX_LEN + 64];
-	char name[NAME_MAX_LEN + 1];
+	char who[ACCOUNT_NAME_MAX + 64];
+	char name[ACCOUNT_NAME_MAX + 1];
 	memcpy(name, ref->name, ref->name_len);
 	name[ref->name_len] = '\0';
 
@@ -882,26 +678,26 @@ static int follow_named(struct resolver *r, const struct ref *ref, const char *t
 		for (size_t k = i; k < r->depth && used < sizeof(cycle); k++)
 			used += (size_t)snprintf(cycle + used, sizeof(cycle) - used, "%s → ",
 						 r->stack[k].name);
-		return fail(r->err, r->err_len, -ELOOP, "remotes refer to each other in a cycle: %s%s",
+		return err_set(r->err, r->err_len, -ELOOP, "remotes refer to each other in a cycle: %s%s",
 			    cycle, name);
 	}
 	if (is_done(r, name))
 		return 0;
 	if (r->depth == NEST_MAX)
-		return fail(r->err, r->err_len, -ELOOP,
+		return err_set(r->err, r->err_len, -ELOOP,
 			    "remotes behind upload_remote \"%s\" nest deeper than %d",
 			    r->upload_remote, NEST_MAX);
 
 	const char *type = option(r, name, NULL, "type");
 	if (!type || !*type) {
-		char var[NAME_MAX_LEN + 64];
+		char var[ACCOUNT_NAME_MAX + 64];
 		if (env_name(var, sizeof(var), "RCLONE_CONFIG_", name, "TYPE") < 0)
 			var[0] = '\0';
 		if (cJSON_GetObjectItemCaseSensitive(r->dump, name))
-			return fail(r->err, r->err_len, -ENOENT,
+			return err_set(r->err, r->err_len, -ENOENT,
 				    "remote \"%s\" (from %s) has no type in %s", name,
 				    referrer(r, who, sizeof(who)), r->config_label);
-		return fail(r->err, r->err_len, -ENOENT,
+		return err_set(r->err, r->err_len, -ENOENT,
 			    "remote \"%s\" (from %s) is in neither %s nor the environment (%s)",
 			    name, referrer(r, who, sizeof(who)), r->config_label, var);
 	}
@@ -913,11 +709,11 @@ static int follow_named(struct resolver *r, const struct ref *ref, const char *t
 	if (strcmp(type, "drive") == 0) {
 		const char *creds = option(r, name, "drive", "service_account_credentials");
 		if (ref->sets_account) {
-			rc = fail(r->err, r->err_len, -EINVAL,
+			rc = err_set(r->err, r->err_len, -EINVAL,
 				  "\"%s\" sets a service account in its connection string, which "
 				  "overrides any key file cplow gives it", text);
 		} else if (creds && *creds) {
-			rc = fail(r->err, r->err_len, -ENOTSUP,
+			rc = err_set(r->err, r->err_len, -ENOTSUP,
 				  "drive remote \"%s\" has service_account_credentials set, which rclone "
 				  "uses instead of any service_account_file: remove it to rotate keys",
 				  name);
@@ -928,7 +724,7 @@ static int follow_named(struct resolver *r, const struct ref *ref, const char *t
 		const char *upstreams = option(r, name, type, "upstreams");
 		if (!upstreams || !*upstreams) {
 			r->depth--;
-			return fail(r->err, r->err_len, -EINVAL,
+			return err_set(r->err, r->err_len, -EINVAL,
 				    "%s remote \"%s\" has no upstreams", type, name);
 		}
 		rc = split_list(r, upstreams, "upstreams",
@@ -937,7 +733,7 @@ static int follow_named(struct resolver *r, const struct ref *ref, const char *t
 		const char *remote = option(r, name, type, "remote");
 		if (!remote || !*remote) {
 			r->depth--;
-			return fail(r->err, r->err_len, -EINVAL,
+			return err_set(r->err, r->err_len, -EINVAL,
 				    "%s remote \"%s\" has no remote setting", type, name);
 		}
 		rc = follow(r, remote);
@@ -954,27 +750,27 @@ static int follow_named(struct resolver *r, const struct ref *ref, const char *t
 
 static int follow(struct resolver *r, const char *text)
 {
-	char who[NAME_MAX_LEN + 64];
-	struct ref ref;
-	if (parse_ref(text, &ref) < 0)
-		return fail(r->err, r->err_len, -EINVAL,
+	char who[ACCOUNT_NAME_MAX + 64];
+	struct account_ref ref;
+	if (account_parse_ref(text, &ref) < 0)
+		return err_set(r->err, r->err_len, -EINVAL,
 			    "%s refers to \"%s\", which is not a remote or path rclone accepts",
 			    referrer(r, who, sizeof(who)), text);
-	if (ref.kind == REF_LOCAL) {
+	if (ref.kind == ACCOUNT_REF_LOCAL) {
 		trail_leaf(r, text, "local path");
 		return 0;
 	}
-	if (ref.kind == REF_ON_THE_FLY) {
-		char backend[NAME_MAX_LEN + 1];
+	if (ref.kind == ACCOUNT_REF_ON_THE_FLY) {
+		char backend[ACCOUNT_NAME_MAX + 1];
 		memcpy(backend, ref.name, ref.name_len);
 		backend[ref.name_len] = '\0';
 		if (strcmp(backend, "drive") == 0)
-			return fail(r->err, r->err_len, -ENOTSUP,
+			return err_set(r->err, r->err_len, -ENOTSUP,
 				    "%s refers to the on-the-fly drive \"%s\", which has no remote "
 				    "name to give a key file to",
 				    referrer(r, who, sizeof(who)), text);
 		if (is_wrapper(backend))
-			return fail(r->err, r->err_len, -EINVAL,
+			return err_set(r->err, r->err_len, -EINVAL,
 				    "%s refers to the on-the-fly %s \"%s\", whose settings cplow does "
 				    "not follow: configure it as a named remote",
 				    referrer(r, who, sizeof(who)), backend, text);
@@ -1000,20 +796,20 @@ int account_sa_env(const char *rclone_binary, const char *rclone_config,
 	if (err && err_len)
 		err[0] = '\0';
 	if (!rclone_binary || !upload_remote || !key_path || !out)
-		return fail(err, err_len, -EINVAL, "account_sa_env: missing argument");
+		return err_set(err, err_len, -EINVAL, "account_sa_env: missing argument");
 	if (key_path[0] != '/')
-		return fail(err, err_len, -EINVAL, "key file \"%s\" is not an absolute path",
+		return err_set(err, err_len, -EINVAL, "key file \"%s\" is not an absolute path",
 			    key_path);
 	/* rclone expands $VAR and ${VAR} in service_account_file: such a path would name
 	 * another file. */
 	if (strchr(key_path, '$'))
-		return fail(err, err_len, -EINVAL,
+		return err_set(err, err_len, -EINVAL,
 			    "key file \"%s\" holds a '$', which rclone would expand as a variable",
 			    key_path);
 
-	struct ref top;
-	if (parse_ref(upload_remote, &top) < 0 || top.kind == REF_LOCAL)
-		return fail(err, err_len, -EINVAL,
+	struct account_ref top;
+	if (account_parse_ref(upload_remote, &top) < 0 || top.kind == ACCOUNT_REF_LOCAL)
+		return err_set(err, err_len, -EINVAL,
 			    "upload_remote \"%s\" is not an rclone remote (\"name:path\")",
 			    upload_remote);
 
@@ -1037,12 +833,12 @@ int account_sa_env(const char *rclone_binary, const char *rclone_config,
 	struct account_env env = {0};
 	rc = follow(&r, upload_remote);
 	if (rc == -ENOMEM)
-		fail(err, err_len, rc, "out of memory following upload_remote \"%s\"",
+		err_set(err, err_len, rc, "out of memory following upload_remote \"%s\"",
 		     upload_remote);
 	if (rc < 0)
 		goto out;
 	if (r.drive_count == 0) {
-		rc = fail(err, err_len, -ENODEV,
+		rc = err_set(err, err_len, -ENODEV,
 			  "upload_remote \"%s\" has no drive remote behind it: %s", upload_remote,
 			  r.trail);
 		goto out;
@@ -1052,7 +848,7 @@ int account_sa_env(const char *rclone_binary, const char *rclone_config,
 			     key_path) < 0) {
 			env.vars[i] = NULL;
 			account_env_free(&env);
-			rc = fail(err, err_len, -ENOMEM, "out of memory");
+			rc = err_set(err, err_len, -ENOMEM, "out of memory");
 			goto out;
 		}
 		env.count = i + 1;
@@ -1072,161 +868,4 @@ void account_env_free(struct account_env *env)
 	for (size_t i = 0; i < env->count && i < ACCOUNT_ENV_MAX; i++)
 		free(env->vars[i]);
 	memset(env, 0, sizeof(*env));
-}
-
-/* --- key files -------------------------------------------------------------------------- */
-
-static bool is_digit(char c)
-{
-	return c >= '0' && c <= '9';
-}
-
-int account_natural_cmp(const char *a, const char *b)
-{
-	int zeros_tiebreak = 0;
-	for (;;) {
-		if (is_digit(*a) && is_digit(*b)) {
-			size_t za = 0, zb = 0;
-			while (a[za] == '0')
-				za++;
-			while (b[zb] == '0')
-				zb++;
-			const char *da = a + za, *db = b + zb;
-			size_t la = 0, lb = 0;
-			while (is_digit(da[la]))
-				la++;
-			while (is_digit(db[lb]))
-				lb++;
-			/* By value without converting: no overflow for long runs. */
-			if (la != lb)
-				return la < lb ? -1 : 1;
-			int c = memcmp(da, db, la);
-			if (c)
-				return c;
-			if (!zeros_tiebreak && za != zb)
-				zeros_tiebreak = za < zb ? -1 : 1;
-			a = da + la;
-			b = db + lb;
-			continue;
-		}
-		unsigned char ca = (unsigned char)*a, cb = (unsigned char)*b;
-		if (ca != cb)
-			return ca < cb ? -1 : 1;
-		if (!ca)
-			return zeros_tiebreak;
-		a++;
-		b++;
-	}
-}
-
-static int cmp_paths(const void *x, const void *y)
-{
-	return account_natural_cmp(*(char *const *)x, *(char *const *)y);
-}
-
-static bool is_key_name(const char *name)
-{
-	size_t n = strlen(name);
-	return name[0] != '.' && n > 5 && strcmp(name + n - 5, ".json") == 0;
-}
-
-int account_list_keys(const char *dir, struct account_keys *out, char *err, size_t err_len)
-{
-	if (err && err_len)
-		err[0] = '\0';
-	if (!dir || !*dir || !out)
-		return fail(err, err_len, -EINVAL, "service_account_path is empty");
-	int rc = 0;
-	DIR *d = NULL;
-	char *base = NULL;
-	char **paths = NULL;
-	size_t count = 0, cap = 0;
-
-	/* The path as configured, made absolute, with no trailing '/': "/sa/" and "/sa" give the
-	 * same ledger keys. */
-	size_t dir_len = strlen(dir);
-	while (dir_len > 1 && dir[dir_len - 1] == '/')
-		dir_len--;
-	if (dir[0] == '/') {
-		base = strndup(dir, dir_len);
-	} else {
-		char cwd[PATH_MAX];
-		if (!getcwd(cwd, sizeof(cwd))) {
-			rc = fail(err, err_len, -errno, "service_account_path %s: cannot read the "
-				  "current directory: %s", dir, strerror(errno));
-			goto out;
-		}
-		if (asprintf(&base, "%s%s%.*s", cwd, strcmp(cwd, "/") ? "/" : "", (int)dir_len,
-			     dir) < 0)
-			base = NULL;
-	}
-	if (!base) {
-		rc = fail(err, err_len, -ENOMEM, "out of memory");
-		goto out;
-	}
-	const char *sep = strcmp(base, "/") ? "/" : "";
-
-	d = opendir(base);
-	if (!d) {
-		rc = fail(err, err_len, -errno, "service_account_path %s: %s", base, strerror(errno));
-		goto out;
-	}
-	for (;;) {
-		errno = 0;
-		struct dirent *e = readdir(d);
-		if (!e) {
-			if (errno) {
-				rc = fail(err, err_len, -errno, "service_account_path %s: %s", base,
-					  strerror(errno));
-				goto out;
-			}
-			break;
-		}
-		if (!is_key_name(e->d_name))
-			continue;
-		struct stat st;
-		if (fstatat(dirfd(d), e->d_name, &st, 0) < 0 || !S_ISREG(st.st_mode))
-			continue; /* a dangling link, a directory named x.json, a fifo */
-		if (count == cap) {
-			size_t new_cap = cap ? cap * 2 : 16;
-			char **grown = realloc(paths, new_cap * sizeof(*grown));
-			if (!grown) {
-				rc = fail(err, err_len, -ENOMEM, "out of memory");
-				goto out;
-			}
-			paths = grown;
-			cap = new_cap;
-		}
-		if (asprintf(&paths[count], "%s%s%s", base, sep, e->d_name) < 0) {
-			rc = fail(err, err_len, -ENOMEM, "out of memory");
-			goto out;
-		}
-		count++;
-	}
-	if (count)
-		qsort(paths, count, sizeof(*paths), cmp_paths);
-	out->paths = paths;
-	out->count = count;
-	paths = NULL;
-	count = 0;
-	rc = 0;
-out:
-	if (d)
-		closedir(d);
-	for (size_t i = 0; i < count; i++)
-		free(paths[i]);
-	free(paths);
-	free(base);
-	return rc;
-}
-
-void account_keys_free(struct account_keys *keys)
-{
-	if (!keys)
-		return;
-	for (size_t i = 0; i < keys->count; i++)
-		free(keys->paths[i]);
-	free(keys->paths);
-	keys->paths = NULL;
-	keys->count = 0;
 }

@@ -2,7 +2,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -10,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 #include "proc.h"
 
@@ -18,68 +18,74 @@
 #define BACKOFF_HEALTHY_MS 60000
 
 static int signal_pipe[2] = { -1, -1 };
+static volatile sig_atomic_t seen[NSIG];
+static void (*signal_wake)(void);
+static sigset_t installed;   /* what procs_fork resets in a child */
 static int child_stderr = -1;
 static int close_in_children[8];
 static size_t close_in_children_count;
-static volatile sig_atomic_t seen_int, seen_term, seen_hup, seen_usr1, seen_chld;
-
-static const int handled[] = { SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGCHLD };
 
 static void on_signal(int sig)
 {
 	int saved = errno;
-	switch (sig) {
-	case SIGINT: seen_int++; break;
-	case SIGTERM: seen_term++; break;
-	case SIGHUP: seen_hup++; break;
-	case SIGUSR1: seen_usr1++; break;
-	case SIGCHLD: seen_chld++; break;
-	}
+	if (sig > 0 && sig < NSIG)
+		seen[sig]++;
+	if (signal_wake)
+		signal_wake();
 	ssize_t w = write(signal_pipe[1], "s", 1);
 	(void)w; /* a full pipe already holds a wake-up */
 	errno = saved;
 }
 
-int procs_signals_install(void)
+int procs_signals_install(const int *caught, size_t n_caught, const int *ignored, size_t n_ignored,
+			  unsigned flags, void (*wake)(void))
 {
-	if (pipe2(signal_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+	if (signal_pipe[0] < 0 && pipe2(signal_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
 		return -1;
+	signal_wake = wake;
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;
 	sigemptyset(&sa.sa_mask);
-	sa.sa_flags = SA_RESTART;
+	sa.sa_flags = (flags & PROCS_NO_RESTART) ? 0 : SA_RESTART;
 	sigset_t set;
 	sigemptyset(&set);
-	for (size_t i = 0; i < sizeof(handled) / sizeof(handled[0]); i++) {
-		if (sigaction(handled[i], &sa, NULL) < 0)
+	for (size_t i = 0; i < n_caught; i++) {
+		if (sigaction(caught[i], &sa, NULL) < 0)
 			return -1;
-		sigaddset(&set, handled[i]);
+		sigaddset(&set, caught[i]);
+		sigaddset(&installed, caught[i]);
 	}
 	sa.sa_handler = SIG_IGN;
-	sigaction(SIGPIPE, &sa, NULL);
+	for (size_t i = 0; i < n_ignored; i++) {
+		sigaction(ignored[i], &sa, NULL);
+		sigaddset(&installed, ignored[i]);
+	}
 	/* A parent may have started us with these blocked (some init systems do). */
 	sigprocmask(SIG_UNBLOCK, &set, NULL);
 	return signal_pipe[0];
 }
 
-void procs_take_signals(struct procs_signals *out)
+const volatile sig_atomic_t *procs_signals_seen(int sig)
+{
+	return &seen[sig > 0 && sig < NSIG ? sig : 0];
+}
+
+void procs_signals_take(const int *sigs, size_t n, int *counts)
 {
 	char drain[64];
-	while (read(signal_pipe[0], drain, sizeof(drain)) > 0)
+	while (signal_pipe[0] >= 0 && read(signal_pipe[0], drain, sizeof(drain)) > 0)
 		;
 	/* Blocked while the counters are read and cleared, so none is lost in between. */
 	sigset_t set, old;
 	sigemptyset(&set);
-	for (size_t i = 0; i < sizeof(handled) / sizeof(handled[0]); i++)
-		sigaddset(&set, handled[i]);
+	for (size_t i = 0; i < n; i++)
+		sigaddset(&set, sigs[i]);
 	sigprocmask(SIG_BLOCK, &set, &old);
-	out->interrupt = seen_int;
-	out->terminate = seen_term;
-	out->hangup = seen_hup;
-	out->flush = seen_usr1;
-	out->child = seen_chld;
-	seen_int = seen_term = seen_hup = seen_usr1 = seen_chld = 0;
+	for (size_t i = 0; i < n; i++) {
+		counts[i] = seen[sigs[i]];
+		seen[sigs[i]] = 0;
+	}
 	sigprocmask(SIG_SETMASK, &old, NULL);
 }
 
@@ -93,18 +99,26 @@ pid_t procs_fork(int close_fd, int death_signal)
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = SIG_DFL;
 	sigemptyset(&sa.sa_mask);
-	for (size_t i = 0; i < sizeof(handled) / sizeof(handled[0]); i++)
-		sigaction(handled[i], &sa, NULL);
-	sigaction(SIGPIPE, &sa, NULL);
+	for (int sig = 1; sig < NSIG; sig++)
+		if (sig == SIGPIPE || sigismember(&installed, sig) == 1)
+			sigaction(sig, &sa, NULL);
+	sigemptyset(&installed);
 	sigset_t none;
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
-	close(signal_pipe[0]);
-	close(signal_pipe[1]);
+	for (int sig = 0; sig < NSIG; sig++)
+		seen[sig] = 0;
+	signal_wake = NULL;
+	for (int i = 0; i < 2; i++) {
+		if (signal_pipe[i] >= 0)
+			close(signal_pipe[i]);
+		signal_pipe[i] = -1;
+	}
 	if (close_fd >= 0)
 		close(close_fd);
 	for (size_t i = 0; i < close_in_children_count; i++)
 		close(close_in_children[i]);
+	close_in_children_count = 0;
 	if (child_stderr >= 0) {
 		dup2(child_stderr, STDERR_FILENO);
 		log_set_sink(NULL);
@@ -112,7 +126,7 @@ pid_t procs_fork(int close_fd, int death_signal)
 	if (death_signal) {
 		prctl(PR_SET_PDEATHSIG, death_signal);
 		if (getppid() != parent)
-			raise(death_signal); /* the supervisor died before prctl took hold */
+			raise(death_signal); /* the parent died before prctl took hold */
 	}
 	return 0;
 }
@@ -149,37 +163,6 @@ bool procs_alive(pid_t pid)
 	return proc_alive(pid, 0);
 }
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int procs_stop(pid_t pid, int sig, int wait_ms, bool *killed)
-{
-	int st = 0;
-	if (killed)
-		*killed = false;
-	kill(pid, sig);
-	int64_t deadline = mono_ms() + wait_ms;
-	for (;;) {
-		pid_t r = waitpid(pid, &st, WNOHANG);
-		if (r == pid || (r < 0 && errno != EINTR))
-			return st;
-		if (mono_ms() >= deadline)
-			break;
-		struct timespec ts = { 0, 10 * 1000000L };
-		nanosleep(&ts, NULL);
-	}
-	if (killed)
-		*killed = true;
-	kill(pid, SIGKILL);
-	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-		;
-	return st;
-}
-
 int procs_reap(pid_t *pid, int *status)
 {
 	pid_t p;
@@ -189,6 +172,26 @@ int procs_reap(pid_t *pid, int *status)
 	if (p <= 0)
 		return 0;
 	*pid = p;
+	return 1;
+}
+
+int procs_wait(pid_t pid, int timeout_ms, int *status)
+{
+	int64_t deadline = clock_mono_ms() + timeout_ms;
+	for (;;) {
+		pid_t r = waitpid(pid, status, WNOHANG);
+		if (r == pid)
+			return 0;
+		if (r < 0 && errno != EINTR)
+			return -1;
+		if (clock_mono_ms() >= deadline)
+			break;
+		struct timespec ts = { 0, 10 * 1000000L };
+		nanosleep(&ts, NULL);
+	}
+	kill(pid, SIGKILL);
+	while (waitpid(pid, status, 0) < 0 && errno == EINTR)
+		;
 	return 1;
 }
 

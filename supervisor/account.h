@@ -9,10 +9,6 @@
  *     handed to every Drive remote behind upload_remote by account_sa_env().
  *
  * Everything here follows rclone 1.60.1 as observed on this machine, not its later releases:
- *   - A remote name is 1 or more of `A-Z a-z 0-9 _ - .` and space, not starting with `-` or a
- *     space and not ending with a space. 1.60 rejects `+`, `@` and non-ASCII letters ("config
- *     name contains invalid characters"); its config file trims spaces at either end of a
- *     section name, so such a name could never be found.
  *   - A remote-specific variable is "RCLONE_CONFIG_" + the remote name upper-cased + "_" + the
  *     option: 1.60 keeps the name's `-` (RCLONE_CONFIG_MY-GD_SERVICE_ACCOUNT_FILE reaches remote
  *     `my-gd`; RCLONE_CONFIG_MY_GD_... does not), and its `.` and spaces too. Older and later
@@ -34,6 +30,8 @@
 
 #include <stddef.h>
 
+#include "account_names.h"
+
 /* Drive remotes one upload_remote may have behind it (a union of many drives counts each). */
 #define ACCOUNT_ENV_MAX 16
 
@@ -45,23 +43,6 @@ struct account_env {
 	size_t count;
 };
 
-struct account_keys {
-	char **paths;                 /* absolute, in account_natural_cmp order */
-	size_t count;
-};
-
-/*
- * upload_remote with its remote swapped for account_remote: "google:/Media" + "google2" gives
- * "google2:/Media". Connection-string parameters stay ("google,shared_with_me:/M" gives
- * "google2,shared_with_me:/M").
- * Returns 0, or:
- *   -EINVAL        upload_remote is a local path or an on-the-fly ":backend:", or is malformed,
- *                  or account_remote is not a remote name (empty, "google2:", bad characters);
- *   -ENAMETOOLONG  the result does not fit in len bytes.
- * out is untouched on failure.
- */
-int account_destination(const char *upload_remote, const char *account_remote, char *out,
-			size_t len);
 
 /*
  * The environment that makes every Drive remote behind upload_remote use key_path: one
@@ -107,25 +88,5 @@ int account_list_remotes(const char *rclone_binary, const char *rclone_config,
 			 struct account_remotes *out, char *err, size_t err_len);
 
 void account_remotes_free(struct account_remotes *remotes);
-
-/*
- * The service-account keys in dir: its regular files (a symbolic link counts as its target)
- * named "*.json", hidden ones (".x.json") left out, as absolute paths in natural order. A
- * relative dir is taken from the current directory; dir's spelling is otherwise kept (no
- * symbolic link resolved), because the path is the account's key in the ledger file.
- * Returns 0 (count may be 0), or -errno with err naming dir (-ENOENT, -ENOTDIR, -EACCES, ...).
- */
-int account_list_keys(const char *dir, struct account_keys *out, char *err, size_t err_len);
-
-void account_keys_free(struct account_keys *keys);
-
-/*
- * Natural order: runs of ASCII digits compare by value ("sa2" < "sa10", "a1b2" < "a1b10"), all
- * other bytes compare as unsigned bytes, case-sensitively ("SA1" < "sa1"). Leading zeros do
- * not change a run's value; they only break a tie between strings that are otherwise equal,
- * fewer zeros first, at the first run where the counts differ: "sa1" < "sa01" < "sa001" < "sa2".
- * So only identical strings compare equal. Returns <0, 0 or >0 like strcmp.
- */
-int account_natural_cmp(const char *a, const char *b);
 
 #endif

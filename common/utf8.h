@@ -16,4 +16,13 @@
  */
 size_t utf8_decode_go(const unsigned char *s, size_t n, uint32_t *rune);
 
+/* Writes rune r (at most U+10FFFF, no surrogate) into out, which has room for 4 bytes; returns
+ * the bytes written. */
+size_t utf8_encode(uint32_t r, char *out);
+
+/* n, stepped back to the start of the UTF-8 sequence s[n] is in: the longest prefix of s, at
+ * most n bytes, that does not cut a character. s[n] must be readable (n < strlen(s), or the
+ * terminating NUL). */
+size_t utf8_cut(const char *s, size_t n);
+
 #endif

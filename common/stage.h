@@ -1,7 +1,11 @@
 /*
- * A stage spec: everything one rclone run needs, built by the supervisor's planner. The worker
- * never reads the config file: this struct is its whole input, and it is never modified, so a
- * stage's flags cannot leak into the next stage (the quota fork mutates its global config).
+ * A stage spec: everything one rclone run needs, built by the supervisor's planner, and what
+ * the supervisor and the worker exchange. The worker never reads the config file: this struct
+ * is its whole input, and it is never modified, so a stage's flags cannot leak into the next
+ * stage (the quota fork mutates its global config).
+ *
+ * The worker process's entry is declared here too (worker/ defines it): the supervisor forks,
+ * and its child calls it with the spec.
  */
 #ifndef CPLOW_STAGE_H
 #define CPLOW_STAGE_H
@@ -107,5 +111,9 @@ struct stage_outcome {
 	int64_t held_bytes;
 	char trigger[128];            /* the pattern that fired */
 };
+
+/* Runs the stage; fills *out; returns out->result. The caller's process becomes the leader of
+ * a new process group shared with rclone, so one kill of the group ends both (worker.h). */
+enum stage_result worker_run(const struct stage_spec *spec, struct stage_outcome *out);
 
 #endif
