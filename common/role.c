@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -21,7 +20,8 @@ static void enter(const struct role *r, const struct role_ctx *ctx)
 	/* A role for people and scrapers runs on what rclone and the worker leave: its start-up
 	 * (~10 ms of loading libmicrohttpd) used to hold a first stage's rclone back by as much on
 	 * two cores. Unprivileged, this cannot be undone, and need not be. */
-	if (r->nice && setpriority(PRIO_PROCESS, 0, r->nice) < 0)
+	errno = 0;
+	if (r->nice && nice(r->nice) == -1 && errno)
 		log_debug("cannot lower the %s's priority: %s", r->name, strerror(errno));
 	/* Loaded before the role's own set-up and its sandbox; a failure is remembered, and the
 	 * role's own load reports it as it always does. */

@@ -62,7 +62,8 @@ struct role {
 	const char *ps_name;          /* its name in ps (PR_SET_NAME); NULL keeps "cplow" */
 	int (*run)(const struct role_ctx *ctx);   /* returns the role's exit code */
 	enum sandbox_role sandbox;    /* entered by the role once set up */
-	int nice;                     /* its nice value (setpriority); 0 leaves the supervisor's */
+	int nice;                     /* added to the supervisor's nice value, as rclone's is
+				       * (nice(2)); 0 leaves the supervisor's */
 	int death_signal;             /* sent by the kernel when the supervisor dies; 0: the role
 				       * outlives it (the flusher, while workers still count) */
 	bool counted;                 /* a restart counts in the ledger's restarts */
