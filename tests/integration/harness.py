@@ -137,6 +137,16 @@ def ledger_state(shm):
     return json.loads(out.stdout)
 
 
+def used_by_account(config, uploader):
+    """{account: used bytes} of uploader's rows in the ledger of the cplow run on config."""
+    out = subprocess.run([os.path.join(BUILD, "shm/cplow-inspect"), "--config", config, "--json"],
+                         capture_output=True, text=True, timeout=30)
+    if out.returncode != 0:
+        raise AssertionError("cplow-inspect failed: " + out.stderr)
+    rows = json.loads(out.stdout)["uploaders"].get(uploader, [])
+    return {r["account"]: r["used_bytes"] for r in rows}
+
+
 def ledger_row(shm, uploader, account):
     for row in ledger_state(shm)["uploaders"].get(uploader, []):
         if row["account"] == account:

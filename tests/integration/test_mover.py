@@ -10,11 +10,11 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import tempfile
 import unittest
 
-from harness import BUILD, CplowProcesses, FakeRemote, drop_ledger, make_tree, wait_for
+from harness import (CplowProcesses, FakeRemote, drop_ledger, make_tree, used_by_account,
+                     wait_for)
 
 
 def files_under(root):
@@ -68,11 +68,7 @@ class MoverTest(CplowProcesses, unittest.TestCase):
 
     def used(self):
         """{account: used bytes} of the uploader's ledger rows."""
-        out = subprocess.run([os.path.join(BUILD, "shm/cplow-inspect"), "--config", self.config,
-                              "--json"], capture_output=True, text=True, timeout=30)
-        self.assertEqual(out.returncode, 0, out.stderr)
-        rows = json.loads(out.stdout)["uploaders"].get("media", [])
-        return {r["account"]: r["used_bytes"] for r in rows}
+        return used_by_account(self.config, "media")
 
     def test_the_mover_moves_server_side_and_charges_its_account_exactly_what_moved(self):
         staged = make_tree(self.staging, 8, seed=41, min_size=2000, max_size=90000)

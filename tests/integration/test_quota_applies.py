@@ -6,11 +6,10 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 import unittest
 
-from harness import BUILD, CplowProcesses, FakeRemote, drop_ledger, make_tree
+from harness import CplowProcesses, FakeRemote, drop_ledger, make_tree, used_by_account
 
 STAGE_FLAGS = ("--max-transfer", "--max-size", "--transfers", "--order-by", "--max-backlog",
                "--cutoff-mode")
@@ -58,10 +57,7 @@ class QuotaAppliesTest(CplowProcesses, unittest.TestCase):
 
     def used(self):
         """The uploader's counted bytes, every account."""
-        out = subprocess.run([os.path.join(BUILD, "shm/cplow-inspect"), "--config", self.config,
-                              "--json"], capture_output=True, text=True, timeout=30)
-        self.assertEqual(out.returncode, 0, out.stderr)
-        return sum(r["used_bytes"] for r in json.loads(out.stdout)["uploaders"].get("media", []))
+        return sum(used_by_account(self.config, "media").values())
 
     def left_in_source(self):
         return sum(os.path.getsize(os.path.join(d, f))
