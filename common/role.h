@@ -31,6 +31,7 @@ enum role_id {
 	ROLE_DASHBOARD,
 	ROLE_NOTIFIER,
 	ROLE_PLEX,
+	ROLE_DOWNLOADERS,
 	ROLE_COUNT
 };
 
@@ -54,6 +55,7 @@ struct role_ctx {
 	int fd;                       /* the role's end of a pipe from the supervisor, or -1 */
 	int reply_fd;                 /* its end of a pipe back to the supervisor, or -1 */
 	int close_fd;                 /* closed in the role: the instance lock */
+	bool restarted;               /* it replaces one of its kind that died */
 };
 
 struct role {
