@@ -176,5 +176,7 @@ void pause_hooks_stop(struct pause_hooks *h)
 {
 	role_stop(row(), &h->role);
 	close_ours(h);
-	h->sent_paused = false;
+	/* It resumed what it paused: the next stage asks again. */
+	h->want_paused = h->sent_paused = false;
+	h->hold_until_ms = 0;
 }

@@ -1286,7 +1286,8 @@ static void reap(struct sup *s)
 		if (role_was_reaped(s, pid, status))
 			continue;
 		if (pause_hooks_reaped(&s->pause, pid, status)) {
-			atomic_fetch_add(&s->ledger.hdr->restarts, 1);
+			if (role_table[ROLE_DOWNLOADERS].counted)
+				atomic_fetch_add(&s->ledger.hdr->restarts, 1);
 			continue;
 		}
 		if (stale_check_reaped(s, pid, status))
