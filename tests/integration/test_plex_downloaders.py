@@ -640,6 +640,28 @@ class PlexDownloadersTest(unittest.TestCase):
         self.assertFalse(nzb.paused)
         self.assertFalse(os.path.exists(self.marker()))
 
+    def test_a_reload_resumes_the_old_downloader_and_pauses_the_new_one(self):
+        old = self.server(FakeNzbget())
+        new = self.server(FakeNzbget())
+        make_tree(self.src, 12, seed=20, min_size=256 << 10, max_size=768 << 10)
+        self.write_config(nzbget=old)
+        self.fake.set_delay(SLOW_MS)
+        p = self.cplow("upload")
+        self.wait_rclone(p)
+        self.assertEqual(old.methods(), ["status", "pausedownload"])
+        self.write_config(nzbget=new)
+        p.send_signal(signal.SIGHUP)
+        wait_for("the new downloader paused", lambda: (p.poll() is None or self.fail(
+            self.log(p)[-3000:])) and new.methods() == ["status", "pausedownload"],
+            timeout=60, step=0.1)
+        self.assertEqual(old.methods(), ["status", "pausedownload", "resumedownload"])
+        self.assertFalse(old.paused)
+        self.fake.set_delay(0)
+        self.assertEqual(self.wait_exit(p), 0, self.log(p)[-4000:])
+        self.assertEqual(new.methods(), ["status", "pausedownload", "resumedownload"])
+        self.assertFalse(new.paused)
+        self.assertFalse(os.path.exists(self.marker()))
+
     def test_a_downloader_that_does_not_answer_never_fails_the_upload(self):
         nzb = self.server(FakeNzbget())
         port = nzb.port
