@@ -87,6 +87,11 @@ struct role_state {
  * as a death). */
 pid_t role_start(const struct role *r, struct role_state *st, const struct role_ctx *ctx);
 
+/* In a role that only the supervisor stops (SIGTERM): a terminal's ^C or hangup reaches the
+ * whole process group, so SIGINT and SIGHUP are ignored, and SIGPIPE too. Returns the fd that
+ * wakes a poll at SIGTERM (procs_signals_seen(SIGTERM) counts it), or -1 (logged). */
+int role_signals_install(void);
+
 /* Not running, and its restart is due. */
 bool role_due(const struct role_state *st, int64_t now_ms);
 

@@ -329,15 +329,10 @@ static void serve(struct downloaders *d, const struct config *c, const struct pa
 
 int downloaders_run(const struct config *c, int req_fd, int reply_fd, bool restarted)
 {
-	/* As the Plex throttle: a terminal's ^C or hangup reaches the whole process group, and
-	 * the supervisor decides when this role stops and resumes (SIGTERM). */
-	static const int caught[] = { SIGTERM };
-	static const int ignored[] = { SIGINT, SIGHUP, SIGPIPE };
-	int stop_fd = procs_signals_install(caught, 1, ignored, 3, 0, NULL);
-	if (stop_fd < 0) {
-		log_error("cannot install signal handlers: %s", strerror(errno));
+	/* The supervisor decides when this role stops, and resumes nothing too early. */
+	int stop_fd = role_signals_install();
+	if (stop_fd < 0)
 		return 1;
-	}
 	char err[256];
 	/* Without libcurl every call fails and says so, as before: nothing is paused. */
 	if (http_client_prepare(err, sizeof(err)) < 0)
@@ -353,9 +348,7 @@ int downloaders_run(const struct config *c, int req_fd, int reply_fd, bool resta
 		struct pollfd pfd[2] = { { stop_fd, POLLIN, 0 }, { req_fd, POLLIN, 0 } };
 		if (poll(pfd, 2, -1) < 0 && errno != EINTR)
 			break;
-		int sig[1];
-		procs_signals_take(caught, 1, sig);
-		if (sig[0])
+		if (*procs_signals_seen(SIGTERM))
 			break;
 		if (!(pfd[1].revents & (POLLIN | POLLHUP)))
 			continue;
