@@ -13,6 +13,12 @@
 
 #define PAUSE_RECORD_MAGIC 0x43504c50u /* "CPLP" */
 
+/* One HTTP call to a downloader, connection included. The supervisor holds a stage for the
+ * pause at most this long: a downloader that has not answered one call by then is not worth
+ * holding an upload for (its pause lands when it answers, or fails with a warning). */
+#define PAUSE_CALL_TIMEOUT_MS 5000
+#define PAUSE_HOLD_MS PAUSE_CALL_TIMEOUT_MS
+
 enum pause_want {
 	PAUSE_WANT_RESUME = 0,
 	PAUSE_WANT_PAUSE = 1,

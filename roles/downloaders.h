@@ -30,8 +30,9 @@
 #include <stdbool.h>
 
 #include "config.h"
+#include "pause_record.h"
 
-#define DOWNLOADERS_TIMEOUT_MS 5000
+#define DOWNLOADERS_TIMEOUT_MS PAUSE_CALL_TIMEOUT_MS
 
 enum downloader_kind {
 	DOWNLOADER_NZBGET = 0,

@@ -126,8 +126,8 @@ bool pause_hooks_ready(struct pause_hooks *h, const struct config *c, int64_t no
 	if (now_ms < h->hold_until_ms)
 		return false;
 	if (h->hold_until_ms) {
-		log_info("downloaders: no answer to the pause in %d ms: the stage starts, the pause "
-			 "lands when they answer", PAUSE_HOLD_MS);
+		log_info("downloaders: no answer to the pause in %d s: the stage starts, the pause "
+			 "lands when they answer", PAUSE_HOLD_MS / 1000);
 		h->hold_until_ms = 0;
 	}
 	return true;

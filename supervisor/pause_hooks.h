@@ -19,11 +19,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "pause_record.h"
 #include "role.h"
-
-/* A downloader on the LAN answers in milliseconds; one slower than this is not worth holding an
- * upload for (its pause lands when it answers). */
-#define PAUSE_HOLD_MS 2000
 
 struct config;
 struct ledger;
