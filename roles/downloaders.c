@@ -178,7 +178,7 @@ static void write_marker(const struct downloaders *d)
 	}
 }
 
-/* ---- the supervisor's calls ---- */
+/* ---- pausing and resuming (the role's, at the supervisor's request) ---- */
 
 void downloaders_init(struct downloaders *d, const struct config *c)
 {

@@ -5,8 +5,9 @@
  * The HTTP runs in a role of its own (`cplow-pause` in ps), never in the supervisor's loop: the
  * supervisor asks it through a pipe (pause_record.h) to pause before it starts a stage, and to
  * resume once no stage runs any more (the upload ended, failed, or cplow was stopped); it holds
- * a stage for the role's answer at most PAUSE_HOLD_MS, so a downloader that hangs delays no
- * upload and no tick. The role calls downloaders_pause() and downloaders_resume(), which are
+ * a stage for the role's answer at most PAUSE_HOLD_MS (one call's timeout), so a downloader
+ * that hangs delays an upload by that much at most, and the supervisor's loop not at all (its
+ * signals, its heartbeat). The role calls downloaders_pause() and downloaders_resume(), which are
  * idempotent: a downloader is asked once per upload, however many stages it takes, and one
  * that does not answer is not asked again until the next upload. A downloader that was
  * already paused (by its user) is left alone: cplow neither pauses nor resumes it. On SIGTERM

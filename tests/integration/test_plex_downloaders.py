@@ -233,13 +233,27 @@ def _children(pid):
     return kids
 
 
+def stage_argv(pid, comm):
+    """The argv of a stage's own rclone (the one with a remote control), or None: a worker also
+    runs short-lived rclones of its in-flight check (backend features, lsjson), which do not
+    count as its stage's."""
+    if comm != "rclone":
+        return None
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return None
+    return argv if b"--rc" in argv else None
+
+
 def rclone_of(cplow_pid):
     """The rclone of a running stage (cplow → worker → rclone), or None."""
     for worker, comm in _children(cplow_pid):
         if comm != "cplow":
             continue
         for pid, c in _children(worker):
-            if c == "rclone":
+            if stage_argv(pid, c):
                 return pid
     return None
 
@@ -422,12 +436,8 @@ class PlexDownloadersTest(unittest.TestCase):
         found = {}
         for worker, comm in _children(p.pid):
             for pid, c in _children(worker) if comm == "cplow" else []:
-                try:
-                    with open("/proc/%d/cmdline" % pid, "rb") as f:
-                        argv = f.read().split(b"\0")
-                except OSError:
-                    continue
-                if c == "rclone" and len(argv) > 2:
+                argv = stage_argv(pid, c)
+                if argv and len(argv) > 2:
                     found[argv[2].decode()] = pid
         return found
 
