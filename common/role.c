@@ -1,6 +1,7 @@
 #include "role.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -46,6 +47,16 @@ pid_t role_start(const struct role *r, struct role_state *st, const struct role_
 	st->pid = pid;
 	procs_backoff_started(&st->backoff, clock_wall_ms());
 	return pid;
+}
+
+int role_signals_install(void)
+{
+	static const int caught[] = { SIGTERM };
+	static const int ignored[] = { SIGINT, SIGHUP, SIGPIPE };
+	int fd = procs_signals_install(caught, 1, ignored, 3, 0, NULL);
+	if (fd < 0)
+		log_error("cannot install signal handlers: %s", strerror(errno));
+	return fd;
 }
 
 bool role_due(const struct role_state *st, int64_t now_ms)

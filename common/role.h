@@ -31,6 +31,7 @@ enum role_id {
 	ROLE_DASHBOARD,
 	ROLE_NOTIFIER,
 	ROLE_PLEX,
+	ROLE_DOWNLOADERS,
 	ROLE_COUNT
 };
 
@@ -54,6 +55,7 @@ struct role_ctx {
 	int fd;                       /* the role's end of a pipe from the supervisor, or -1 */
 	int reply_fd;                 /* its end of a pipe back to the supervisor, or -1 */
 	int close_fd;                 /* closed in the role: the instance lock */
+	bool restarted;               /* it replaces one of its kind that died */
 };
 
 struct role {
@@ -84,6 +86,11 @@ struct role_state {
  * Records the pid and the start in *st. Returns the pid, or -1 (logged; the backoff counts it
  * as a death). */
 pid_t role_start(const struct role *r, struct role_state *st, const struct role_ctx *ctx);
+
+/* In a role that only the supervisor stops (SIGTERM): a terminal's ^C or hangup reaches the
+ * whole process group, so SIGINT and SIGHUP are ignored, and SIGPIPE too. Returns the fd that
+ * wakes a poll at SIGTERM (procs_signals_seen(SIGTERM) counts it), or -1 (logged). */
+int role_signals_install(void);
 
 /* Not running, and its restart is due. */
 bool role_due(const struct role_state *st, int64_t now_ms);

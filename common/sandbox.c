@@ -118,6 +118,7 @@ static const struct policy policies[] = {
 	[SANDBOX_DASHBOARD] = { SCMP_ACT_KILL_PROCESS, G_SERVE },
 	[SANDBOX_NOTIFIER] = { SCMP_ACT_ERRNO(EPERM), G_CLIENT | G_RESOLVE },
 	[SANDBOX_PLEX] = { SCMP_ACT_ERRNO(EPERM), G_CLIENT | G_RESOLVE },
+	[SANDBOX_DOWNLOADERS] = { SCMP_ACT_ERRNO(EPERM), G_CLIENT | G_RESOLVE | G_WRITE },
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))

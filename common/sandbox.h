@@ -22,6 +22,8 @@ enum sandbox_role {
 			    * read-only) and files read-only: no new sockets, no file changes */
 	SANDBOX_NOTIFIER,  /* posts to webhooks by name (threads, NSS); opens files read-only */
 	SANDBOX_PLEX,      /* asks Plex by name, as the notifier; writes the ledger's requests */
+	SANDBOX_DOWNLOADERS, /* asks NZBGet and SABnzbd by name, as the notifier; writes its
+			      * marker file beside the lock */
 };
 
 /*

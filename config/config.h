@@ -10,26 +10,10 @@
  * reads, checks, prints and frees by the rows, so a bound is written once and its message is
  * made from the row; a section's hooks check only what crosses keys.
  *
- * A load reports every problem it finds, one line each naming the key path, in file order:
- *   uploader.media.max_size_gb: must be a number >= 0, got "abc"
- *   remotes.media.rclone_sleeps["User rate limit exceeded"].sleep: missing
- * Keys that are not plain names are written ["like this"], list items [i], values quoted and
- * escaped: a line never breaks. A file that cannot be read, is over 1 MiB, is not UTF-8 or not
- * strict JSON (RFC 8259; line and column in characters) stops the load. Duplicate keys are
- * errors.
- *
- * What cplow accepts from cloudplow's files:
- *   - a section that is off (enabled false; a remote no uploader uses; a notification whose
- *     needed values are all empty, then skipped) is read for types only: "" there means "not
- *     set", a near miss of a key is a warning. On, a value it needs is an error when missing
- *     or empty ("plex.token: empty: plex.enabled needs it");
- *   - another unknown key is an error when it is a near miss of one of its section's (case,
- *     '-' for '_', one edit for names up to 4 characters, two for longer ones), else a
- *     warning; at the top level it is kept, unread, in ignored_sections;
- *   - a key cplow accepts without using warns, with what cplow does instead, only when it asks
- *     for something (true, a string, an enabled object) in a section that is on;
- *   - relative paths are taken from the config file's directory; absolute ones keep their
- *     spelling, since a key file's path names its account in the ledger file.
+ * How a file is read (every problem reported, one line each naming the key path; sections that
+ * are off read for types only; near misses of keys; keys accepted without use; relative paths)
+ * is written once, in docs/configuration.md ("How it is read"); test_config and the bad_*.json
+ * fixtures hold the messages to it.
  * config_load never runs rclone: what only rclone knows is the supervisor's to ask (probe.h).
  */
 #ifndef CPLOW_CONFIG_H

@@ -146,10 +146,16 @@ bool ck_http_url(const char *s);
 char *ck_resolve(struct ctx *x, const char *value);
 int ck_check_directory(struct ctx *x, const char *path, const char *dir);
 
+/* The field at offset in a section's struct. */
+static inline void *ck_at(const void *base, size_t offset)
+{
+	return (char *)base + offset;
+}
+
 /* An array's element count: the size_t right after its pointer, in every struct of config.h. */
 static inline size_t *ck_count(const void *base, const struct ck_row *r)
 {
-	return (size_t *)((char *)base + r->offset + sizeof(void *));
+	return (size_t *)ck_at(base, r->offset + sizeof(void *));
 }
 
 /* walk.c: the walker */

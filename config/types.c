@@ -16,11 +16,6 @@
 #define NOTIFY_HEADERS_MAX 32
 #define STAGES_MAX 16
 
-static void *at(const void *base, size_t offset)
-{
-	return (char *)base + offset;
-}
-
 static bool want_object(struct ctx *x, const cJSON *v, const char *path)
 {
 	if (!cJSON_IsObject(v))
@@ -55,9 +50,9 @@ static void extras_parse(struct ctx *x, struct walk *w, const struct ck_row *r, 
 	if (!o || !want_object(x, o, path) ||
 	    !(flags = ck_calloc(x, (size_t)cJSON_GetArraySize(o), sizeof(*flags))))
 		return;
-	*(struct stage_flag **)at(w->base, r->offset) = flags;
+	*(struct stage_flag **)ck_at(w->base, r->offset) = flags;
 	for (const cJSON *i = o->child; i && !x->stop; i = i->next) {
-		const char *key = i->string, *rendered = NULL, *reserved;
+		const char *key = i->string, *reserved;
 		bool bad = false, twice = false;
 		for (const char *c = key; *c; c++)
 			bad = bad || *c == '=' || (unsigned char)*c <= ' ' || *c == 0x7f;
@@ -77,13 +72,14 @@ static void extras_parse(struct ctx *x, struct walk *w, const struct ck_row *r, 
 		}
 		if (key[0] != '-')
 			ck_warn(x, pk, "no leading dashes: passed as %s", name);
-		/* Which flags cplow owns or refuses is rclone_cmd's to say; config reports it. */
+		/* The value as rclone gets it; NULL for a bare flag (null) or a refused type. */
 		const char *shown = cJSON_IsString(i) ? i->valuestring : cJSON_IsTrue(i) ? "true"
 				  : cJSON_IsFalse(i) ? "false" : NULL;
 		if (cJSON_IsNumber(i) && isfinite(i->valuedouble)) {
 			ck_number(value, sizeof(value), i->valuedouble);
 			shown = value;
 		}
+		/* Which flags cplow owns or refuses is rclone_cmd's to say; config reports it. */
 		char why[300];
 		if (rclone_cmd_check_extra(name, shown, why, sizeof(why)) < 0) {
 			ck_fail(x, pk, "%s; remove the key", why);
@@ -97,14 +93,7 @@ static void extras_parse(struct ctx *x, struct walk *w, const struct ck_row *r, 
 			ck_fail(x, pk, "the same flag as an earlier key (%s)", name);
 			continue;
 		}
-		if (cJSON_IsNumber(i) && isfinite(i->valuedouble)) {
-			ck_number(value, sizeof(value), i->valuedouble);
-			rendered = value;
-		} else if (cJSON_IsString(i)) {
-			rendered = i->valuestring;
-		} else if (cJSON_IsBool(i)) {
-			rendered = cJSON_IsTrue(i) ? "true" : "false";
-		} else if (!cJSON_IsNull(i)) {
+		if (!shown && !cJSON_IsNull(i)) {
 			ck_must(x, pk, i, "a string, a number, true, false or null");
 			continue;
 		}
@@ -112,14 +101,14 @@ static void extras_parse(struct ctx *x, struct walk *w, const struct ck_row *r, 
 		if (!(f->name = ck_strdup(x, name)))
 			return;
 		(*count)++;
-		if (rendered)
-			f->value = ck_strdup(x, rendered);
+		if (shown)
+			f->value = ck_strdup(x, shown);
 	}
 }
 
 static cJSON *extras_print(const void *base, const struct ck_row *r)
 {
-	const struct stage_flag *f = *(struct stage_flag *const *)at(base, r->offset);
+	const struct stage_flag *f = *(struct stage_flag *const *)ck_at(base, r->offset);
 	cJSON *o = cJSON_CreateObject();
 	for (size_t i = 0; o && i < *ck_count(base, r); i++) {
 		const char *v = f[i].value && secret_key(f[i].name) ? "***" : f[i].value;
@@ -130,7 +119,7 @@ static cJSON *extras_print(const void *base, const struct ck_row *r)
 
 static void extras_free(void *base, const struct ck_row *r)
 {
-	struct stage_flag *f = *(struct stage_flag **)at(base, r->offset);
+	struct stage_flag *f = *(struct stage_flag **)ck_at(base, r->offset);
 	for (size_t i = 0; i < *ck_count(base, r); i++) {
 		free((void *)f[i].name);
 		free((void *)f[i].value);
@@ -146,7 +135,7 @@ static void command_parse(struct ctx *x, struct walk *w, const struct ck_row *r,
 			  const char *path)
 {
 	const char *s = cJSON_IsString(v) ? v->valuestring : "";
-	int *out = at(w->base, r->offset);
+	int *out = ck_at(w->base, r->offset);
 	for (int i = 0; v && r->words[i]; i++)
 		if (strcmp(s, r->words[i]) == 0) {
 			*out = i;
@@ -162,7 +151,7 @@ static void command_parse(struct ctx *x, struct walk *w, const struct ck_row *r,
 /* An int field holding an index into .words. */
 static cJSON *word_print(const void *base, const struct ck_row *r)
 {
-	return cJSON_CreateString(r->words[*(const int *)at(base, r->offset)]);
+	return cJSON_CreateString(r->words[*(const int *)ck_at(base, r->offset)]);
 }
 
 const struct ck_custom ck_command = { command_parse, word_print, NULL, "\"move\"|\"copy\"" };
@@ -170,7 +159,7 @@ const struct ck_custom ck_command = { command_parse, word_print, NULL, "\"move\"
 static void quota_parse(struct ctx *x, struct walk *w, const struct ck_row *r, const cJSON *v,
 			const char *path)
 {
-	enum config_quota_mode *mode = at(w->base, r->offset);
+	enum config_quota_mode *mode = ck_at(w->base, r->offset);
 	if (cJSON_IsBool(v))
 		*mode = cJSON_IsTrue(v) ? CONFIG_QUOTA_ON : CONFIG_QUOTA_OFF;
 	else if (v && !(cJSON_IsString(v) && strcmp(v->valuestring, "auto") == 0))
@@ -179,7 +168,7 @@ static void quota_parse(struct ctx *x, struct walk *w, const struct ck_row *r, c
 
 static cJSON *quota_print(const void *base, const struct ck_row *r)
 {
-	enum config_quota_mode mode = *(const enum config_quota_mode *)at(base, r->offset);
+	enum config_quota_mode mode = *(const enum config_quota_mode *)ck_at(base, r->offset);
 	return mode == CONFIG_QUOTA_AUTO ? cJSON_CreateString("auto")
 					 : cJSON_CreateBool(mode == CONFIG_QUOTA_ON);
 }
@@ -242,12 +231,12 @@ static void rotate_parse(struct ctx *x, struct walk *w, const struct ck_row *r, 
 static cJSON *rotate_print(const void *base, const struct ck_row *r)
 {
 	size_t n = *ck_count(base, r);
-	return n ? ck_strings(*(char **const *)at(base, r->offset), n) : cJSON_CreateNull();
+	return n ? ck_strings(*(char **const *)ck_at(base, r->offset), n) : cJSON_CreateNull();
 }
 
 static void rotate_free(void *base, const struct ck_row *r)
 {
-	ck_free_list(*(char ***)at(base, r->offset), *ck_count(base, r));
+	ck_free_list(*(char ***)ck_at(base, r->offset), *ck_count(base, r));
 }
 
 const struct ck_custom ck_rotate = { rotate_parse, rotate_print, rotate_free, "[remote name]" };
@@ -507,7 +496,7 @@ static cJSON *notify_url_print(const void *base, const struct ck_row *r)
 
 static void notify_url_free(void *base, const struct ck_row *r)
 {
-	free(*(char **)at(base, r->offset));
+	free(*(char **)ck_at(base, r->offset));
 }
 
 const struct ck_custom ck_notify_url = { notify_url_parse, notify_url_print, notify_url_free,

@@ -354,11 +354,6 @@ static const struct ck_row *near_miss(const struct ck_section *s, unsigned varia
 
 /* --- reading --------------------------------------------------------------------------- */
 
-static void *at(const void *base, size_t offset)
-{
-	return (char *)base + offset;
-}
-
 static void set_int(void *p, size_t size, long long v)
 {
 	if (size == sizeof(int64_t))
@@ -428,9 +423,9 @@ static void read_number(struct ctx *x, struct walk *w, const struct ck_row *r, c
 	} else if (!in || d > r->hi) {
 		refuse(x, path, r, v);
 	} else if (r->type == CK_INT) {
-		set_int(at(w->base, r->offset), r->size, (long long)d);
+		set_int(ck_at(w->base, r->offset), r->size, (long long)d);
 	} else {
-		*(double *)at(w->base, r->offset) = d;
+		*(double *)ck_at(w->base, r->offset) = d;
 	}
 }
 
@@ -448,7 +443,7 @@ static void read_string(struct ctx *x, struct walk *w, const struct ck_row *r, c
 			const char *path)
 {
 	char got[GOT_LEN];
-	void *p = at(w->base, r->offset);
+	void *p = ck_at(w->base, r->offset);
 	const char *s = cJSON_IsString(v) ? v->valuestring : NULL;
 	if (s && !*s && ((r->flags & CK_EMPTY_UNSET) || !w->active))
 		return; /* not set: the default stays */
@@ -489,7 +484,7 @@ static void read_list(struct ctx *x, struct walk *w, const struct ck_row *r, con
 	}
 	char **list = n ? ck_calloc(x, n, sizeof(*list)) : NULL;
 	/* Owned by the config from here on, so that config_free sees what was copied so far. */
-	*(char ***)at(w->base, r->offset) = list;
+	*(char ***)ck_at(w->base, r->offset) = list;
 	for (const cJSON *i = list ? v->child : NULL; i && !x->stop; i = i->next, k++) {
 		if (!cJSON_IsString(i) || !*i->valuestring)
 			ck_must(x, ck_index(item, path, k), i, "a non-empty string");
@@ -513,11 +508,11 @@ static void read_map(struct ctx *x, struct walk *w, const struct ck_row *r, cons
 	if (n == 0 && (r->flags & CK_NONEMPTY))
 		ck_fail(x, path, "empty: %s", r->missing);
 	char *elems = n ? ck_calloc(x, n, sub->elem_size) : NULL;
-	*(void **)at(w->base, r->offset) = elems;
+	*(void **)ck_at(w->base, r->offset) = elems;
 	for (const cJSON *i = elems ? v->child : NULL; i && !x->stop; i = i->next) {
 		void *elem = elems + *count * sub->elem_size;
 		struct walk child;
-		if (!(*(char **)at(elem, sub->name_offset) = ck_strdup(x, i->string)))
+		if (!(*(char **)ck_at(elem, sub->name_offset) = ck_strdup(x, i->string)))
 			return;
 		(*count)++;
 		ck_child(&child, w, sub, i, elem, config_key(p, path, i->string));
@@ -543,7 +538,7 @@ static void read_value(struct ctx *x, struct walk *w, const struct ck_row *r, co
 	switch (r->type) {
 	case CK_BOOL:
 		if (cJSON_IsBool(v))
-			*(bool *)at(w->base, r->offset) = cJSON_IsTrue(v);
+			*(bool *)ck_at(w->base, r->offset) = cJSON_IsTrue(v);
 		else
 			ck_must(x, path, v, "true or false");
 		break;
@@ -563,13 +558,13 @@ static void read_value(struct ctx *x, struct walk *w, const struct ck_row *r, co
 	case CK_ENUM:
 		for (int i = 0; r->words[i]; i++)
 			if (cJSON_IsString(v) && strcmp(v->valuestring, r->words[i]) == 0) {
-				set_int(at(w->base, r->offset), r->size, i);
+				set_int(ck_at(w->base, r->offset), r->size, i);
 				return;
 			}
 		refuse(x, path, r, v);
 		break;
 	case CK_SECTION:
-		ck_child(&child, w, r->sub, v, at(w->base, r->offset), path);
+		ck_child(&child, w, r->sub, v, ck_at(w->base, r->offset), path);
 		ck_walk(x, &child);
 		break;
 	case CK_MAP:
@@ -588,7 +583,7 @@ static void read_value(struct ctx *x, struct walk *w, const struct ck_row *r, co
 
 static void set_default(struct ctx *x, struct walk *w, const struct ck_row *r)
 {
-	void *p = at(w->base, r->offset);
+	void *p = ck_at(w->base, r->offset);
 	if (r->type == CK_BOOL)
 		*(bool *)p = r->def != 0;
 	else if (r->type == CK_INT || r->type == CK_ENUM || r->type == CK_TIME)
@@ -695,7 +690,7 @@ cJSON *ck_strings(char *const *items, size_t n)
 
 static cJSON *print_value(const struct ck_row *r, const void *base)
 {
-	const void *p = at(base, r->offset);
+	const void *p = ck_at(base, r->offset);
 	const char *s = NULL;
 	long long v = r->type == CK_INT || r->type == CK_ENUM || r->type == CK_TIME
 			      ? get_int(p, r->size)
@@ -730,7 +725,7 @@ static cJSON *print_value(const struct ck_row *r, const void *base)
 		for (size_t i = 0; o && i < *ck_count(base, r); i++) {
 			const char *elem = *(char *const *)p + i * r->sub->elem_size;
 			unsigned variant = r->sub->variant ? r->sub->variant(elem) : 0;
-			o = ck_add(o, *(char *const *)at(elem, r->sub->name_offset),
+			o = ck_add(o, *(char *const *)ck_at(elem, r->sub->name_offset),
 				   ck_print(r->sub, elem, variant));
 		}
 		return o;
@@ -763,7 +758,7 @@ void ck_free(const struct ck_section *sec, void *base)
 {
 	unsigned variant = sec->variant ? sec->variant(base) : ~0u;
 	for (const struct ck_row *r = sec->rows; r->name; r++) {
-		void *p = at(base, r->offset);
+		void *p = ck_at(base, r->offset);
 		size_t n = r->type == CK_LIST || r->type == CK_MAP ? *ck_count(base, r) : 0;
 		if (!row_in(r, variant) || r->alias)
 			continue;
@@ -778,7 +773,7 @@ void ck_free(const struct ck_section *sec, void *base)
 		for (size_t i = 0; r->type == CK_MAP && i < n; i++) {
 			char *elem = *(char **)p + i * r->sub->elem_size;
 			ck_free(r->sub, elem);
-			free(*(char **)at(elem, r->sub->name_offset));
+			free(*(char **)ck_at(elem, r->sub->name_offset));
 		}
 		if (r->type == CK_MAP)
 			free(*(char **)p);

@@ -306,15 +306,10 @@ int plex_run(const struct config *c, const char *ledger_name)
 	memset(&p, 0, sizeof(p));
 	p.cfg = c;
 	int code = 1;
-	/* A terminal's ^C or hangup reaches the whole process group: the supervisor decides
-	 * when this role stops (SIGTERM), and lifts nothing too early. */
-	static const int caught[] = { SIGTERM };
-	static const int ignored[] = { SIGINT, SIGHUP, SIGPIPE };
-	int stop_fd = procs_signals_install(caught, 1, ignored, 3, 0, NULL);
-	if (stop_fd < 0) {
-		log_error("cannot install signal handlers: %s", strerror(errno));
+	/* The supervisor decides when this role stops, and it lifts nothing too early. */
+	int stop_fd = role_signals_install();
+	if (stop_fd < 0)
 		return 1;
-	}
 	int rc = ledger_attach(ledger_name, 1, &p.ledger);
 	if (rc != LEDGER_OK) {
 		log_error("cannot attach the ledger %s: %s", ledger_name, ledger_strerror(rc));

@@ -6,6 +6,7 @@
 
 #include "config.h"
 #include "dashboard.h"
+#include "downloaders.h"
 #include "flusher.h"
 #include "ledger.h"
 #include "notify.h"
@@ -46,6 +47,12 @@ static int run_plex(const struct role_ctx *x)
 	return plex_run(x->cfg, x->ledger_name);
 }
 
+static int run_downloaders(const struct role_ctx *x)
+{
+	drop_ledger(x); /* it never needs the ledger */
+	return downloaders_run(x->cfg, x->fd, x->reply_fd, x->restarted);
+}
+
 const struct role role_table[ROLE_COUNT] = {
 	/* No signal on the supervisor's death: its workers go on counting for seconds after it
 	 * (their own stop), and the flusher outlives it until they are gone (flusher_run). Two
@@ -68,4 +75,12 @@ const struct role role_table[ROLE_COUNT] = {
 	[ROLE_PLEX] = { .name = "plex", .what = "Plex throttle", .ps_name = "cplow-plex",
 			.run = run_plex, .sandbox = SANDBOX_PLEX, .death_signal = SIGTERM,
 			.counted = true, .stop_ms = 15000, .lib = ROLE_LIB_CURL },
+	/* Resumes what it paused before it ends: a pause under way may take its calls' timeouts
+	 * first (a status and a pause per downloader), then the resumes take theirs. */
+	[ROLE_DOWNLOADERS] = { .name = "downloaders", .what = "downloaders' pause role",
+			       .ps_name = "cplow-pause", .run = run_downloaders,
+			       .sandbox = SANDBOX_DOWNLOADERS, .death_signal = SIGTERM,
+			       .counted = true,
+			       .stop_ms = 3 * DOWNLOADER_KINDS * DOWNLOADERS_TIMEOUT_MS + 1000,
+			       .lib = ROLE_LIB_CURL },
 };

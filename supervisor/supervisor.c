@@ -16,7 +16,6 @@
 #include "account.h"
 #include "config.h"
 #include "dead_check.h"
-#include "downloaders.h"
 #include "folder.h"
 #include "hidden.h"
 #include "ledger.h"
@@ -25,6 +24,7 @@
 #include "log.h"
 #include "mover.h"
 #include "notify_hooks.h"
+#include "pause_hooks.h"
 #include "planner.h"
 #include "probe.h"
 #include "proc.h"
@@ -105,7 +105,7 @@ struct sup {
 	struct role_state roles[ROLE_COUNT];
 	uint64_t flushed_rows;        /* row_generation of our own last write (flush_here) */
 	uint64_t start_time;          /* ours (proc.h), for the ledger's header */
-	struct downloaders downloaders; /* NZBGet/SABnzbd paused while stages run */
+	struct pause_hooks pause;     /* NZBGet/SABnzbd paused while stages run, by their role */
 	struct up *ups;
 	size_t up_count;
 	int stopping;                 /* 0, 1 graceful, 2 immediate */
@@ -615,6 +615,9 @@ static void start_stage(struct sup *s, struct up *up)
 		up->next_check_ms = until;
 		return;
 	}
+	/* The downloaders are paused first, as cloudplow did; the loop goes on meanwhile. */
+	if (!pause_hooks_ready(&s->pause, &s->cfg, now))
+		return;
 	up->stage_number++;
 	char err[CONFIG_ERR_MAX];
 	if (build_stage(s, up, &p, err, sizeof(err)) < 0) {
@@ -641,7 +644,6 @@ static void start_stage(struct sup *s, struct up *up)
 			 "counts nothing, nothing local is deleted, and this upload ends after it",
 			 up->u->name, up->stage_number,
 			 s->cfg.core.dry_run ? "core.dry_run" : "--dry-run in rclone_extras");
-	downloaders_pause(&s->downloaders, &s->cfg);
 	pid_t supervisor = getpid();
 	pid_t pid = procs_fork(s->lock_fd, SIGTERM);
 	if (pid < 0) {
@@ -1283,6 +1285,11 @@ static void reap(struct sup *s)
 			continue;
 		if (role_was_reaped(s, pid, status))
 			continue;
+		if (pause_hooks_reaped(&s->pause, pid, status)) {
+			if (role_table[ROLE_DOWNLOADERS].counted)
+				atomic_fetch_add(&s->ledger.hdr->restarts, 1);
+			continue;
+		}
 		if (stale_check_reaped(s, pid, status))
 			continue;
 		if (pid == s->cleaner) {
@@ -1455,6 +1462,8 @@ static int apply_reload(struct sup *s, char *err, size_t err_len)
 	stop_flusher(s);
 	start_role(s, ROLE_FLUSHER);
 	stop_roles(s);
+	/* Its downloaders' addresses are the old config's: it resumes them and starts again. */
+	pause_hooks_stop(&s->pause);
 	return rc;
 }
 
@@ -1539,7 +1548,7 @@ static int64_t next_deadline(const struct sup *s, int64_t now)
 	if (s->cfg.dashboard.enabled && d->pid == 0 && d->backoff.restart_at_ms &&
 	    d->backoff.restart_at_ms < at)
 		at = d->backoff.restart_at_ms;
-	return at;
+	return pause_hooks_deadline(&s->pause, at);
 }
 
 static void loop(struct sup *s)
@@ -1550,6 +1559,7 @@ static void loop(struct sup *s)
 		notify_tick(&s->ledger);
 		keep_role(s, ROLE_FLUSHER, true);
 		keep_role(s, ROLE_PLEX, s->cfg.plex.enabled);
+		pause_hooks_tick(&s->pause, &s->cfg, &s->ledger, s->lock_fd, s->stopping);
 		if (s->reload_pending && running_workers(s) == 0) {
 			char err[CONFIG_ERR_MAX];
 			if (apply_reload(s, err, sizeof(err)) < 0) {
@@ -1567,17 +1577,21 @@ static void loop(struct sup *s)
 		 * CPU, which on two cores delayed a first stage's rclone by as much. */
 		keep_role(s, ROLE_DASHBOARD, s->cfg.dashboard.enabled);
 		if (running_workers(s) == 0 && !s->reload_pending)
-			downloaders_resume(&s->downloaders);
+			pause_hooks_resume(&s->pause, ledger_now_ms());
 		if (running_workers(s) == 0 &&
 		    (s->stopping || (s->opt->mode == SUPERVISOR_UPLOAD && all_finished(s))))
 			return;
 		int64_t wait = next_deadline(s, now) - ledger_now_ms();
 		if (s->progress && wait > PROGRESS_INTERVAL_MS)
 			wait = PROGRESS_INTERVAL_MS;
-		struct pollfd pfd[2] = { { s->signal_fd, POLLIN, 0 }, { progress_input_fd(), POLLIN, 0 } };
-		poll(pfd, s->progress ? 2 : 1, wait > 0 ? (int)wait : 0);
+		struct pollfd pfd[3] = { { s->signal_fd, POLLIN, 0 },
+					 { pause_hooks_fd(&s->pause), POLLIN, 0 },
+					 { progress_input_fd(), POLLIN, 0 } };
+		poll(pfd, s->progress ? 3 : 2, wait > 0 ? (int)wait : 0);
+		if (pfd[1].revents)
+			pause_hooks_read(&s->pause);
 		if (s->progress) {
-			if (pfd[1].revents & POLLIN)
+			if (pfd[2].revents & POLLIN)
 				progress_on_input();
 			if (read_copy(s) == 0)
 				progress_draw(&s->copy, ledger_now_ms());
@@ -1827,7 +1841,7 @@ int supervisor_main(const struct supervisor_options *opt)
 		return SUPERVISOR_EXIT_CONFIG;
 	}
 	log_config_notes(&s->cfg);
-	downloaders_init(&s->downloaders, &s->cfg);
+	pause_hooks_init(&s->pause);
 	pid_t holder;
 	switch (lock_take(s->cfg.quota.lock_path, &s->lock_fd, &holder)) {
 	case LOCK_TAKEN:
@@ -1918,13 +1932,14 @@ int supervisor_main(const struct supervisor_options *opt)
 		}
 	}
 	heartbeat(s);
-	downloaders_recover(&s->downloaders, &s->cfg);
+	/* Its role resumes what a killed cplow paused, before any stage asks it for a pause. */
+	pause_hooks_tick(&s->pause, &s->cfg, &s->ledger, s->lock_fd, false);
 	start_role(s, ROLE_FLUSHER);
 	sdnotify_ready(); /* lock held, ledger restored, flusher forked: systemd's Type=notify */
 	loop(s);
 	signal_workers(s, SIGKILL); /* none should be left; a reload failure can leave some */
 	reap(s);
-	downloaders_resume(&s->downloaders);
+	pause_hooks_stop(&s->pause); /* it resumes what it paused */
 	role_stop(&role_table[ROLE_PLEX], &s->roles[ROLE_PLEX]);
 	role_stop(&role_table[ROLE_DASHBOARD], &s->roles[ROLE_DASHBOARD]);
 	stop_flusher(s);
@@ -1942,7 +1957,6 @@ out:
 	}
 	ledger_copy_free(&s->copy);
 	free(s->slot_checks);
-	downloaders_free(&s->downloaders);
 	free_uploaders(s);
 	config_free(&s->cfg);
 	if (s->reload_pending)

@@ -10,9 +10,11 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
+import time
 import unittest
 import urllib.parse
 import urllib.request
@@ -179,6 +181,39 @@ class FakeSab(FakeServer):
         return [c for c in self.recorded() if isinstance(c, str)]
 
 
+class HangingServer:
+    """A downloader that hangs: it accepts connections and never answers."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.lock = threading.Lock()
+        self.conns = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.conns.append(conn)
+
+    def accepted(self):
+        with self.lock:
+            return len(self.conns)
+
+    def stop(self):
+        self.sock.close()
+        with self.lock:
+            for c in self.conns:
+                c.close()
+
+
 # ---- rclone's own view of its bandwidth limit -------------------------------------------------
 
 def _children(pid):
@@ -198,13 +233,27 @@ def _children(pid):
     return kids
 
 
+def stage_argv(pid, comm):
+    """The argv of a stage's own rclone (the one with a remote control), or None: a worker also
+    runs short-lived rclones of its in-flight check (backend features, lsjson), which do not
+    count as its stage's."""
+    if comm != "rclone":
+        return None
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return None
+    return argv if b"--rc" in argv else None
+
+
 def rclone_of(cplow_pid):
     """The rclone of a running stage (cplow → worker → rclone), or None."""
     for worker, comm in _children(cplow_pid):
         if comm != "cplow":
             continue
         for pid, c in _children(worker):
-            if c == "rclone":
+            if stage_argv(pid, c):
                 return pid
     return None
 
@@ -387,12 +436,8 @@ class PlexDownloadersTest(unittest.TestCase):
         found = {}
         for worker, comm in _children(p.pid):
             for pid, c in _children(worker) if comm == "cplow" else []:
-                try:
-                    with open("/proc/%d/cmdline" % pid, "rb") as f:
-                        argv = f.read().split(b"\0")
-                except OSError:
-                    continue
-                if c == "rclone" and len(argv) > 2:
+                argv = stage_argv(pid, c)
+                if argv and len(argv) > 2:
                     found[argv[2].decode()] = pid
         return found
 
@@ -542,6 +587,93 @@ class PlexDownloadersTest(unittest.TestCase):
         self.assertEqual(methods[:3], ["status", "pausedownload", "resumedownload"], methods)
         self.assertEqual(methods[-1], "resumedownload", methods)
         self.assertFalse(nzb.paused)
+        self.assertFalse(os.path.exists(self.marker()))
+
+    def test_a_downloader_that_hangs_delays_neither_the_loop_nor_the_stage(self):
+        # NZBGet accepts and never answers: each call takes its whole 5 s timeout (a status,
+        # then a pause: "cannot pause" ~10 s after the first connection). The supervisor's
+        # loop beats all along, and the stage starts after the hold (one call's timeout),
+        # before the role gives up.
+        hang = self.server(HangingServer())
+        make_tree(self.src, 12, seed=18, min_size=256 << 10, max_size=768 << 10)
+        cfg = self.write_config()
+        with open(cfg) as f:
+            data = json.load(f)
+        data["nzbget"] = {"enabled": True, "url": "http://u:pw@127.0.0.1:%d" % hang.port}
+        with open(cfg, "w") as f:
+            json.dump(data, f)
+        self.fake.set_delay(SLOW_MS)
+        p = self.cplow("upload")
+        wait_for("the pause asked of the hanging downloader",
+                 lambda: (p.poll() is None or self.fail(self.log(p)[-3000:]))
+                 and hang.accepted() >= 1, timeout=60, step=0.05)
+        asked = time.monotonic()
+        while time.monotonic() - asked < 7:
+            out = subprocess.run([INSPECT, "--config", self.config_path, "--json"],
+                                 capture_output=True, text=True, timeout=30)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            state = json.loads(out.stdout)
+            self.assertTrue(state["running"], "the supervisor's heartbeat went stale")
+            self.assertLess(time.time() - state["last_seen_alive"], 3.5,
+                            "the supervisor's loop stood still")
+            time.sleep(0.5)
+        self.wait_rclone(p)
+        self.fake.set_delay(0)
+        self.assertEqual(self.wait_exit(p), 0, self.log(p)[-4000:])
+        log = self.log(p)
+        gave_up = log.find("cannot pause nzbget (http://127.0.0.1:%d)" % hang.port)
+        self.assertGreater(gave_up, 0, log[-3000:])
+        self.assertIn("no answer to the pause in 5 s: the stage starts", log[:gave_up])
+        self.assertIn("uploader media: stage 1 on", log[:gave_up],
+                      "the stage waited for the downloader's timeouts")
+        self.assertFalse(os.path.exists(self.marker()))
+
+    def test_a_downloader_role_that_dies_is_restarted_and_resumes_what_it_paused(self):
+        nzb = self.server(FakeNzbget())
+        make_tree(self.src, 12, seed=19, min_size=256 << 10, max_size=768 << 10)
+        self.write_config(nzbget=nzb)
+        self.fake.set_delay(SLOW_MS)
+        p = self.cplow("upload")
+        self.wait_rclone(p)
+        self.assertEqual(nzb.methods(), ["status", "pausedownload"])
+        role = next(pid for pid, comm in _children(p.pid) if comm == "cplow-pause")
+        os.kill(role, signal.SIGKILL)
+        # The new role resumes what the dead one paused, then pauses again: stages still run.
+        wait_for("the new role's resume and pause", lambda: nzb.methods() == [
+            "status", "pausedownload", "resumedownload", "status", "pausedownload"],
+            timeout=30, step=0.1)
+        self.assertTrue(any(comm == "cplow-pause" and pid != role
+                            for pid, comm in _children(p.pid)))
+        self.assertTrue(nzb.paused)
+        log = self.log(p)
+        self.assertIn("the downloaders' pause role died", log)
+        self.assertIn("the downloaders' role that died paused nzbget", log)
+        self.fake.set_delay(0)
+        self.assertEqual(self.wait_exit(p), 0, self.log(p)[-4000:])
+        self.assertEqual(nzb.methods()[-1], "resumedownload")
+        self.assertFalse(nzb.paused)
+        self.assertFalse(os.path.exists(self.marker()))
+
+    def test_a_reload_resumes_the_old_downloader_and_pauses_the_new_one(self):
+        old = self.server(FakeNzbget())
+        new = self.server(FakeNzbget())
+        make_tree(self.src, 12, seed=20, min_size=256 << 10, max_size=768 << 10)
+        self.write_config(nzbget=old)
+        self.fake.set_delay(SLOW_MS)
+        p = self.cplow("upload")
+        self.wait_rclone(p)
+        self.assertEqual(old.methods(), ["status", "pausedownload"])
+        self.write_config(nzbget=new)
+        p.send_signal(signal.SIGHUP)
+        wait_for("the new downloader paused", lambda: (p.poll() is None or self.fail(
+            self.log(p)[-3000:])) and new.methods() == ["status", "pausedownload"],
+            timeout=60, step=0.1)
+        self.assertEqual(old.methods(), ["status", "pausedownload", "resumedownload"])
+        self.assertFalse(old.paused)
+        self.fake.set_delay(0)
+        self.assertEqual(self.wait_exit(p), 0, self.log(p)[-4000:])
+        self.assertEqual(new.methods(), ["status", "pausedownload", "resumedownload"])
+        self.assertFalse(new.paused)
         self.assertFalse(os.path.exists(self.marker()))
 
     def test_a_downloader_that_does_not_answer_never_fails_the_upload(self):

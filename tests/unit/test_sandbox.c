@@ -369,6 +369,12 @@ Test(sandbox, plex_kills_or_refuses_every_forbidden_call, .timeout = 60)
 	       ALL(waiting, REFUSED));
 }
 
+/* The downloaders' role writes its marker file: only serving and waiting are refused. */
+Test(sandbox, downloaders_kill_or_refuse_every_forbidden_call, .timeout = 60)
+{
+	EXPECT(SANDBOX_DOWNLOADERS, "downloaders", ALL(serving, REFUSED), ALL(waiting, REFUSED));
+}
+
 /* ---- what each role does all day ---- */
 
 static void do_inet_socket(void)
@@ -524,6 +530,31 @@ static void do_client_job(void)
 Test(sandbox, notifier_allows_threads_name_resolution_and_sockets, .timeout = 20)
 {
 	int st = in_sandbox(SANDBOX_NOTIFIER, do_client_job);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %#x", st);
+}
+
+static char marker_dir[64];
+
+static void do_downloaders_job(void)
+{
+	do_client_job();
+	/* Its marker beside the lock: written, renamed into place, removed. */
+	char tmp[96], marker[96];
+	snprintf(tmp, sizeof(tmp), "%s/cplow.lock.paused.tmp", marker_dir);
+	snprintf(marker, sizeof(marker), "%s/cplow.lock.paused", marker_dir);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0 || write(fd, "nzbget\n", 7) != 7 || fsync(fd) < 0 || close(fd) < 0)
+		_exit(95);
+	if (rename(tmp, marker) < 0 || unlink(marker) < 0)
+		_exit(96);
+}
+
+Test(sandbox, downloaders_ask_by_name_and_write_their_marker, .timeout = 20)
+{
+	snprintf(marker_dir, sizeof(marker_dir), "/tmp/cplow-test-sandbox-XXXXXX");
+	cr_assert_not_null(mkdtemp(marker_dir));
+	int st = in_sandbox(SANDBOX_DOWNLOADERS, do_downloaders_job);
+	rmdir(marker_dir);
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %#x", st);
 }
 

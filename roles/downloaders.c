@@ -3,6 +3,8 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +12,9 @@
 
 #include "http_client.h"
 #include "log.h"
+#include "pause_record.h"
+#include "procs.h"
+#include "role.h"
 
 static const char *const kind_names[DOWNLOADER_KINDS] = { "nzbget", "sabnzbd" };
 
@@ -173,7 +178,7 @@ static void write_marker(const struct downloaders *d)
 	}
 }
 
-/* ---- the supervisor's calls ---- */
+/* ---- pausing and resuming (the role's, at the supervisor's request) ---- */
 
 void downloaders_init(struct downloaders *d, const struct config *c)
 {
@@ -215,8 +220,9 @@ static bool remember(struct downloaders *d, const struct config *c, int k)
 	return true;
 }
 
-void downloaders_recover(struct downloaders *d, const struct config *c)
+void downloaders_recover(struct downloaders *d, const struct config *c, bool restarted)
 {
+	const char *who = restarted ? "the downloaders' role that died" : "an earlier cplow";
 	FILE *f = fopen(d->marker, "r");
 	if (!f) {
 		if (errno != ENOENT)
@@ -230,12 +236,11 @@ void downloaders_recover(struct downloaders *d, const struct config *c)
 			if (strcmp(line, kind_names[k]) != 0 || d->paused[k])
 				continue;
 			if (!config_url(c, k))
-				log_warn("an earlier cplow paused %s and did not resume it, and %s "
-					 "is not enabled in this config: resume it by hand", line,
-					 line);
+				log_warn("%s paused %s and did not resume it, and %s is not "
+					 "enabled in this config: resume it by hand", who, line, line);
 			else if (remember(d, c, k))
-				log_warn("an earlier cplow paused %s and did not resume it (it was "
-					 "killed?): resuming it now", line);
+				log_warn("%s paused %s and did not resume it%s: resuming it now", who,
+					 line, restarted ? "" : " (it was killed?)");
 		}
 	}
 	fclose(f);
@@ -301,4 +306,65 @@ void downloaders_free(struct downloaders *d)
 {
 	for (int k = 0; k < DOWNLOADER_KINDS; k++)
 		forget(d, k);
+}
+
+/* ---- the role ---- */
+
+/* One request: asks the downloaders, then answers it (a full pipe only delays a stage's start
+ * by the supervisor's hold: the answer is dropped, not waited for). */
+static void serve(struct downloaders *d, const struct config *c, const struct pause_record *rq,
+		  int reply_fd)
+{
+	if (rq->want == PAUSE_WANT_PAUSE)
+		downloaders_pause(d, c);
+	else
+		downloaders_resume(d);
+	ssize_t w;
+	do
+		w = write(reply_fd, rq, sizeof(*rq));
+	while (w < 0 && errno == EINTR);
+	if (w != (ssize_t)sizeof(*rq))
+		log_debug("cannot answer the supervisor: %s", w < 0 ? strerror(errno) : "short");
+}
+
+int downloaders_run(const struct config *c, int req_fd, int reply_fd, bool restarted)
+{
+	/* The supervisor decides when this role stops, and resumes nothing too early. */
+	int stop_fd = role_signals_install();
+	if (stop_fd < 0)
+		return 1;
+	char err[256];
+	/* Without libcurl every call fails and says so, as before: nothing is paused. */
+	if (http_client_prepare(err, sizeof(err)) < 0)
+		log_warn("%s", err);
+	/* It writes its marker beside the lock; name resolution may need what this machine's NSS
+	 * needs: refusals are errors, and only what no library does by accident kills. */
+	if (sandbox_enter(role_table[ROLE_DOWNLOADERS].sandbox, NULL, 0, err, sizeof(err)) < 0)
+		log_warn("running without a sandbox: %s", err);
+	struct downloaders d;
+	downloaders_init(&d, c);
+	downloaders_recover(&d, c, restarted);
+	for (;;) {
+		struct pollfd pfd[2] = { { stop_fd, POLLIN, 0 }, { req_fd, POLLIN, 0 } };
+		if (poll(pfd, 2, -1) < 0 && errno != EINTR)
+			break;
+		if (*procs_signals_seen(SIGTERM))
+			break;
+		if (!(pfd[1].revents & (POLLIN | POLLHUP)))
+			continue;
+		struct pause_record rq;
+		ssize_t r = read(req_fd, &rq, sizeof(rq));
+		if (r < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (r <= 0)
+			break; /* the supervisor is gone */
+		if (r != (ssize_t)sizeof(rq) || rq.magic != PAUSE_RECORD_MAGIC) {
+			log_error("a malformed request from the supervisor (%zd bytes)", r);
+			continue;
+		}
+		serve(&d, c, &rq, reply_fd);
+	}
+	downloaders_resume(&d);
+	downloaders_free(&d);
+	return 0;
 }

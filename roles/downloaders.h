@@ -2,11 +2,16 @@
  * Pausing NZBGet and SABnzbd while cplow uploads, so that downloads do not fight the upload
  * for the line (cloudplow paused NZBGet only, and left it paused when an upload failed).
  *
- * The supervisor calls downloaders_pause() before it starts a stage and downloaders_resume()
- * once no stage runs any more (the upload ended, failed, or cplow was stopped). Both are
+ * The HTTP runs in a role of its own (`cplow-pause` in ps), never in the supervisor's loop: the
+ * supervisor asks it through a pipe (pause_record.h) to pause before it starts a stage, and to
+ * resume once no stage runs any more (the upload ended, failed, or cplow was stopped); it holds
+ * a stage for the role's answer at most PAUSE_HOLD_MS (one call's timeout), so a downloader
+ * that hangs delays an upload by that much at most, and the supervisor's loop not at all (its
+ * signals, its heartbeat). The role calls downloaders_pause() and downloaders_resume(), which are
  * idempotent: a downloader is asked once per upload, however many stages it takes, and one
  * that does not answer is not asked again until the next upload. A downloader that was
- * already paused (by its user) is left alone: cplow neither pauses nor resumes it.
+ * already paused (by its user) is left alone: cplow neither pauses nor resumes it. On SIGTERM
+ * the role resumes what it paused, then ends.
  *
  * APIs: NZBGet's JSON-RPC, POST <url>/jsonrpc {"method": "status" | "pausedownload" |
  * "resumedownload"} (the url may carry user:pass@); SABnzbd's GET
@@ -14,8 +19,10 @@
  * a failure is a warning: it never fails the upload.
  *
  * A crash: the names of the downloaders cplow paused are kept in a marker file,
- * <quota.lock_path>.paused, written before the pause and removed after the resume. The next
- * cplow upload|run finds it at start and resumes them (through the config's current url).
+ * <quota.lock_path>.paused, written before the pause and removed after the resume. The role
+ * finds it when it starts and resumes them (through the config's current url): those a killed
+ * cplow paused, at the next cplow upload|run, and those a role that died paused, when the
+ * supervisor starts it again (the supervisor then asks for the pause again if stages run).
  */
 #ifndef CPLOW_DOWNLOADERS_H
 #define CPLOW_DOWNLOADERS_H
@@ -24,8 +31,9 @@
 #include <stdbool.h>
 
 #include "config.h"
+#include "pause_record.h"
 
-#define DOWNLOADERS_TIMEOUT_MS 5000
+#define DOWNLOADERS_TIMEOUT_MS PAUSE_CALL_TIMEOUT_MS
 
 enum downloader_kind {
 	DOWNLOADER_NZBGET = 0,
@@ -45,8 +53,9 @@ struct downloaders {
 /* The marker's path from the config; nothing paused. */
 void downloaders_init(struct downloaders *d, const struct config *c);
 
-/* At start: resumes what a cplow that died had paused (its marker), then removes the marker. */
-void downloaders_recover(struct downloaders *d, const struct config *c);
+/* At start: resumes what a cplow or a role that died had paused (its marker), then removes
+ * the marker. `restarted`: this role replaces one that died (the log says which). */
+void downloaders_recover(struct downloaders *d, const struct config *c, bool restarted);
 
 /* Pauses each enabled downloader that is not paused yet. */
 void downloaders_pause(struct downloaders *d, const struct config *c);
@@ -61,5 +70,9 @@ void downloaders_free(struct downloaders *d);
  * it), and for NZBGet its JSON-RPC body (static). NULL when out of memory. Exposed for tests. */
 char *downloaders_request_url(enum downloader_kind kind, const char *url, const char *apikey,
 			      const char *mode, const char **post_json);
+
+/* The role (the role table's): answers the supervisor's requests on req_fd on reply_fd until
+ * SIGTERM or the pipe's end, then resumes what it paused. Returns an exit code. */
+int downloaders_run(const struct config *c, int req_fd, int reply_fd, bool restarted);
 
 #endif
